@@ -58,6 +58,8 @@ func Put(b *bytebufferpool.ByteBuffer) {
 	if c > MaxPooledSize {
 		return
 	}
-	b.Reset()
+	// No Reset here: bytebufferpool calibrates on len(b.B) at Put time and
+	// resets the buffer itself; resetting first would teach it that every
+	// buffer is empty and make it drop all but the smallest.
 	classes[classFor(c)].Put(b)
 }

@@ -1,0 +1,132 @@
+// Command loadgen is herald's WebSocket load generator. It opens many client
+// connections from a few epoll event loops, drives one scenario and prints a
+// JSON result whose histograms merge exactly with those of other processes
+// and hosts (see "bench merge").
+//
+//	loadgen -scenario echo -addr 127.0.0.1:9001 -conns 100 -duration 5s
+//	loadgen -scenario ticker -addr 10.0.0.1:8080 -path /ws -conns 500000 \
+//	        -shard 3 -shards 20 -start 1767225600 -src 10.0.1.1-10.0.1.20
+//
+// Progress events go to stderr as lines starting with "EVENT ", followed by
+// a JSON object; the result goes to stdout (or -out).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/heraldws/herald/benchmarks/internal/loadgen"
+)
+
+func main() {
+	var cfg loadgen.Config
+	flag.StringVar(&cfg.Scenario, "scenario", "echo", "hold, echo, ticker or churn")
+	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:9001", "server address, IPv4 host:port")
+	flag.StringVar(&cfg.Path, "path", "/", "request target of the held connections (ticker: /ws, /ws?symbols=S0,S3)")
+	flag.IntVar(&cfg.Conns, "conns", 100, "held connections, over all shards")
+	flag.IntVar(&cfg.Shard, "shard", 0, "this process's shard index")
+	flag.IntVar(&cfg.Shards, "shards", 1, "number of shards (processes over all load hosts)")
+	src := flag.String("src", "auto", `source addresses: "127.0.0.2-127.0.0.9", a list, "none" (kernel picks), or "auto" (127.0.0.2-9 for a loopback server)`)
+	flag.IntVar(&cfg.Loops, "loops", 1, "event loops in this process")
+	flag.Float64Var(&cfg.ConnectRate, "rate", 0, "new connections per second in this process (0: unlimited)")
+	flag.IntVar(&cfg.MaxPending, "pending", 512, "connections in connect/handshake at once in this process")
+	flag.IntVar(&cfg.Size, "size", 64, "echo payload bytes (at least 8)")
+	flag.IntVar(&cfg.Inflight, "inflight", 1, "echo messages in flight per connection")
+	flag.IntVar(&cfg.ChurnConc, "churn-conc", 0, "churn: concurrent connect/upgrade/close cycles, over all shards")
+	flag.StringVar(&cfg.ChurnPath, "churn-path", "", "churn: request target of the churning connections (default: -path)")
+	flag.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured window")
+	flag.DurationVar(&cfg.Warmup, "warmup", time.Second, "traffic before the window (without -start)")
+	flag.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 2*time.Minute, "limit on the connect phase")
+	start := flag.String("start", "", `window start shared by all shards: Unix seconds, RFC 3339, or "stdin" (a line with Unix ns, sent once every shard reported "connected")`)
+	out := flag.String("out", "-", "result file (- for stdout)")
+	flag.Parse()
+
+	if err := run(cfg, *src, *start, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg loadgen.Config, src, start, out string) error {
+	switch src {
+	case "none", "":
+	case "auto":
+		if ap, err := netip.ParseAddrPort(cfg.Addr); err == nil && ap.Addr().IsLoopback() {
+			cfg.Src, _ = loadgen.ParseAddrs("127.0.0.2-127.0.0.9")
+		}
+	default:
+		addrs, err := loadgen.ParseAddrs(src)
+		if err != nil {
+			return err
+		}
+		cfg.Src = addrs
+	}
+	var mu sync.Mutex
+	cfg.Event = func(ev map[string]any) {
+		b, _ := json.Marshal(ev)
+		mu.Lock()
+		fmt.Fprintf(os.Stderr, "EVENT %s\n", b)
+		mu.Unlock()
+	}
+	switch {
+	case start == "":
+	case start == "stdin":
+		cfg.StartAt = func() (time.Time, error) {
+			line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+			if err != nil && line == "" {
+				return time.Time{}, fmt.Errorf("reading start time from stdin: %w", err)
+			}
+			return parseStart(strings.TrimSpace(line))
+		}
+	default:
+		t, err := parseStart(start)
+		if err != nil {
+			return err
+		}
+		cfg.StartAt = func() (time.Time, error) { return t, nil }
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := loadgen.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if out == "-" {
+		_, err = os.Stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(out, b, 0o644)
+}
+
+// parseStart reads Unix ns (19 digits), Unix seconds (possibly fractional)
+// or an RFC 3339 time.
+func parseStart(s string) (time.Time, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && len(s) >= 16 {
+		return time.Unix(0, n), nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		sec := int64(f)
+		return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("start time %q: want Unix seconds, Unix ns or RFC 3339", s)
+	}
+	return t, nil
+}

@@ -1,0 +1,863 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/heraldws/herald/benchmarks/internal/histo"
+	"github.com/heraldws/herald/benchmarks/internal/wsclient"
+)
+
+// Connection states.
+const (
+	stIdle uint8 = iota
+	stConnecting
+	stHandshake
+	stOpen
+	stClosing // churn: close sent, waiting for the server's close and EOF
+	stDone
+)
+
+// maxMessage bounds what a server may send in one message.
+const maxMessage = 64 << 20
+
+// maxSymbols bounds the ticker symbols tracked per connection.
+const maxSymbols = 4096
+
+// conn is the whole per-connection state of the load generator.
+type conn struct {
+	fd       int32
+	id       int32 // global connection number (held) or churn slot
+	state    uint8
+	churn    bool
+	attempt  uint8
+	fragOp   uint8
+	outWatch bool // EPOLLOUT registered
+	inflight int32
+	t0       int64 // connect start, Unix ns
+	rbuf     []byte
+	wbuf     []byte
+	frag     []byte
+	seq      []int64 // ticker: last sequence number + 1 per symbol
+}
+
+// engine runs the loops of one process.
+type engine struct {
+	cfg    Config
+	sa     unix.SockaddrInet4
+	host   string
+	loops  []*loop
+	start  time.Time
+	phase  atomic.Int32 // 0 connect, 1 traffic, 2 stop
+	winLo  atomic.Int64
+	winHi  atomic.Int64
+	errMu  sync.Mutex
+	errors []string
+}
+
+func (e *engine) noteError(format string, args ...any) {
+	e.errMu.Lock()
+	if len(e.errors) < 10 {
+		e.errors = append(e.errors, fmt.Sprintf(format, args...))
+	}
+	e.errMu.Unlock()
+}
+
+type loop struct {
+	e      *engine
+	id     int
+	epfd   int
+	conns  []conn
+	dialQ  []int32 // indexes into conns
+	events []unix.EpollEvent
+	rb     []byte
+	wb     []byte
+	msg    []byte // echo payload template
+	rng    uint64
+	src    int
+	sa     unix.SockaddrInet4 // per loop: Connect writes into it
+
+	pending     int
+	tokens      float64
+	lastRefill  int64
+	lastScan    int64
+	connectDone int64
+
+	connected atomic.Int64
+	failed    atomic.Int64
+	exited    chan struct{}
+
+	// window counters, owned by the loop
+	sent, received, bytes, gaps, reordered int64
+	dropped, protoErrs                     int64
+	churnCycles, churnFail                 int64
+	hLat, hConn, hChurn                    *hdr.Histogram
+}
+
+// Run executes cfg and returns this process's result.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	ap, err := netip.ParseAddrPort(cfg.Addr)
+	if err != nil || !ap.Addr().Is4() {
+		return nil, fmt.Errorf("server address %q: want IPv4 host:port", cfg.Addr)
+	}
+	e := &engine{cfg: cfg, host: cfg.Addr}
+	e.sa.Addr = ap.Addr().As4()
+	e.sa.Port = int(ap.Port())
+
+	lo, hi := shardRange(cfg.Conns, cfg.Shard, cfg.Shards)
+	clo, chi := 0, 0
+	if cfg.Scenario == Churn {
+		clo, chi = shardRange(cfg.ChurnConc, cfg.Shard, cfg.Shards)
+	}
+	for i := 0; i < cfg.Loops; i++ {
+		l := &loop{e: e, id: i, events: make([]unix.EpollEvent, 1024), rb: make([]byte, 256<<10),
+			rng: uint64(time.Now().UnixNano()) ^ uint64(i+1)*0x9E3779B97F4A7C15, src: i,
+			hLat: histo.New(), hConn: histo.New(), hChurn: histo.New(), exited: make(chan struct{})}
+		l.sa = unix.SockaddrInet4{Addr: e.sa.Addr, Port: e.sa.Port}
+		l.msg = make([]byte, cfg.Size)
+		for j := range l.msg {
+			l.msg[j] = 'a' + byte(j%26)
+		}
+		l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			return nil, fmt.Errorf("epoll: %w", err)
+		}
+		e.loops = append(e.loops, l)
+	}
+	for g := lo; g < hi; g++ {
+		l := e.loops[(g-lo)%cfg.Loops]
+		l.conns = append(l.conns, conn{fd: -1, id: int32(g)})
+	}
+	for s := clo; s < chi; s++ {
+		l := e.loops[(s-clo)%cfg.Loops]
+		l.conns = append(l.conns, conn{fd: -1, id: int32(s), churn: true})
+	}
+	for _, l := range e.loops {
+		for i := range l.conns {
+			if !l.conns[i].churn {
+				l.dialQ = append(l.dialQ, int32(i))
+			}
+		}
+	}
+	held := hi - lo
+	e.start = time.Now()
+	var wg sync.WaitGroup
+	for _, l := range e.loops {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.run() }()
+	}
+	stop := func() {
+		e.phase.Store(2)
+		wg.Wait()
+	}
+
+	// Connect phase.
+	deadline := time.Now().Add(cfg.ConnectTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	lastEvent := time.Now()
+	for {
+		var up, failed int64
+		for _, l := range e.loops {
+			up += l.connected.Load()
+			failed += l.failed.Load()
+		}
+		if up+failed >= int64(held) {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("connect phase timed out: %d of %d up, %d failed", up, held, failed)
+		}
+		if cfg.Event != nil && time.Since(lastEvent) > time.Second {
+			lastEvent = time.Now()
+			cfg.Event(map[string]any{"event": "connecting", "shard": cfg.Shard, "connected": up, "failed": failed, "target": held})
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	connectNS := time.Since(e.start).Nanoseconds()
+	var up, failed int64
+	for _, l := range e.loops {
+		up += l.connected.Load()
+		failed += l.failed.Load()
+	}
+	if cfg.Event != nil {
+		cfg.Event(map[string]any{"event": "connected", "shard": cfg.Shard, "connected": up, "failed": failed, "target": held, "connect_ms": connectNS / 1e6})
+	}
+
+	// Window.
+	var winStart time.Time
+	var late time.Duration
+	if cfg.StartAt != nil {
+		t, err := cfg.StartAt()
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("start time: %w", err)
+		}
+		winStart = t
+		if now := time.Now(); now.After(t) {
+			late = now.Sub(t)
+			winStart = now
+		}
+	} else {
+		winStart = time.Now().Add(cfg.Warmup)
+	}
+	winEnd := winStart.Add(cfg.Duration)
+	e.winLo.Store(winStart.UnixNano())
+	e.winHi.Store(winEnd.UnixNano())
+	e.phase.Store(1)
+	if !sleepUntil(ctx, winStart) {
+		stop()
+		return nil, ctx.Err()
+	}
+	ru0 := rusage()
+	if cfg.Event != nil {
+		cfg.Event(map[string]any{"event": "window", "shard": cfg.Shard, "start_ns": winStart.UnixNano(), "end_ns": winEnd.UnixNano()})
+	}
+	ok := sleepUntil(ctx, winEnd)
+	ru1 := rusage()
+	// Let replies to messages sent inside the window arrive before stopping.
+	if ok {
+		sleepUntil(ctx, winEnd.Add(200*time.Millisecond))
+	}
+	stop()
+	if !ok {
+		return nil, ctx.Err()
+	}
+
+	res := &Result{Version: ResultVersion, Scenario: cfg.Scenario, Target: cfg.Addr, Shard: cfg.Shard, Shards: cfg.Shards, Parts: 1,
+		Conns: held, Connected: int(up), ConnectFailures: failed, ConnectNS: connectNS,
+		WindowStartNS: winStart.UnixNano(), WindowNS: winEnd.Sub(winStart).Nanoseconds(), LateNS: late.Nanoseconds(),
+		ChurnConc: chi - clo, ClientCPUNS: ru1.cpu - ru0.cpu, ClientMaxRSS: ru1.maxRSS, Hist: map[string]histo.Encoded{}}
+	lat, conn, churn := histo.New(), histo.New(), histo.New()
+	for _, l := range e.loops {
+		res.Sent += l.sent
+		res.Received += l.received
+		res.BytesReceived += l.bytes
+		res.Gaps += l.gaps
+		res.Reordered += l.reordered
+		res.Dropped += l.dropped
+		res.ProtocolErrors += l.protoErrs
+		res.ChurnCycles += l.churnCycles
+		res.ChurnFailures += l.churnFail
+		lat.Merge(l.hLat)
+		conn.Merge(l.hConn)
+		churn.Merge(l.hChurn)
+	}
+	for name, h := range map[string]*hdr.Histogram{HistLatency: lat, HistConnect: conn, HistChurn: churn} {
+		if h.TotalCount() == 0 {
+			continue
+		}
+		enc, err := histo.Encode(h)
+		if err != nil {
+			return nil, err
+		}
+		res.Hist[name] = enc
+	}
+	res.Errors = e.errors
+	return res, nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+type usage struct{ cpu, maxRSS int64 }
+
+func rusage() usage {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return usage{}
+	}
+	return usage{cpu: ru.Utime.Nano() + ru.Stime.Nano(), maxRSS: ru.Maxrss * 1024}
+}
+
+func (l *loop) rand32() uint32 {
+	l.rng ^= l.rng << 13
+	l.rng ^= l.rng >> 7
+	l.rng ^= l.rng << 17
+	return uint32(l.rng >> 11)
+}
+
+func (l *loop) inWindow(now int64) bool {
+	return now >= l.e.winLo.Load() && now < l.e.winHi.Load() && l.e.winLo.Load() != 0
+}
+
+func (l *loop) run() {
+	defer close(l.exited)
+	defer unix.Close(l.epfd)
+	cfg := &l.e.cfg
+	traffic := false
+	for {
+		phase := l.e.phase.Load()
+		if phase == 2 {
+			break
+		}
+		if phase == 1 && !traffic {
+			traffic = true
+			now := time.Now().UnixNano()
+			for i := range l.conns {
+				c := &l.conns[i]
+				switch {
+				case c.churn:
+					l.dialQ = append(l.dialQ, int32(i))
+				case c.state == stOpen && cfg.Scenario == Echo:
+					l.sendEcho(c, int32(i), cfg.Inflight, now)
+				}
+			}
+		}
+		timeout := 100
+		if len(l.dialQ) > 0 || l.pending > 0 {
+			timeout = 5
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			l.e.noteError("epoll_wait: %v", err)
+			break
+		}
+		now := time.Now().UnixNano()
+		for i := 0; i < n; i++ {
+			ev := l.events[i]
+			c := &l.conns[ev.Fd]
+			if c.fd < 0 {
+				continue
+			}
+			l.handle(c, ev.Fd, ev.Events, now, traffic)
+		}
+		l.dial(now, traffic)
+		if now-l.lastScan > int64(200*time.Millisecond) {
+			l.lastScan = now
+			l.scan(now)
+		}
+	}
+	for i := range l.conns {
+		if c := &l.conns[i]; c.fd >= 0 {
+			unix.Close(int(c.fd))
+			c.fd = -1
+		}
+	}
+}
+
+// dial starts connections from the queue within the rate and pending limits.
+func (l *loop) dial(now int64, traffic bool) {
+	if len(l.dialQ) == 0 {
+		return
+	}
+	cfg := &l.e.cfg
+	maxPending := max(1, cfg.MaxPending/cfg.Loops)
+	budget := maxPending - l.pending
+	if cfg.ConnectRate > 0 {
+		rate := cfg.ConnectRate / float64(cfg.Loops)
+		if l.lastRefill == 0 {
+			l.lastRefill = now
+			l.tokens = 1
+		}
+		l.tokens += rate * float64(now-l.lastRefill) / 1e9
+		l.tokens = min(l.tokens, max(1, rate/20))
+		l.lastRefill = now
+		budget = min(budget, int(l.tokens))
+	}
+	for budget > 0 && len(l.dialQ) > 0 {
+		idx := l.dialQ[0]
+		l.dialQ = l.dialQ[1:]
+		c := &l.conns[idx]
+		if c.churn && (!traffic || l.e.phase.Load() == 2) {
+			continue
+		}
+		budget--
+		if cfg.ConnectRate > 0 {
+			l.tokens--
+		}
+		l.connect(c, idx, now)
+	}
+	if len(l.dialQ) == 0 {
+		l.dialQ = nil
+	}
+}
+
+func (l *loop) connect(c *conn, idx int32, now int64) {
+	cfg := &l.e.cfg
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		l.e.noteError("socket: %v", err)
+		l.fail(c, idx, false)
+		return
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if len(cfg.Src) > 0 {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+		src := cfg.Src[l.src%len(cfg.Src)]
+		l.src++
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}); err != nil {
+			unix.Close(fd)
+			l.e.noteError("bind %s: %v", src, err)
+			l.fail(c, idx, true)
+			return
+		}
+	}
+	c.fd = int32(fd)
+	c.t0 = now
+	c.state = stConnecting
+	c.rbuf, c.wbuf, c.frag = c.rbuf[:0], c.wbuf[:0], c.frag[:0]
+	c.inflight = 0
+	l.pending++
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: idx}
+	c.outWatch = true
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.e.noteError("epoll_ctl: %v", err)
+		l.fail(c, idx, false)
+		return
+	}
+	if err := unix.Connect(fd, &l.sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		l.e.noteError("connect: %v", err)
+		l.fail(c, idx, true)
+	}
+}
+
+// closeFD releases c's socket and its pending-connection slot.
+func (l *loop) closeFD(c *conn) {
+	if c.fd >= 0 {
+		unix.Close(int(c.fd))
+		c.fd = -1
+	}
+	if c.state == stConnecting || c.state == stHandshake {
+		l.pending--
+	}
+	c.outWatch = false
+	c.rbuf, c.wbuf, c.frag, c.seq = nil, nil, nil, nil
+}
+
+// fail handles a connection that did not come up: retried, or counted.
+func (l *loop) fail(c *conn, idx int32, retry bool) {
+	l.closeFD(c)
+	c.state = stIdle
+	if c.churn {
+		if l.inWindow(time.Now().UnixNano()) {
+			l.churnFail++
+		}
+		l.dialQ = append(l.dialQ, idx)
+		return
+	}
+	c.attempt++
+	if retry && int(c.attempt) < l.e.cfg.Retries {
+		l.dialQ = append(l.dialQ, idx)
+		return
+	}
+	c.state = stDone
+	l.failed.Add(1)
+}
+
+// drop handles an established connection that went away.
+func (l *loop) drop(c *conn, idx int32, why string) {
+	if c.churn {
+		l.fail(c, idx, true)
+		return
+	}
+	if c.state == stOpen && l.e.phase.Load() != 2 {
+		l.dropped++
+		l.e.noteError("connection %d dropped: %s", c.id, why)
+	}
+	l.closeFD(c)
+	c.state = stDone
+}
+
+func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool) {
+	switch c.state {
+	case stConnecting:
+		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+			return
+		}
+		soErr, err := unix.GetsockoptInt(int(c.fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil || soErr != 0 {
+			l.e.noteError("connect: %v", unix.Errno(soErr))
+			l.fail(c, idx, true)
+			return
+		}
+		path := l.e.cfg.Path
+		if c.churn {
+			path = l.e.cfg.ChurnPath
+		}
+		key := l.key(c)
+		l.wb = wsclient.AppendRequest(l.wb[:0], l.e.host, path, key)
+		c.state = stHandshake
+		if !l.write(c, idx, l.wb) {
+			return
+		}
+		l.watchOut(c, idx, len(c.wbuf) > 0)
+		return
+	case stIdle, stDone:
+		return
+	}
+	if events&unix.EPOLLOUT != 0 && len(c.wbuf) > 0 {
+		if !l.write(c, idx, nil) {
+			return
+		}
+		if len(c.wbuf) == 0 {
+			l.watchOut(c, idx, false)
+		}
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+		return
+	}
+	n, err := unix.Read(int(c.fd), l.rb)
+	if err != nil {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			return
+		}
+		l.eof(c, idx, now, err.Error())
+		return
+	}
+	if n == 0 {
+		l.eof(c, idx, now, "EOF")
+		return
+	}
+	l.input(c, idx, l.rb[:n], now, traffic)
+}
+
+func (l *loop) key(c *conn) string {
+	id := uint64(c.id)
+	if c.churn {
+		id |= 1 << 40
+	}
+	return wsclient.Key(id, uint32(c.attempt))
+}
+
+func (l *loop) eof(c *conn, idx int32, now int64, why string) {
+	if c.churn && c.state == stClosing {
+		if l.inWindow(now) {
+			l.churnCycles++
+			histo.Record(l.hChurn, now-c.t0)
+		}
+		l.closeFD(c)
+		c.state = stIdle
+		c.attempt++
+		l.dialQ = append(l.dialQ, idx)
+		return
+	}
+	if c.state == stHandshake {
+		l.e.noteError("handshake: %s", why)
+		l.fail(c, idx, true)
+		return
+	}
+	l.drop(c, idx, why)
+}
+
+// input consumes bytes read from c.
+func (l *loop) input(c *conn, idx int32, data []byte, now int64, traffic bool) {
+	own := false
+	if len(c.rbuf) > 0 {
+		c.rbuf = append(c.rbuf, data...)
+		data = c.rbuf
+		own = true
+	}
+	if c.state == stHandshake {
+		key := l.key(c)
+		n, err := wsclient.ParseResponse(data, key)
+		if err != nil {
+			l.protoErrs++
+			end := min(len(data), 80)
+			l.e.noteError("handshake from %s: %v: %q", l.e.host, err, data[:end])
+			l.fail(c, idx, false)
+			return
+		}
+		if n == 0 {
+			if !own {
+				c.rbuf = append(c.rbuf[:0], data...)
+			}
+			return
+		}
+		data = data[n:]
+		c.state = stOpen
+		l.pending--
+		histo.Record(l.hConn, now-c.t0)
+		if c.churn {
+			key := l.rand32()
+			l.wb = wsclient.AppendClose(l.wb[:0], 1000, key)
+			c.state = stClosing
+			if !l.write(c, idx, l.wb) {
+				return
+			}
+		} else {
+			l.connected.Add(1)
+			if traffic && l.e.cfg.Scenario == Echo {
+				l.sendEcho(c, idx, l.e.cfg.Inflight, now)
+			}
+		}
+	}
+	consumed := l.frames(c, idx, data, now)
+	if consumed < 0 || c.fd < 0 {
+		return
+	}
+	rest := data[consumed:]
+	if own {
+		c.rbuf = data[:copy(data, rest)]
+		if len(c.rbuf) == 0 && cap(c.rbuf) > 64<<10 {
+			c.rbuf = nil
+		}
+	} else if len(rest) > 0 {
+		c.rbuf = append(c.rbuf[:0], rest...)
+	}
+}
+
+// frames decodes whole frames from data and returns the bytes consumed, or
+// -1 when the connection was closed.
+func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
+	off := 0
+	for off < len(data) {
+		h, ok, err := wsclient.ParseHeader(data[off:])
+		if err != nil {
+			l.protocolError(c, idx, err.Error())
+			return -1
+		}
+		if !ok {
+			break
+		}
+		if h.Length > maxMessage {
+			l.protocolError(c, idx, "frame too large")
+			return -1
+		}
+		end := off + h.Size + int(h.Length)
+		if end > len(data) {
+			break
+		}
+		p := data[off+h.Size : end]
+		off = end
+		switch h.Op {
+		case wsclient.OpText, wsclient.OpBinary:
+			if c.fragOp != 0 {
+				l.protocolError(c, idx, wsclient.ErrContinuation.Error())
+				return -1
+			}
+			if !h.Fin {
+				c.fragOp = h.Op
+				c.frag = append(c.frag[:0], p...)
+				continue
+			}
+			l.message(c, idx, h.Op, p, now)
+		case wsclient.OpContinuation:
+			if c.fragOp == 0 {
+				l.protocolError(c, idx, wsclient.ErrContinuation.Error())
+				return -1
+			}
+			if len(c.frag)+len(p) > maxMessage {
+				l.protocolError(c, idx, "message too large")
+				return -1
+			}
+			c.frag = append(c.frag, p...)
+			if h.Fin {
+				op := c.fragOp
+				c.fragOp = 0
+				l.message(c, idx, op, c.frag, now)
+				c.frag = c.frag[:0]
+				if cap(c.frag) > 64<<10 {
+					c.frag = nil
+				}
+			}
+		case wsclient.OpPing:
+			l.wb = wsclient.AppendFrame(l.wb[:0], wsclient.OpPong, p, l.rand32())
+			if !l.write(c, idx, l.wb) {
+				return -1
+			}
+		case wsclient.OpPong:
+		case wsclient.OpClose:
+			if c.churn && c.state == stClosing {
+				// Wait for the server to close TCP (EOF); scan() bounds the wait.
+				continue
+			}
+			code := wsclient.CloseCode(p)
+			l.wb = wsclient.AppendClose(l.wb[:0], code, l.rand32())
+			_, _ = unix.Write(int(c.fd), l.wb)
+			l.drop(c, idx, fmt.Sprintf("server sent close %d", code))
+			return -1
+		}
+		if c.fd < 0 {
+			return -1
+		}
+	}
+	return off
+}
+
+func (l *loop) protocolError(c *conn, idx int32, why string) {
+	l.protoErrs++
+	l.e.noteError("protocol error on connection %d: %s", c.id, why)
+	if c.churn {
+		l.fail(c, idx, true)
+		return
+	}
+	l.drop(c, idx, why)
+}
+
+// message handles one complete data message.
+func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
+	if c.churn {
+		return
+	}
+	in := l.inWindow(now)
+	switch l.e.cfg.Scenario {
+	case Echo:
+		if len(p) != l.e.cfg.Size || !bytes.Equal(p[8:], l.msg[8:]) {
+			l.protocolError(c, idx, "echo payload differs from what was sent")
+			return
+		}
+		ts := int64(binary.LittleEndian.Uint64(p))
+		c.inflight--
+		if in {
+			l.received++
+			l.bytes += int64(len(p))
+			histo.Record(l.hLat, now-ts)
+		}
+		if l.e.phase.Load() == 1 {
+			l.sendEcho(c, idx, 1, now)
+		}
+	case Ticker, Churn:
+		sym, seq, ts, ok := wsclient.TickerFields(p)
+		if !ok || op != wsclient.OpText || sym >= maxSymbols {
+			l.protocolError(c, idx, "ticker message without sym/seq/ts")
+			return
+		}
+		if sym >= len(c.seq) {
+			c.seq = append(c.seq, make([]int64, sym+1-len(c.seq))...)
+		}
+		if last := c.seq[sym]; last != 0 {
+			switch {
+			case seq+1 > last+1:
+				l.gaps += seq - last
+			case seq+1 <= last:
+				l.reordered++
+			}
+		}
+		c.seq[sym] = seq + 1
+		if in {
+			l.received++
+			l.bytes += int64(len(p))
+			histo.Record(l.hLat, now-ts)
+		}
+	default:
+		if in {
+			l.received++
+			l.bytes += int64(len(p))
+		}
+	}
+}
+
+// sendEcho sends n echo messages stamped with now.
+func (l *loop) sendEcho(c *conn, idx int32, n int, now int64) {
+	binary.LittleEndian.PutUint64(l.msg, uint64(now))
+	const op = wsclient.OpBinary
+	l.wb = l.wb[:0]
+	for i := 0; i < n; i++ {
+		l.wb = wsclient.AppendFrame(l.wb, op, l.msg, l.rand32())
+	}
+	c.inflight += int32(n)
+	if l.inWindow(now) {
+		l.sent += int64(n)
+	}
+	l.write(c, idx, l.wb)
+}
+
+// write sends b (nil: flushes c.wbuf) and queues what the socket did not
+// take. It returns false when the connection was closed.
+func (l *loop) write(c *conn, idx int32, b []byte) bool {
+	if b != nil && len(c.wbuf) > 0 {
+		c.wbuf = append(c.wbuf, b...)
+		return true
+	}
+	if b == nil {
+		b = c.wbuf
+	}
+	for len(b) > 0 {
+		n, err := unix.Write(int(c.fd), b)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if errors.Is(err, unix.EAGAIN) {
+				break
+			}
+			l.eof(c, idx, time.Now().UnixNano(), "write: "+err.Error())
+			return false
+		}
+		b = b[n:]
+	}
+	if len(b) == 0 {
+		c.wbuf = c.wbuf[:0]
+		return true
+	}
+	if &b[len(b)-1] != lastByte(c.wbuf) {
+		c.wbuf = append(c.wbuf[:0], b...)
+	} else {
+		c.wbuf = c.wbuf[:copy(c.wbuf, b)]
+	}
+	l.watchOut(c, idx, true)
+	return true
+}
+
+func lastByte(b []byte) *byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return &b[len(b)-1]
+}
+
+func (l *loop) watchOut(c *conn, idx int32, on bool) {
+	if c.outWatch == on || c.fd < 0 {
+		return
+	}
+	c.outWatch = on
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: idx}
+	if on {
+		ev.Events |= unix.EPOLLOUT
+	}
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev)
+}
+
+// scan enforces the handshake and close timeouts.
+func (l *loop) scan(now int64) {
+	const handshakeTimeout = int64(10 * time.Second)
+	const closeTimeout = int64(3 * time.Second)
+	for i := range l.conns {
+		c := &l.conns[i]
+		switch c.state {
+		case stConnecting, stHandshake:
+			if now-c.t0 > handshakeTimeout {
+				l.e.noteError("connection %d: handshake timed out", c.id)
+				l.fail(c, int32(i), true)
+			}
+		case stClosing:
+			if now-c.t0 > closeTimeout {
+				l.e.noteError("churn: server did not close TCP after the close handshake")
+				l.fail(c, int32(i), true)
+			}
+		}
+	}
+}

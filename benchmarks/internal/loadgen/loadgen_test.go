@@ -1,0 +1,290 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldws/herald/benchmarks/internal/histo"
+	"github.com/heraldws/herald/benchmarks/internal/wsclient"
+)
+
+func TestParseAddrs(t *testing.T) {
+	a, err := ParseAddrs("127.0.0.2-127.0.0.4, 127.0.0.9,127.0.1.1-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, x := range a {
+		got = append(got, x.String())
+	}
+	if strings.Join(got, " ") != "127.0.0.2 127.0.0.3 127.0.0.4 127.0.0.9 127.0.1.1 127.0.1.2" {
+		t.Fatalf("%v", got)
+	}
+	for _, bad := range []string{"::1", "127.0.0.5-3", "x", "127.0.0.1-127.0.0.0"} {
+		if _, err := ParseAddrs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestShardRangeCoversEveryConnectionOnce(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 100, 19999} {
+		for k := 1; k <= 7; k++ {
+			next := 0
+			for i := 0; i < k; i++ {
+				lo, hi := shardRange(n, i, k)
+				if lo != next || hi < lo {
+					t.Fatalf("n=%d k=%d shard %d: [%d,%d) after %d", n, k, i, lo, hi, next)
+				}
+				next = hi
+			}
+			if next != n {
+				t.Fatalf("n=%d k=%d: covered %d", n, k, next)
+			}
+		}
+	}
+}
+
+func TestMergeAndReadResults(t *testing.T) {
+	mk := func(shard int, vals ...int64) *Result {
+		h := histo.New()
+		for _, v := range vals {
+			histo.Record(h, v)
+		}
+		e, _ := histo.Encode(h)
+		return &Result{Version: ResultVersion, Scenario: Ticker, Shard: shard, Shards: 2, Parts: 1, Conns: 10, Connected: 10,
+			ConnectNS: int64(shard+1) * 1e9, WindowStartNS: 1000 + int64(shard), WindowNS: 5e9, Received: int64(len(vals)),
+			Gaps: int64(shard), ClientCPUNS: 7, Hist: map[string]histo.Encoded{HistLatency: e}}
+	}
+	a, b := mk(0, 10, 20, 30), mk(1, 40, 50)
+	var buf bytes.Buffer
+	json.NewEncoder(&buf).Encode(a)
+	json.NewEncoder(&buf).Encode([]*Result{b})
+	rs, err := ReadResults(&buf)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("read: %d results, %v", len(rs), err)
+	}
+	m, err := Merge(rs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Parts != 2 || m.Conns != 20 || m.Connected != 20 || m.Received != 5 || m.Gaps != 1 || m.ClientCPUNS != 14 || m.ConnectNS != 2e9 {
+		t.Fatalf("merged %+v", m)
+	}
+	if m.WindowStartNS != 1000 || m.WindowNS != 5e9+1 {
+		t.Fatalf("window %d+%d", m.WindowStartNS, m.WindowNS)
+	}
+	h, _ := histo.Decode(m.Hist[HistLatency])
+	if h.TotalCount() != 5 || h.Max() < 49 || h.Min() > 10 {
+		t.Fatalf("merged histogram: n=%d", h.TotalCount())
+	}
+	// Merging merged results again keeps counting parts.
+	mm, err := Merge(m, mk(0, 1))
+	if err != nil || mm.Parts != 3 {
+		t.Fatalf("re-merge: %v %+v", err, mm)
+	}
+	if _, err := Merge(a, &Result{Version: ResultVersion, Scenario: Echo}); err == nil {
+		t.Fatal("merged different scenarios")
+	}
+	if _, err := ReadResults(strings.NewReader(`{"version":99}`)); err == nil {
+		t.Fatal("accepted a foreign version")
+	}
+	if _, err := ReadResults(strings.NewReader(`{"version":`)); err == nil {
+		t.Fatal("accepted truncated JSON")
+	}
+}
+
+// rawTicker is a hand-written server that sends its frames one byte per
+// write, pings, fragments a message and skips a sequence number, so the
+// client's incremental parsing, pong and gap counting are all exercised.
+func rawTicker(t *testing.T) (addr string, pongs func() int) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	n := 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				key := req.Header.Get("Sec-WebSocket-Key")
+				resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsclient.Accept(key) + "\r\n\r\n"
+				c.Write([]byte(resp))
+				time.Sleep(200 * time.Millisecond)
+				var out []byte
+				frame := func(b0 byte, p []byte) { out = append(append(out, b0, byte(len(p))), p...) }
+				now := func() int64 { return time.Now().UnixNano() }
+				frame(0x89, []byte("hi")) // ping
+				for _, seq := range []int64{1, 2, 4} {
+					frame(0x81, wsclient.FormatTicker(nil, 0, seq, now(), 100))
+				}
+				msg := wsclient.FormatTicker(nil, 1, 9, now(), 100)
+				frame(0x01, msg[:40]) // text, not final
+				frame(0x80, msg[40:]) // continuation, final
+				frame(0x81, wsclient.FormatTicker(nil, 1, 10, now(), 20))
+				for i := range out {
+					if _, err := c.Write(out[i : i+1]); err != nil {
+						return
+					}
+				}
+				// Read the pong: masked, opcode 0xA.
+				var hdr [2]byte
+				if _, err := br.Read(hdr[:1]); err == nil && hdr[0] == 0x8A {
+					mu.Lock()
+					n++
+					mu.Unlock()
+				}
+				time.Sleep(3 * time.Second)
+			}(c)
+		}
+	}()
+	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+func TestTickerIncrementalFramesGapsAndPong(t *testing.T) {
+	addr, pongs := rawTicker(t)
+	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: 3, Duration: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 3 || res.ProtocolErrors != 0 {
+		t.Fatalf("connected %d, protocol errors %d: %v", res.Connected, res.ProtocolErrors, res.Errors)
+	}
+	if res.Received != 3*5 {
+		t.Fatalf("received %d, want 15", res.Received)
+	}
+	if res.Gaps != 3 {
+		t.Fatalf("gaps %d, want 3 (seq 3 missing on each connection)", res.Gaps)
+	}
+	h, _ := histo.Decode(res.Hist[HistLatency])
+	if h.TotalCount() != 15 {
+		t.Fatalf("latency samples %d", h.TotalCount())
+	}
+	if p := pongs(); p != 3 {
+		t.Fatalf("pongs %d, want 3", p)
+	}
+}
+
+func TestProtocolErrorIsCounted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		req, _ := http.ReadRequest(bufio.NewReader(c))
+		c.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsclient.Accept(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"))
+		c.Write([]byte{0x81, 0x81, 1, 2, 3, 4, 'x'}) // a masked server frame
+		time.Sleep(2 * time.Second)
+	}()
+	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: ln.Addr().String(), Conns: 1, Duration: 500 * time.Millisecond, Warmup: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ProtocolErrors != 1 || res.Dropped != 1 {
+		t.Fatalf("protocol errors %d, dropped %d", res.ProtocolErrors, res.Dropped)
+	}
+}
+
+// heraldEcho builds and starts herald's echo example.
+func heraldEcho(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "echo")
+	build := exec.Command("go", "build", "-o", bin, "./examples/echo")
+	build.Dir = "../../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build examples/echo: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(line, "listening on ")
+	if i < 0 {
+		t.Fatalf("unexpected first line %q", line)
+	}
+	return strings.TrimSpace(line[i+len("listening on "):])
+}
+
+func TestEchoAndHoldAgainstHeraldEcho(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds herald's echo example")
+	}
+	addr := heraldEcho(t)
+	src, _ := ParseAddrs("127.0.0.2-127.0.0.5")
+	res, err := Run(context.Background(), Config{Scenario: Echo, Addr: addr, Conns: 20, Loops: 2, Src: src, Size: 300, Inflight: 3, Duration: time.Second, Warmup: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connected != 20 || res.ProtocolErrors != 0 || res.Dropped != 0 || res.Received < 1000 {
+		t.Fatalf("echo: %+v", res)
+	}
+	h, _ := histo.Decode(res.Hist[HistLatency])
+	if h.TotalCount() != res.Received {
+		t.Fatalf("latency samples %d != received %d", h.TotalCount(), res.Received)
+	}
+	// Two shards of a hold with a shared start, merged exactly.
+	start := time.Now().Add(1500 * time.Millisecond)
+	var rs [2]*Result
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs[i], errs[i] = Run(context.Background(), Config{Scenario: Hold, Addr: addr, Conns: 301, Shard: i, Shards: 2, Src: src, Duration: 300 * time.Millisecond,
+				StartAt: func() (time.Time, error) { return start, nil }})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("shard %d: %v", i, err)
+		}
+	}
+	if rs[0].Conns != 150 || rs[1].Conns != 151 || rs[0].WindowStartNS != start.UnixNano() || rs[1].WindowStartNS != start.UnixNano() {
+		t.Fatalf("shards: %d+%d conns, starts %d %d", rs[0].Conns, rs[1].Conns, rs[0].WindowStartNS, rs[1].WindowStartNS)
+	}
+	m, err := Merge(rs[0], rs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := histo.Decode(m.Hist[HistConnect])
+	if m.Connected != 301 || ch.TotalCount() != 301 {
+		t.Fatalf("merged hold: %d connected, %d connect samples", m.Connected, ch.TotalCount())
+	}
+}

@@ -1,0 +1,115 @@
+package report
+
+import (
+	"encoding/xml"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/heraldws/herald/benchmarks/internal/histo"
+)
+
+func sampleRun(t *testing.T) *Run {
+	h := histo.New()
+	for i := int64(1); i < 5000; i++ {
+		histo.Record(h, i*1000)
+	}
+	e, err := histo.Encode(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Run{Date: "2026-01-02T03:04:05Z", Quick: true, Machine: Machine{CPU: "cpu", Cores: 2}, Rows: []Row{
+		{Impl: "herald", Scenario: "hold", Conns: 100, Available: true, RSSBytesPerConn: F(1000), ConnectPerS: F(20000)},
+		{Impl: "nbio", Scenario: "hold", Conns: 100, Available: true, RSSBytesPerConn: F(1500), ConnectPerS: F(10000)},
+		{Impl: "herald", Scenario: "ticker-1", Conns: 100, Available: false, Note: "not available: examples/ticker does not exist yet"},
+		{Impl: "nbio", Scenario: "ticker-1", Conns: 100, Available: true, MsgsPerS: F(1000), ServerCPUUSPerMsg: F(7.5), P50US: F(100), P99US: F(900), LatencyH: string(e)},
+		{Impl: "herald", Scenario: "echo", Conns: 10, Available: true, MsgsPerS: F(2000), ServerCPUUSPerMsg: F(2), P50US: F(10), P99US: F(50), LatencyH: string(e)},
+		{Impl: "nbio", Scenario: "echo", Conns: 10, Available: true, MsgsPerS: F(1000), ServerCPUUSPerMsg: F(3), P50US: F(20), P99US: F(70), LatencyH: string(e)},
+	}}
+}
+
+func TestCompare(t *testing.T) {
+	run := sampleRun(t)
+	Compare(run.Rows)
+	nbioHold := run.Rows[1].VsHerald
+	if nbioHold["rss_bytes_per_conn"] != 1.5 || nbioHold["connect_per_s"] != 0.5 {
+		t.Fatalf("hold ratios %v", nbioHold)
+	}
+	if run.Rows[3].VsHerald != nil {
+		t.Fatalf("a ratio against an unavailable herald row: %v", run.Rows[3].VsHerald)
+	}
+	if run.Rows[5].VsHerald["server_cpu_us_per_msg"] != 1.5 {
+		t.Fatalf("echo ratios %v", run.Rows[5].VsHerald)
+	}
+	if F(math.NaN()) != nil || Val(nil) == Val(nil) {
+		t.Fatal("NaN handling")
+	}
+}
+
+func TestWriteAndReadBack(t *testing.T) {
+	dir := t.TempDir()
+	run := sampleRun(t)
+	if err := Write(dir, run); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	back, err := ReadJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Rows) != len(run.Rows) || Val(back.Rows[1].RSSBytesPerConn) != 1500 || back.Rows[2].MsgsPerS != nil {
+		t.Fatalf("round trip: %+v", back.Rows)
+	}
+	// The JSON rows carry the fields the issue lists, null when not measured.
+	raw, _ := os.ReadFile(filepath.Join(dir, "results.json"))
+	for _, k := range []string{`"impl"`, `"scenario"`, `"conns"`, `"msgs_per_s"`, `"p50_us"`, `"p99_us"`, `"server_cpu_us_per_msg"`, `"rss_bytes_per_conn"`, `"msgs_per_s": null`} {
+		if !strings.Contains(string(raw), k) {
+			t.Errorf("results.json lacks %s", k)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	for _, want := range []string{"## Summary", "| 1500 | 1.50× |", "not available", "plots/rss_per_conn.svg", "Is the load generator the bottleneck?", "2026-01-02"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	plots, _ := filepath.Glob(filepath.Join(dir, "plots", "*.svg"))
+	names := map[string]bool{}
+	for _, p := range plots {
+		names[filepath.Base(p)] = true
+		b, _ := os.ReadFile(p)
+		dec := xml.NewDecoder(strings.NewReader(string(b)))
+		for {
+			_, err := dec.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s is not well-formed XML: %v", p, err)
+			}
+		}
+	}
+	for _, want := range []string{"rss_per_conn.svg", "cpu_per_msg.svg", "throughput.svg", "latency_echo.svg", "latency_ticker-1.svg"} {
+		if !names[want] {
+			t.Errorf("missing plot %s (have %v)", want, names)
+		}
+	}
+	if _, err := ReadJSON(strings.NewReader(`{"rows":[{"impl":""}]}`)); err == nil {
+		t.Fatal("accepted a row without impl")
+	}
+}
+
+func TestHuman(t *testing.T) {
+	for v, want := range map[float64]string{1234567: "1.23M", 15600: "15.6k", 1211: "1211", 3.69: "3.69", 12.5: "12.5", 0.43: "0.43"} {
+		if got := Human(v); got != want {
+			t.Errorf("Human(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

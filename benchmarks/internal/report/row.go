@@ -1,0 +1,147 @@
+// Package report turns the runner's measurements into results.json, a
+// Markdown report and SVG plots.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+)
+
+// Row is one server in one scenario: a line of results.json. Metrics that do
+// not apply to the scenario are null.
+type Row struct {
+	Impl     string `json:"impl"`
+	Label    string `json:"label"`
+	Scenario string `json:"scenario"`
+	Conns    int    `json:"conns"` // held connections
+
+	MsgsPerS          *float64 `json:"msgs_per_s"` // messages delivered to clients per second
+	P50US             *float64 `json:"p50_us"`     // echo: round trip; ticker, churn: publish to receive
+	P99US             *float64 `json:"p99_us"`
+	P999US            *float64 `json:"p999_us"`
+	ServerCPUUSPerMsg *float64 `json:"server_cpu_us_per_msg"` // server user+sys / messages delivered
+	RSSBytesPerConn   *float64 `json:"rss_bytes_per_conn"`    // hold: (RSS at N idle - RSS before) / N
+	ConnectPerS       *float64 `json:"connect_per_s"`         // connect + upgrade rate while connecting
+	ChurnPerS         *float64 `json:"churn_per_s"`           // connect/upgrade/close cycles per second
+	ServerCPUUSPerCyc *float64 `json:"server_cpu_us_per_churn_cycle"`
+	DeliveredRatio    *float64 `json:"delivered_ratio"` // ticker: received / published × subscribers
+
+	ServerCPUPct      float64  `json:"server_cpu_pct"` // of one core, during the window
+	ClientCPUPct      float64  `json:"client_cpu_pct"` // loadgen, all processes, of one core
+	ClientCPUUSPerMsg *float64 `json:"client_cpu_us_per_msg"`
+	ServerRSSBytes    int64    `json:"server_rss_bytes"`
+	WindowS           float64  `json:"window_s"`
+	LoadgenProcs      int      `json:"loadgen_procs"`
+
+	Connected      int   `json:"connected"`
+	Gaps           int64 `json:"gaps"`
+	Dropped        int64 `json:"dropped"`
+	ProtocolErrors int64 `json:"protocol_errors"`
+	ConnectFails   int64 `json:"connect_failures"`
+
+	Note      string             `json:"note,omitempty"` // why the row has no numbers, or what went wrong
+	VsHerald  map[string]float64 `json:"vs_herald,omitempty"`
+	LatencyH  string             `json:"latency_hist,omitempty"` // HDR V2 compressed, ns
+	ConnectH  string             `json:"connect_hist,omitempty"`
+	Available bool               `json:"available"`
+}
+
+// F makes an optional metric; NaN and infinities become null.
+func F(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// Val reads an optional metric (NaN when null).
+func Val(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return *p
+}
+
+// Compare fills VsHerald on every row: the row's metric divided by
+// herald's in the same scenario (below 1 is less CPU, memory or latency,
+// above 1 more throughput, whichever the metric).
+func Compare(rows []Row) {
+	base := map[string]*Row{}
+	for i := range rows {
+		if rows[i].Impl == "herald" && rows[i].Available {
+			base[rows[i].Scenario] = &rows[i]
+		}
+	}
+	for i := range rows {
+		r := &rows[i]
+		h := base[r.Scenario]
+		if h == nil || !r.Available || r.Impl == "herald" {
+			continue
+		}
+		m := map[string]float64{}
+		put := func(k string, a, b *float64) {
+			if a != nil && b != nil && *b != 0 {
+				m[k] = *a / *b
+			}
+		}
+		put("msgs_per_s", r.MsgsPerS, h.MsgsPerS)
+		put("p50_us", r.P50US, h.P50US)
+		put("p99_us", r.P99US, h.P99US)
+		put("server_cpu_us_per_msg", r.ServerCPUUSPerMsg, h.ServerCPUUSPerMsg)
+		put("rss_bytes_per_conn", r.RSSBytesPerConn, h.RSSBytesPerConn)
+		put("connect_per_s", r.ConnectPerS, h.ConnectPerS)
+		put("churn_per_s", r.ChurnPerS, h.ChurnPerS)
+		if len(m) > 0 {
+			r.VsHerald = m
+		}
+	}
+}
+
+// Run is a whole results.json.
+type Run struct {
+	Date     string   `json:"date"`
+	Quick    bool     `json:"quick"`
+	Machine  Machine  `json:"machine"`
+	Versions []string `json:"versions"`
+	Limits   []string `json:"limits"`
+	Advice   []string `json:"advice,omitempty"`
+	Scenario []string `json:"scenarios"` // scenario descriptions
+	Rows     []Row    `json:"rows"`
+}
+
+// Machine describes the host.
+type Machine struct {
+	CPU    string `json:"cpu"`
+	Cores  int    `json:"cores"`
+	Memory string `json:"memory"`
+	Kernel string `json:"kernel"`
+	Go     string `json:"go"`
+	Node   string `json:"node"`
+}
+
+// WriteJSON writes run as indented JSON.
+func WriteJSON(path string, run *Run) error {
+	b, err := json.MarshalIndent(run, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadJSON parses a results.json.
+func ReadJSON(r io.Reader) (*Run, error) {
+	var run Run
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&run); err != nil {
+		return nil, fmt.Errorf("parse results: %w", err)
+	}
+	for i, row := range run.Rows {
+		if row.Impl == "" || row.Scenario == "" {
+			return nil, fmt.Errorf("parse results: row %d has no impl or scenario", i)
+		}
+	}
+	return &run, nil
+}

@@ -1,0 +1,92 @@
+package runner
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldws/herald/benchmarks/internal/report"
+)
+
+// TestEndToEndAgainstHeraldEcho builds the loadgen and herald's echo
+// example and runs tiny hold and echo scenarios through the real runner,
+// with two loadgen processes (shards) merged into each row.
+func TestEndToEndAgainstHeraldEcho(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs binaries")
+	}
+	lay, err := FindLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lay.Bin = t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lg, impls, err := Build(ctx, lay, []string{"herald"}, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Runner{Loadgen: lg, LogDir: t.TempDir(), Src: "127.0.0.2-127.0.0.3"}
+	hold := Scenario{Name: "hold", Kind: "hold", Mode: "echo", Conns: 400, Procs: 2, Duration: 300 * time.Millisecond, Settle: 300 * time.Millisecond}
+	echo := Scenario{Name: "echo", Kind: "echo", Mode: "echo", Conns: 8, Procs: 2, Duration: time.Second, Warmup: 200 * time.Millisecond, Size: 64, Inflight: 2}
+	var rows []report.Row
+	for _, sc := range []Scenario{hold, echo} {
+		row := r.Measure(ctx, impls[0], sc)
+		if !row.Available || row.Note != "" {
+			t.Fatalf("%s: %+v", sc.Name, row)
+		}
+		rows = append(rows, row)
+	}
+	if rows[0].Connected != 400 || report.Val(rows[0].RSSBytesPerConn) <= 0 || rows[0].ServerRSSBytes <= 0 {
+		t.Fatalf("hold row: %+v", rows[0])
+	}
+	e := rows[1]
+	if e.Connected != 8 || report.Val(e.MsgsPerS) < 100 || report.Val(e.P99US) <= 0 || report.Val(e.ServerCPUUSPerMsg) <= 0 || e.ClientCPUPct <= 0 || e.LatencyH == "" {
+		t.Fatalf("echo row: %+v", e)
+	}
+	// A scenario the server cannot run is reported, not fatal.
+	ticker := Scenario{Name: "ticker-1", Kind: "ticker", Mode: "ticker", Conns: 10, Procs: 1, Duration: time.Second, Interval: 100 * time.Millisecond, Symbols: 1, MsgSize: 64}
+	if _, err := os.Stat(filepath.Join(lay.Root, "examples", "ticker")); err != nil {
+		row := r.Measure(ctx, impls[0], ticker)
+		if row.Available || !strings.Contains(row.Note, "not available") {
+			t.Fatalf("missing ticker: %+v", row)
+		}
+		rows = append(rows, row)
+	}
+	dir := t.TempDir()
+	if err := report.Write(dir, &report.Run{Date: "today", Rows: rows}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"results.json", "report.md", "plots/rss_per_conn.svg", "plots/latency_echo.svg"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("missing %s", f)
+		}
+	}
+}
+
+func TestScenarioSets(t *testing.T) {
+	for _, quick := range []bool{true, false} {
+		names := map[string]bool{}
+		for _, s := range Scenarios(quick) {
+			names[s.Name] = true
+			if s.Procs < 1 || s.Duration <= 0 || s.Describe() == "" {
+				t.Errorf("%+v", s)
+			}
+			if s.Conns/s.Procs > 16000 {
+				t.Errorf("%s: %d connections per loadgen process, over the open-files budget", s.Name, s.Conns/s.Procs)
+			}
+		}
+		for _, want := range []string{"hold", "echo", "ticker-1", "ticker-20", "churn"} {
+			if !names[want] {
+				t.Errorf("quick=%v lacks %s", quick, want)
+			}
+		}
+	}
+	full := Scenarios(false)
+	if full[2].Expected() != 100000 || full[3].Expected() != 160000 {
+		t.Fatalf("full ticker rates %v %v, want the design's 100k and 160k/s", full[2].Expected(), full[3].Expected())
+	}
+}

@@ -1,0 +1,105 @@
+// Package cli is the command line shared by the Go peers: the mode, its
+// flags, the line printed once listening and the shutdown signals.
+//
+//	<peer> echo   -addr HOST:PORT
+//	<peer> ticker -addr HOST:PORT -interval D -symbols K -size B
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// The two modes of the bench contract.
+const (
+	Echo   = "echo"
+	Ticker = "ticker"
+)
+
+// MaxMessage is the largest message a peer must accept in echo mode.
+const MaxMessage = 64 << 20
+
+// ShutdownGrace bounds how long a peer waits for its clients to answer the
+// 1001 close before it exits anyway.
+const ShutdownGrace = 1500 * time.Millisecond
+
+// Options is a parsed command line.
+type Options struct {
+	Mode     string
+	Addr     string
+	Interval time.Duration // ticker only
+	Symbols  int           // ticker only
+	Size     int           // ticker only
+}
+
+// Parse reads a peer's command line (without the program name). On a usage
+// error it prints the usage to stderr and exits with status 2.
+func Parse(impl string, args []string) Options {
+	opts, err := parse(impl, args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(2)
+	}
+	return opts
+}
+
+func parse(impl string, args []string, stderr io.Writer) (Options, error) {
+	usage := func() {
+		fmt.Fprintf(stderr, "usage:\n  %[1]s echo -addr HOST:PORT\n  %[1]s ticker -addr HOST:PORT -interval D -symbols K -size B\n", impl)
+	}
+	if len(args) == 0 || (args[0] != Echo && args[0] != Ticker) {
+		usage()
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return Options{}, flag.ErrHelp
+		}
+		return Options{}, errors.New("missing mode")
+	}
+	opts := Options{Mode: args[0]}
+	fs := flag.NewFlagSet(impl+" "+opts.Mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&opts.Addr, "addr", "127.0.0.1:9001", "address to listen on (HOST:PORT; port 0 picks a free one)")
+	if opts.Mode == Ticker {
+		fs.DurationVar(&opts.Interval, "interval", 100*time.Millisecond, "time between ticks")
+		fs.IntVar(&opts.Symbols, "symbols", 1, "number of symbols, S0..S<K-1>; each tick publishes one message per symbol")
+		fs.IntVar(&opts.Size, "size", 128, "approximate size of a message in bytes")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return Options{}, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %q\n", fs.Args())
+		usage()
+		return Options{}, errors.New("unexpected arguments")
+	}
+	if opts.Mode == Ticker && (opts.Interval <= 0 || opts.Symbols <= 0 || opts.Size < 0) {
+		fmt.Fprintln(stderr, "-interval and -symbols must be positive, -size not negative")
+		return Options{}, errors.New("bad ticker flags")
+	}
+	return opts, nil
+}
+
+// Ready prints the one line the harness waits for:
+// "<impl> <mode> listening on HOST:PORT".
+func Ready(impl, mode, addr string) {
+	fmt.Printf("%s %s listening on %s\n", impl, mode, addr)
+}
+
+// Fatal prints err to stderr and exits with status 1.
+func Fatal(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
+
+// SignalContext returns a context that is cancelled on SIGINT or SIGTERM.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}

@@ -1,0 +1,148 @@
+// Shared by the Node peers: the command line of the bench contract and the
+// ticker's messages, byte for byte the shape the Go peers build
+// (peers/internal/tick):
+//
+//   {"sym":"S0","seq":1,"ts":1732500000000000000,"pad":"xxxx"}
+
+export const MiB = 1024 * 1024;
+export const MAX_MESSAGE = 64 * MiB;
+export const SHUTDOWN_GRACE_MS = 1500;
+
+const usage = (impl) =>
+  `usage:\n  node ${impl}.mjs echo -addr HOST:PORT\n` +
+  `  node ${impl}.mjs ticker -addr HOST:PORT -interval D -symbols K -size B\n`;
+
+function fail(impl, msg) {
+  if (msg) process.stderr.write(`${msg}\n`);
+  process.stderr.write(usage(impl));
+  process.exit(2);
+}
+
+const UNIT_MS = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60000, h: 3600000 };
+
+// parseDuration reads a Go duration ("50ms", "1.5s", "1m30s") into
+// milliseconds, or returns NaN.
+export function parseDuration(text) {
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/y;
+  let total = 0;
+  let m;
+  if (text === '0') return 0;
+  if (text === '') return NaN;
+  re.lastIndex = 0;
+  while (re.lastIndex < text.length) {
+    const at = re.lastIndex;
+    m = re.exec(text);
+    if (!m || m.index !== at) return NaN;
+    total += Number(m[1]) * UNIT_MS[m[2]];
+  }
+  return total;
+}
+
+// splitHostPort splits "HOST:PORT" ("[::1]:0", ":9001") like Go's
+// net.SplitHostPort.
+function splitHostPort(addr) {
+  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(addr);
+  if (!m) return null;
+  return { host: m[1] ?? m[2], port: Number(m[3]) };
+}
+
+// joinHostPort formats an address the way Go prints one.
+export function joinHostPort(host, port) {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+// parseArgs reads `<mode> -addr HOST:PORT [-interval D -symbols K -size B]`.
+// Flags may be written -name value, -name=value or with two dashes.
+export function parseArgs(impl, argv) {
+  const [mode, ...rest] = argv;
+  if (mode !== 'echo' && mode !== 'ticker') fail(impl, mode ? `unknown mode ${mode}` : 'missing mode');
+  const known = mode === 'echo' ? ['addr'] : ['addr', 'interval', 'symbols', 'size'];
+  const raw = { addr: '127.0.0.1:9001', interval: '100ms', symbols: '1', size: '128' };
+  for (let i = 0; i < rest.length; i++) {
+    const m = /^--?([a-z]+)(?:=(.*))?$/.exec(rest[i]);
+    if (!m || !known.includes(m[1])) fail(impl, `unknown argument ${rest[i]}`);
+    let value = m[2];
+    if (value === undefined) {
+      if (i + 1 >= rest.length) fail(impl, `flag needs an argument: -${m[1]}`);
+      value = rest[++i];
+    }
+    raw[m[1]] = value;
+  }
+  const hp = splitHostPort(raw.addr);
+  if (!hp || hp.port > 65535) fail(impl, `bad -addr ${raw.addr}`);
+  const opts = { impl, mode, host: hp.host, port: hp.port };
+  if (mode === 'ticker') {
+    opts.intervalMs = parseDuration(raw.interval);
+    opts.symbols = Number(raw.symbols);
+    opts.size = Number(raw.size);
+    if (!(opts.intervalMs > 0) || !Number.isInteger(opts.symbols) || opts.symbols <= 0 ||
+        !Number.isInteger(opts.size) || opts.size < 0) {
+      fail(impl, '-interval and -symbols must be positive, -size not negative');
+    }
+  }
+  return opts;
+}
+
+// ready prints the one line the harness waits for.
+export function ready(opts, host, port) {
+  process.stdout.write(`${opts.impl} ${opts.mode} listening on ${joinHostPort(host, port)}\n`);
+}
+
+// onShutdown calls stop once on SIGINT or SIGTERM.
+export function onShutdown(stop) {
+  let called = false;
+  const handler = () => {
+    if (called) return;
+    called = true;
+    stop();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+export const symbol = (k) => `S${k}`;
+
+// subscriptions returns which of the k symbols a connection wants, given its
+// "symbols" query parameter: empty or missing means all of them.
+export function subscriptions(param, k) {
+  const subs = new Array(k).fill(!param);
+  if (param) {
+    for (const name of param.split(',')) {
+      const m = /^S(0|[1-9]\d*)$/.exec(name.trim());
+      if (m && Number(m[1]) < k) subs[Number(m[1])] = true;
+    }
+  }
+  return subs;
+}
+
+// Wall-clock nanoseconds: the process's time origin (microseconds) plus the
+// monotonic high-resolution time since then.
+const originNs = BigInt(Math.round(performance.timeOrigin * 1000)) * 1000n;
+export const nowNs = () => originNs + BigInt(Math.round(performance.now() * 1e6));
+
+// Feed holds the per-symbol sequence numbers of a ticker; next(k) returns
+// symbol k's next message as a string, stamped with the current time.
+export class Feed {
+  constructor(k, size) {
+    this.syms = Array.from({ length: k }, (_, i) => symbol(i));
+    this.seq = new Array(k).fill(0);
+    this.size = size;
+    this.pads = new Map();
+  }
+
+  get length() {
+    return this.syms.length;
+  }
+
+  next(k) {
+    const seq = ++this.seq[k];
+    const head = `{"sym":"${this.syms[k]}","seq":${seq},"ts":${nowNs()},"pad":"`;
+    const n = Math.max(0, this.size - head.length - 2);
+    let pad = this.pads.get(n);
+    if (pad === undefined) {
+      pad = 'x'.repeat(n);
+      this.pads.set(n, pad);
+    }
+    return `${head}${pad}"}`;
+  }
+}

@@ -1,0 +1,68 @@
+// The ws (npm ws 8) peer of herald's benchmark harness: one event loop, no
+// compression. In ticker mode each tick builds one string per symbol and
+// sends that same string to every subscribed client in wss.clients, as ws's
+// README broadcasts.
+//
+//   node ws.mjs echo -addr 127.0.0.1:0
+//   node ws.mjs ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128
+
+import { WebSocket, WebSocketServer } from 'ws';
+import {
+  Feed, MAX_MESSAGE, SHUTDOWN_GRACE_MS, onShutdown, parseArgs, ready, subscriptions,
+} from './common.mjs';
+
+const opts = parseArgs('ws', process.argv.slice(2));
+
+const wss = new WebSocketServer({
+  host: opts.host || undefined,
+  port: opts.port,
+  path: opts.mode === 'ticker' ? '/ws' : undefined, // echo: any path
+  perMessageDeflate: false,
+  maxPayload: MAX_MESSAGE,
+});
+
+let timer;
+if (opts.mode === 'echo') {
+  wss.on('connection', (ws) => {
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  });
+} else {
+  wss.on('connection', (ws, req) => {
+    const query = new URL(req.url, 'http://localhost').searchParams;
+    ws.subs = subscriptions(query.get('symbols') ?? '', opts.symbols);
+  });
+  const feed = new Feed(opts.symbols, opts.size);
+  timer = setInterval(() => {
+    for (let k = 0; k < feed.length; k++) {
+      const msg = feed.next(k);
+      for (const ws of wss.clients) {
+        if (ws.subs?.[k] && ws.readyState === WebSocket.OPEN) ws.send(msg);
+      }
+    }
+  }, opts.intervalMs);
+}
+
+wss.on('listening', () => {
+  const { address, port } = wss.address();
+  ready(opts, address, port);
+});
+wss.on('error', (err) => {
+  process.stderr.write(`ws: ${err.message}\n`);
+  process.exit(1);
+});
+
+// Stop: stop accepting, send 1001 to every client and exit once they are
+// gone (or after the grace period).
+onShutdown(() => {
+  clearInterval(timer);
+  const exit = () => process.exit(0);
+  wss.close();
+  if (wss.clients.size === 0) exit();
+  for (const ws of wss.clients) {
+    ws.on('close', () => {
+      if (wss.clients.size === 0) exit();
+    });
+    ws.close(1001);
+  }
+  setTimeout(exit, SHUTDOWN_GRACE_MS).unref();
+});

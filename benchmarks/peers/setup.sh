@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the Node peers need: Node.js and npm (from Debian, when
+# missing) and the packages pinned in node/package-lock.json. Safe to run
+# again; prints nothing when everything is already in place.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		echo "setup.sh: need root (or sudo) to run: $*" >&2
+		exit 1
+	fi
+}
+
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	echo "setup.sh: installing nodejs and npm" >&2
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
+# npm ci wipes and reinstalls node_modules, so run it only when the lock file
+# changed since the last install.
+lock="$here/node/package-lock.json"
+stamp="$here/node/node_modules/.installed-lock"
+if [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
+	(
+		cd "$here/node"
+		npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	)
+	cp "$lock" "$stamp"
+fi

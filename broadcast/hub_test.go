@@ -1,0 +1,423 @@
+package broadcast
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/heraldws/herald/engine"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// subscriber is a handler that subscribes every connection to the topics
+// named in its request path ("/a,b,c").
+type subscriber struct {
+	engine.BaseHandler
+	hub    *Hub
+	opened chan *engine.Conn
+}
+
+func (s *subscriber) OnOpen(c *engine.Conn) {
+	topics := strings.Split(strings.TrimPrefix(c.Request().Path, "/"), ",")
+	if err := s.hub.Subscribe(c, topics...); err != nil {
+		_ = c.Close(engine.StatusPolicyViolation, err.Error())
+	}
+	if s.opened != nil {
+		s.opened <- c
+	}
+}
+
+// newHub starts a server with two loops and a hub on it.
+func newHub(t testing.TB, opts Options, cfg engine.Config) (*Hub, *engine.Server, *subscriber) {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Loops = 2
+	cfg.Logger = quiet
+	h := &subscriber{opened: make(chan *engine.Conn, 10000)}
+	srv, err := engine.New(cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.hub = New(srv, opts)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return h.hub, srv, h
+}
+
+// connect opens a client subscribed to topics and waits until the hub has
+// registered it.
+func connect(t testing.TB, srv *engine.Server, sub *subscriber, topics ...string) net.Conn {
+	t.Helper()
+	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(),
+		"ws://"+srv.Addr().String()+"/"+strings.Join(topics, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	select {
+	case <-sub.opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not opened")
+	}
+	return conn
+}
+
+// waitSubs waits until topic has n subscribers.
+func waitSubs(t testing.TB, h *Hub, topic string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Subscribers(topic) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has %d subscribers, want %d", topic, h.Subscribers(topic), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func readText(t testing.TB, conn net.Conn) string {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := ws.ReadFrame(conn)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		switch f.Header.OpCode {
+		case ws.OpText, ws.OpBinary:
+			return string(f.Payload)
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(f.Payload)
+			t.Fatalf("closed by server: %d %s", code, reason)
+		}
+	}
+}
+
+func TestFanOutInOrderExactlyOnceAcrossLoops(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, engine.Config{})
+	const clients, msgs = 40, 300
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		conns[i] = connect(t, srv, sub, "prices")
+	}
+	waitSubs(t, h, "prices", clients)
+	if n := len(srv.Loops()); n != 2 {
+		t.Fatalf("connections landed on %d loops, want 2", n)
+	}
+	go func() {
+		for i := 0; i < msgs; i++ {
+			if err := h.Publish("prices", engine.TextMessage, []byte(strconv.Itoa(i))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, conn := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < msgs; i++ {
+				if got := readText(t, conn); got != strconv.Itoa(i) {
+					t.Errorf("message %d: got %q", i, got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if st := h.Stats(); st.Deliveries != clients*msgs || st.Published != msgs {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestBatchGoesOutInOneWritePerSubscriber(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, engine.Config{})
+	conn := connect(t, srv, sub, "S0", "S1", "S2")
+	other := connect(t, srv, sub, "S1")
+	waitSubs(t, h, "S1", 2)
+	batch := []Message{
+		{Topic: "S0", Type: engine.TextMessage, Data: []byte("a")},
+		{Topic: "S1", Type: engine.TextMessage, Data: []byte("b")},
+		{Topic: "S2", Type: engine.BinaryMessage, Data: []byte("c")},
+		{Topic: "nobody", Type: engine.TextMessage, Data: []byte("d")},
+	}
+	if err := h.PublishBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	// All three frames arrive in one segment: 3 frames of 3 bytes.
+	buf := make([]byte, 64)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || n != 9 {
+		t.Fatalf("first read: %d bytes %v, want the whole batch (9 bytes)", n, err)
+	}
+	if got := string(buf[:n]); got != "\x81\x01a\x81\x01b\x82\x01c" {
+		t.Fatalf("batch bytes %q", got)
+	}
+	if got := readText(t, other); got != "b" {
+		t.Fatalf("S1-only subscriber got %q", got)
+	}
+}
+
+func TestUnsubscribeAndCloseDuringPublish(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, engine.Config{})
+	stay := connect(t, srv, sub, "t")
+	var leavers []clientPair
+	for i := 0; i < 20; i++ {
+		leavers = append(leavers, connect2(t, srv, sub, "t"))
+	}
+	waitSubs(t, h, "t", 21)
+	const msgs = 2000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < msgs; i++ {
+			_ = h.Publish("t", engine.TextMessage, []byte(strconv.Itoa(i)))
+		}
+	}()
+	// While messages fly: half the leavers drop their TCP connection, half
+	// are unsubscribed from this goroutine (through their loop's inbox).
+	for i, l := range leavers {
+		if i%2 == 0 {
+			l.net.Close()
+		} else if err := h.Unsubscribe(l.c, "t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < msgs; i++ {
+		if got := readText(t, stay); got != strconv.Itoa(i) {
+			t.Fatalf("message %d: got %q", i, got)
+		}
+	}
+	<-done
+	waitSubs(t, h, "t", 1)
+}
+
+func TestUnsubscribeKeepsOtherTopics(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, engine.Config{})
+	first := connect2(t, srv, sub, "x", "y")
+	second := connect2(t, srv, sub, "x", "y")
+	waitSubs(t, h, "y", 2)
+	if err := h.Unsubscribe(second.c, "y"); err != nil {
+		t.Fatal(err)
+	}
+	waitSubs(t, h, "y", 1)
+	_ = h.Publish("y", engine.TextMessage, []byte("only-first"))
+	_ = h.Publish("x", engine.TextMessage, []byte("both"))
+	if got := readText(t, first.net); got != "only-first" {
+		t.Fatalf("first client got %q", got)
+	}
+	if got := readText(t, second.net); got != "both" {
+		t.Fatalf("unsubscribed client got %q, want only the x message", got)
+	}
+	if h.Topics() != 2 {
+		t.Fatalf("Topics = %d", h.Topics())
+	}
+	// The last subscriber leaving removes the topic.
+	_ = h.Unsubscribe(first.c, "y")
+	waitSubs(t, h, "y", 0)
+	if h.Topics() != 1 {
+		t.Fatalf("Topics = %d after the last unsubscribe", h.Topics())
+	}
+}
+
+type clientPair struct {
+	net net.Conn
+	c   *engine.Conn
+}
+
+func connect2(t testing.TB, srv *engine.Server, sub *subscriber, topics ...string) clientPair {
+	t.Helper()
+	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(),
+		"ws://"+srv.Addr().String()+"/"+strings.Join(topics, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	select {
+	case c := <-sub.opened:
+		return clientPair{net: conn, c: c}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not opened")
+	}
+	return clientPair{}
+}
+
+func TestConcurrentPublishers(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, engine.Config{})
+	const publishers, each = 8, 200
+	conn := connect(t, srv, sub, "a")
+	waitSubs(t, h, "a", 1)
+	var wg sync.WaitGroup
+	for p := 0; p < publishers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				_ = h.Publish("a", engine.TextMessage, []byte(fmt.Sprintf("%d:%d", p, i)))
+			}
+		}()
+	}
+	// Per publisher, order is kept; across publishers, any interleaving.
+	next := make([]int, publishers)
+	for i := 0; i < publishers*each; i++ {
+		var p, n int
+		if _, err := fmt.Sscanf(readText(t, conn), "%d:%d", &p, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n != next[p] {
+			t.Fatalf("publisher %d: got %d, want %d", p, n, next[p])
+		}
+		next[p]++
+	}
+	wg.Wait()
+}
+
+func TestInvalidInput(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, engine.Config{})
+	conn := connect(t, srv, sub, "ok")
+	_ = conn
+	for _, topic := range []string{"", "has space", "tab\t", strings.Repeat("x", MaxTopicLen+1), "ctl\x01", "é"} {
+		if err := h.Publish(topic, engine.TextMessage, nil); err == nil {
+			t.Errorf("Publish(%q) accepted", topic)
+		}
+	}
+	if err := h.Publish("ok", engine.MessageType(9), nil); err != ErrInvalidType {
+		t.Errorf("bad type: %v", err)
+	}
+	// A subscription to an invalid topic is refused; the handler closes.
+	bad, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+srv.Addr().String()+"/a,,b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	var r io.Reader = bad
+	if br != nil { // the close frame came with the 101
+		r = br
+	}
+	f, err := ws.ReadFrame(r)
+	if err != nil || f.Header.OpCode != ws.OpClose {
+		t.Fatalf("invalid subscription: %v %v", f.Header.OpCode, err)
+	}
+}
+
+// slowCase starts a hub with a small high-water mark, one subscriber that
+// never reads and one that does, and publishes far more than the first can
+// buffer. The publisher waits for the reader before each publish, so the
+// reader is never slow itself: only the stalled subscriber can hold it back,
+// and must not.
+func slowCase(t *testing.T, policy Policy) (*Hub, net.Conn, net.Conn) {
+	h, srv, sub := newHub(t, Options{HighWater: 256 << 10, Policy: policy}, engine.Config{MaxOutboundBytes: 16 << 20})
+	stalled := connect(t, srv, sub, "tick")
+	reader := connect(t, srv, sub, "tick")
+	waitSubs(t, h, "tick", 2)
+	// 32 MiB in all: far more than the kernel buffers of the stalled
+	// connection hold, so the hub sees its backlog grow.
+	const msgs = 2000
+	payload := []byte(strings.Repeat("p", 16<<10))
+	for i := 0; i < msgs; i++ {
+		if err := h.Publish("tick", engine.TextMessage, payload); err != nil {
+			t.Fatal(err)
+		}
+		if got := readText(t, reader); len(got) != len(payload) {
+			t.Fatalf("reader got %d bytes", len(got))
+		}
+	}
+	return h, stalled, reader
+}
+
+func TestSlowConsumerDropNewest(t *testing.T) {
+	h, _, _ := slowCase(t, DropNewest)
+	st := h.Stats()
+	if st.Dropped == 0 || st.SlowClosed != 0 {
+		t.Fatalf("stats %+v: want drops and no closes", st)
+	}
+}
+
+func TestSlowConsumerConflate(t *testing.T) {
+	h, stalled, _ := slowCase(t, Conflate)
+	st := h.Stats()
+	if st.Conflated == 0 {
+		t.Fatalf("stats %+v: want conflation", st)
+	}
+	// Once the stalled client reads, it gets what was buffered, then the
+	// latest message instead of the thousands it missed.
+	_ = stalled.SetReadDeadline(time.Now().Add(5 * time.Second))
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = h.Publish("tick", engine.TextMessage, []byte("after"))
+		time.Sleep(200 * time.Millisecond)
+		_ = h.Publish("tick", engine.TextMessage, []byte("final"))
+	}()
+	count := 0
+	for {
+		s := readText(t, stalled)
+		count++
+		if s == "final" {
+			break
+		}
+	}
+	if count >= 2000 {
+		t.Fatalf("stalled client got %d messages: nothing was conflated", count)
+	}
+}
+
+func TestSlowConsumerClosed(t *testing.T) {
+	h, stalled, _ := slowCase(t, CloseSlow)
+	if h.Stats().SlowClosed != 1 {
+		t.Fatalf("SlowClosed = %d", h.Stats().SlowClosed)
+	}
+	// The stalled client finds a 1013 close after what was buffered.
+	_ = stalled.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := ws.ReadFrame(stalled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Header.OpCode == ws.OpClose {
+			if code, _ := ws.ParseCloseFrameData(f.Payload); code != 1013 {
+				t.Fatalf("close code %d", code)
+			}
+			break
+		}
+	}
+	waitSubs(t, h, "tick", 1)
+}
+
+func TestLocalBusFansOutAcrossHubs(t *testing.T) {
+	var bus LocalBus
+	h1, srv1, sub1 := newHub(t, Options{Bus: bus.Port()}, engine.Config{})
+	h2, srv2, sub2 := newHub(t, Options{Bus: bus.Port()}, engine.Config{})
+	c1 := connect(t, srv1, sub1, "news")
+	c2 := connect(t, srv2, sub2, "news")
+	waitSubs(t, h1, "news", 1)
+	waitSubs(t, h2, "news", 1)
+	if err := h1.Publish("news", engine.TextMessage, []byte("from-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.Publish("news", engine.TextMessage, []byte("from-2")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []net.Conn{c1, c2} {
+		got := []string{readText(t, c), readText(t, c)}
+		if got[0] == got[1] || !(got[0] == "from-1" || got[0] == "from-2") {
+			t.Fatalf("got %q: each hub must deliver each publish once", got)
+		}
+	}
+}

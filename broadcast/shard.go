@@ -1,0 +1,298 @@
+package broadcast
+
+import (
+	"sync/atomic"
+
+	"github.com/heraldws/herald/engine"
+)
+
+// shard is the hub's state on one event loop. Everything in it but the
+// counters is touched only on that loop, so it needs no lock.
+type shard struct {
+	hub  *Hub
+	loop *engine.Loop // nil for a placeholder of a loop not seen yet
+
+	subscribed atomic.Int64 // subscriptions on this loop; publish skips empty shards
+
+	topics  map[*topic]*shardTopic
+	members map[*engine.Conn]*member
+
+	// Delivery state, reset after each flush. A member's pending frames are
+	// a linked list through arena, so that no subscriber owns a queue.
+	arena   []pending
+	touched []*member
+	held    []*batch // batches whose frames are pending
+	scratch []byte
+	flushFn func()
+	queued  bool // a flush is deferred
+
+	stats shardStats
+}
+
+type shardStats struct {
+	deliveries, dropped, conflated, slowClosed, batches atomic.Uint64
+}
+
+// shardTopic is a topic's subscribers on one loop.
+type shardTopic struct {
+	t    *topic
+	subs []*member
+}
+
+// member is one subscribed connection on a loop.
+type member struct {
+	c          *engine.Conn
+	subs       []subRef // the topics it is in, and its index in each
+	head, tail int32    // pending frames in shard.arena, -1 when none
+	touched    bool     // in shard.touched
+	slow       bool     // over the high-water mark: policies apply
+	gone       bool     // closed or unsubscribed from everything
+	conflated  []conflated
+}
+
+type subRef struct {
+	st  *shardTopic
+	idx int32
+}
+
+type pending struct {
+	frame []byte
+	st    *shardTopic
+	next  int32
+}
+
+// conflated is the latest frame of a topic kept for a slow subscriber.
+type conflated struct {
+	st    *shardTopic
+	frame []byte
+}
+
+func newShard(h *Hub, l *engine.Loop) *shard {
+	sh := &shard{
+		hub:     h,
+		loop:    l,
+		topics:  make(map[*topic]*shardTopic),
+		members: make(map[*engine.Conn]*member),
+	}
+	sh.flushFn = sh.flush
+	return sh
+}
+
+// task returns the loop task that delivers b on this shard.
+func (sh *shard) task(b *batch) func() {
+	return func() { sh.run(b) }
+}
+
+func (sh *shard) subscribe(c *engine.Conn, names []string) {
+	if !c.IsOpen() {
+		return
+	}
+	m := sh.members[c]
+	if m == nil {
+		m = &member{c: c, head: -1, tail: -1}
+		sh.members[c] = m
+	}
+	m.gone = false
+next:
+	for _, name := range names {
+		for _, ref := range m.subs {
+			if ref.st.t.name == name {
+				continue next // already subscribed
+			}
+		}
+		t := sh.hub.join(name)
+		st := sh.topics[t]
+		if st == nil {
+			st = &shardTopic{t: t}
+			sh.topics[t] = st
+		}
+		m.subs = append(m.subs, subRef{st: st, idx: int32(len(st.subs))})
+		st.subs = append(st.subs, m)
+		sh.subscribed.Add(1)
+	}
+}
+
+func (sh *shard) unsubscribe(c *engine.Conn, names []string) {
+	m := sh.members[c]
+	if m == nil {
+		return
+	}
+	for _, name := range names {
+		for k := range m.subs {
+			if m.subs[k].st.t.name == name {
+				sh.removeSub(m, k)
+				break
+			}
+		}
+	}
+	if len(m.subs) == 0 {
+		sh.forgetMember(m)
+	}
+}
+
+// drop removes a closing connection from all its topics.
+func (sh *shard) drop(c *engine.Conn) {
+	m := sh.members[c]
+	if m == nil {
+		return
+	}
+	for len(m.subs) > 0 {
+		sh.removeSub(m, len(m.subs)-1)
+	}
+	sh.forgetMember(m)
+}
+
+func (sh *shard) forgetMember(m *member) {
+	m.gone = true
+	m.conflated = nil
+	delete(sh.members, m.c)
+}
+
+// removeSub takes m out of its k-th topic in O(1): the topic's last
+// subscriber moves into m's slot.
+func (sh *shard) removeSub(m *member, k int) {
+	ref := m.subs[k]
+	st := ref.st
+	last := len(st.subs) - 1
+	moved := st.subs[last]
+	st.subs[ref.idx] = moved
+	st.subs[last] = nil
+	st.subs = st.subs[:last]
+	if moved != m {
+		for j := range moved.subs {
+			if moved.subs[j].st == st {
+				moved.subs[j].idx = ref.idx
+				break
+			}
+		}
+	}
+	m.subs[k] = m.subs[len(m.subs)-1]
+	m.subs = m.subs[:len(m.subs)-1]
+	if len(st.subs) == 0 {
+		delete(sh.topics, st.t)
+	}
+	sh.subscribed.Add(-1)
+	sh.hub.leave(st.t)
+}
+
+// run queues a batch's frames for this loop's subscribers. The writes happen
+// in flush, deferred until the loop has drained its inbox, so that batches
+// posted together reach each subscriber in one write.
+func (sh *shard) run(b *batch) {
+	sh.stats.batches.Add(1)
+	for _, it := range b.items {
+		st := sh.topics[it.topic]
+		if st == nil {
+			continue
+		}
+		frame := b.buf.B[it.start:it.end]
+		for _, m := range st.subs {
+			sh.enqueue(m, st, frame)
+		}
+	}
+	sh.held = append(sh.held, b)
+	if !sh.queued {
+		sh.queued = true
+		sh.loop.Defer(sh.flushFn)
+	}
+}
+
+func (sh *shard) enqueue(m *member, st *shardTopic, frame []byte) {
+	i := int32(len(sh.arena))
+	sh.arena = append(sh.arena, pending{frame: frame, st: st, next: -1})
+	if m.head < 0 {
+		m.head = i
+	} else {
+		sh.arena[m.tail].next = i
+	}
+	m.tail = i
+	if !m.touched {
+		m.touched = true
+		sh.touched = append(sh.touched, m)
+	}
+}
+
+// flush writes every touched subscriber's pending frames, one write each.
+func (sh *shard) flush() {
+	sh.queued = false
+	for _, m := range sh.touched {
+		if !m.gone {
+			sh.flushMember(m)
+		}
+		m.head, m.tail, m.touched = -1, -1, false
+	}
+	clear(sh.touched)
+	sh.touched = sh.touched[:0]
+	clear(sh.arena)
+	sh.arena = sh.arena[:0]
+	for _, b := range sh.held {
+		b.release()
+	}
+	clear(sh.held)
+	sh.held = sh.held[:0]
+}
+
+func (sh *shard) flushMember(m *member) {
+	opts := &sh.hub.opts
+	c := m.c
+	backlog := c.Buffered()
+	if m.slow && backlog <= opts.LowWater {
+		m.slow = false
+	}
+	if !m.slow && backlog > opts.HighWater {
+		m.slow = true
+	}
+	if m.slow {
+		sh.applyPolicy(m)
+		return
+	}
+	buf := sh.scratch[:0]
+	n := uint64(len(m.conflated))
+	// A subscriber that just drained first gets the latest of what it
+	// missed, then the new frames.
+	for i := range m.conflated {
+		buf = append(buf, m.conflated[i].frame...)
+	}
+	m.conflated = nil
+	for i := m.head; i >= 0; i = sh.arena[i].next {
+		buf = append(buf, sh.arena[i].frame...)
+		n++
+	}
+	sh.scratch = buf[:0]
+	if c.WriteFrames(buf) == nil {
+		sh.stats.deliveries.Add(n)
+	}
+}
+
+// applyPolicy decides the fate of a slow subscriber's pending frames, topic
+// by topic.
+func (sh *shard) applyPolicy(m *member) {
+	for i := m.head; i >= 0; i = sh.arena[i].next {
+		p := &sh.arena[i]
+		switch p.st.t.policy {
+		case DropNewest:
+			sh.stats.dropped.Add(1)
+		case Conflate:
+			sh.stats.conflated.Add(1)
+			m.keepLatest(p.st, p.frame)
+		default:
+			sh.stats.slowClosed.Add(1)
+			_ = m.c.Close(engine.StatusTryAgainLater, "slow consumer")
+			// It gets nothing more while its close handshake runs.
+			sh.drop(m.c)
+			return
+		}
+	}
+}
+
+// keepLatest stores frame as the topic's latest for a slow subscriber,
+// replacing the previous one. Only slow subscribers pay for this copy.
+func (m *member) keepLatest(st *shardTopic, frame []byte) {
+	for i := range m.conflated {
+		if m.conflated[i].st == st {
+			m.conflated[i].frame = append(m.conflated[i].frame[:0], frame...)
+			return
+		}
+	}
+	m.conflated = append(m.conflated, conflated{st: st, frame: append([]byte(nil), frame...)})
+}

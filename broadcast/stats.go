@@ -1,0 +1,27 @@
+package broadcast
+
+// Stats counts the hub's work since it was created, summed over loops.
+type Stats struct {
+	Topics        int    // topics with at least one subscriber
+	Subscriptions int64  // (connection, topic) pairs
+	Published     uint64 // messages published (locally or through the Bus)
+	Batches       uint64 // batch deliveries run by loops
+	Deliveries    uint64 // messages written to subscribers
+	Dropped       uint64 // messages not sent to slow subscribers (DropNewest)
+	Conflated     uint64 // messages replaced by a newer one for slow subscribers (Conflate)
+	SlowClosed    uint64 // slow subscribers closed (CloseSlow)
+}
+
+// Stats returns a snapshot of the hub's counters.
+func (h *Hub) Stats() Stats {
+	st := Stats{Topics: h.Topics(), Published: h.published.Load()}
+	for _, sh := range *h.shards.Load() {
+		st.Subscriptions += sh.subscribed.Load()
+		st.Batches += sh.stats.batches.Load()
+		st.Deliveries += sh.stats.deliveries.Load()
+		st.Dropped += sh.stats.dropped.Load()
+		st.Conflated += sh.stats.conflated.Load()
+		st.SlowClosed += sh.stats.slowClosed.Load()
+	}
+	return st
+}

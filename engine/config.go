@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/heraldws/herald/codec"
+	"github.com/heraldws/herald/upgrade"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultMaxHeaderBytes   = 8 << 10
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxMessageBytes  = codec.DefaultMaxMessageBytes
+	DefaultMaxOutboundBytes = 4 << 20
+	DefaultPingInterval     = 30 * time.Second
+	DefaultPongTimeout      = 15 * time.Second
+	DefaultCloseTimeout     = 3 * time.Second
+	DefaultShutdownTimeout  = 5 * time.Second
+)
+
+// Config configures a Server. The zero value of every field is replaced by a
+// sensible default, so Config{Addr: ":8080"} is a complete configuration.
+type Config struct {
+	// Addr is the TCP address to listen on, "host:port". Port 0 picks a free
+	// port; Server.Addr reports it.
+	Addr string
+
+	// Loops is the number of event loops. Default: one per CPU.
+	Loops int
+
+	// ReusePort sets SO_REUSEPORT so that several processes can share Addr.
+	ReusePort bool
+
+	// MaxHeaderBytes bounds the HTTP request head of the handshake; a longer
+	// one is answered with 431.
+	MaxHeaderBytes int
+
+	// HandshakeTimeout is how long a connection may take to send a complete
+	// request head before it is closed.
+	HandshakeTimeout time.Duration
+
+	// MaxMessageBytes bounds a message, summed over its fragments; a larger
+	// one closes the connection with 1009. MaxFrameBytes bounds one frame
+	// (default: MaxMessageBytes).
+	MaxMessageBytes int64
+	MaxFrameBytes   int64
+
+	// MaxOutboundBytes bounds the bytes queued for a connection that the
+	// peer has not read yet. A send that would pass it closes the connection
+	// with 1008. A single message larger than the bound is still sent when
+	// nothing else is queued.
+	MaxOutboundBytes int
+
+	// PingInterval is how long a connection may stay silent before the
+	// server pings it; PongTimeout is how long it then has to send anything
+	// (a pong, usually) before it is considered dead and closed. A negative
+	// PingInterval disables keepalive.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+
+	// IdleTimeout closes (1001) a connection that has neither sent nor been
+	// sent a message for this long. Zero disables it. Pings and pongs do not
+	// count as activity.
+	IdleTimeout time.Duration
+
+	// CloseTimeout is how long the server waits for the peer's close frame
+	// after sending its own, before dropping the connection.
+	CloseTimeout time.Duration
+
+	// ShutdownTimeout bounds the graceful part of Run's shutdown.
+	ShutdownTimeout time.Duration
+
+	// OriginPatterns widens the default same-origin policy: a browser
+	// request whose Origin host matches one of these globs (path.Match
+	// syntax, case-insensitive; "*" matches any origin) is accepted.
+	OriginPatterns []string
+
+	// CheckOrigin, if set, is asked about origins that neither the
+	// same-origin rule nor OriginPatterns accept.
+	CheckOrigin func(r *upgrade.Request) bool
+
+	// Authorize, if set, runs for every otherwise valid upgrade. The session
+	// it returns stays on the connection (Conn.Session). An error refuses the
+	// upgrade: with the status of an *upgrade.RejectError, or 403.
+	Authorize func(r *upgrade.Request) (session any, err error)
+
+	// Subprotocols lists the subprotocols the server speaks, in order of
+	// preference.
+	Subprotocols []string
+
+	// HTTPHandler serves requests that are not WebSocket upgrades (a health
+	// check, a static page). Without it they get 426 Upgrade Required. It
+	// runs on the event loop: it must be quick and must not block.
+	HTTPHandler http.Handler
+
+	// Logger receives the server's logs, gnet's included. Default:
+	// slog.Default().
+	Logger *slog.Logger
+
+	// Workers > 0 runs handlers on a pool of that many goroutines instead of
+	// the event loop, in order per connection. Use it when handlers block.
+	// WorkerQueue bounds the handler calls queued for one connection
+	// (default 1024): a connection that sends faster than its handler keeps
+	// up is closed with 1013.
+	Workers     int
+	WorkerQueue int
+}
+
+// withDefaults returns a copy of c with defaults applied, or an error that
+// names the invalid field.
+func (c Config) withDefaults() (Config, error) {
+	if c.Addr == "" {
+		return c, errors.New("herald: Config.Addr is empty")
+	}
+	if c.Loops < 0 || c.MaxHeaderBytes < 0 || c.MaxMessageBytes < 0 || c.MaxFrameBytes < 0 ||
+		c.MaxOutboundBytes < 0 || c.Workers < 0 || c.WorkerQueue < 0 {
+		return c, fmt.Errorf("herald: negative limit in Config")
+	}
+	if c.HandshakeTimeout < 0 || c.PongTimeout < 0 || c.IdleTimeout < 0 || c.CloseTimeout < 0 || c.ShutdownTimeout < 0 {
+		return c, fmt.Errorf("herald: negative timeout in Config")
+	}
+	c.Addr = strings.TrimPrefix(c.Addr, "tcp://")
+	if c.Loops == 0 {
+		c.Loops = runtime.NumCPU()
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.MaxFrameBytes == 0 || c.MaxFrameBytes > c.MaxMessageBytes {
+		c.MaxFrameBytes = c.MaxMessageBytes
+	}
+	if c.MaxOutboundBytes == 0 {
+		c.MaxOutboundBytes = DefaultMaxOutboundBytes
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.PongTimeout == 0 {
+		c.PongTimeout = DefaultPongTimeout
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.WorkerQueue == 0 {
+		c.WorkerQueue = 1024
+	}
+	return c, nil
+}
+
+// sweepEvery picks how often each loop checks its connections' timers: at
+// most once a second, often enough to honour the shortest timeout within a
+// quarter of it.
+func (c *Config) sweepEvery() time.Duration {
+	every := time.Second
+	for _, d := range []time.Duration{c.HandshakeTimeout, c.PingInterval, c.PongTimeout, c.IdleTimeout, c.CloseTimeout} {
+		if d > 0 && d/4 < every {
+			every = d / 4
+		}
+	}
+	return max(every, 5*time.Millisecond)
+}

@@ -1,0 +1,259 @@
+package engine
+
+import (
+	"io"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/heraldws/herald/codec"
+	"github.com/heraldws/herald/pool"
+	"github.com/heraldws/herald/upgrade"
+)
+
+// events adapts the Server to gnet's callbacks. It is unexported so that the
+// gnet methods stay out of herald's public API.
+type events struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (e *events) OnBoot(eng gnet.Engine) gnet.Action {
+	s := e.s
+	s.eng = eng
+	addr, err := listenAddr(eng)
+	if err != nil {
+		s.log.Warn("herald: cannot read the listen address", "err", err)
+	}
+	s.addr = addr
+	close(s.booted)
+	return gnet.None
+}
+
+func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := e.s
+	if s.draining.Load() {
+		return nil, gnet.Close
+	}
+	l := s.loopOf(gc.EventLoop())
+	now := s.now()
+	c := &Conn{
+		gc:       gc,
+		loop:     l,
+		id:       s.nextID.Add(1),
+		lastRead: now,
+		lastMsg:  now,
+		deadline: now + int64(s.cfg.HandshakeTimeout),
+	}
+	gc.SetContext(c)
+	l.add(c)
+	s.active.Add(1)
+	l.stats.accepted.Add(1)
+	return nil, gnet.None
+}
+
+func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil {
+		return gnet.Close
+	}
+	buf, _ := gc.Peek(-1)
+	c.lastRead = e.s.now()
+	c.pinged = false
+	action := gnet.None
+	switch c.state {
+	case stateHandshake:
+		var consumed int
+		consumed, action = e.handshake(c, buf)
+		if consumed < 0 {
+			return gnet.None // need more: keep the bytes in gnet's buffer
+		}
+		if action == gnet.None && consumed < len(buf) {
+			action = e.readFrames(c, buf[consumed:])
+		}
+	case stateOpen, stateClosing:
+		action = e.readFrames(c, buf)
+	}
+	// Everything was consumed (partial frames live in the decoder), so gnet
+	// keeps no bytes for this connection between reads.
+	_, _ = gc.Discard(len(buf))
+	if c.state == stateClosed {
+		return gnet.Close
+	}
+	return action
+}
+
+// handshake feeds the buffered request bytes to the upgrader. It returns the
+// bytes consumed by the request head, or -1 when the head is incomplete.
+func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
+	s := e.s
+	res := s.up.Step(&c.hs, buf, c.gc.RemoteAddr())
+	if res.Kind == upgrade.NeedMore {
+		return -1, gnet.None
+	}
+	// Count before replying, so that a client that has seen the reply also
+	// sees it counted.
+	switch res.Kind {
+	case upgrade.Upgraded:
+		c.loop.stats.upgraded.Add(1)
+	case upgrade.ServedHTTP:
+		c.loop.stats.httpServed.Add(1)
+		c.state = stateClosed
+	default:
+		c.loop.stats.rejected.Add(1)
+		s.log.Debug("herald: handshake rejected", "remote", c.gc.RemoteAddr(), "status", res.Status, "err", res.Err)
+		c.state = stateClosed
+	}
+	if res.Response != nil {
+		_, _ = c.gc.Write(res.Response.B)
+		pool.Put(res.Response)
+	}
+	if c.state == stateClosed {
+		return len(buf), gnet.Close
+	}
+	c.state = stateOpen
+	c.opened = true
+	c.session = res.Session
+	c.subprotocol = res.Subprotocol
+	c.dec.Init(&s.decCfg, false)
+	c.lastMsg = s.now()
+	c.req = res.Request
+	s.dispatchOpen(c)
+	if c.state == stateClosed {
+		return len(buf), gnet.Close
+	}
+	return res.Consumed, gnet.None
+}
+
+// readFrames decodes every frame in p and acts on it.
+func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
+	s := e.s
+	for len(p) > 0 {
+		if c.state == stateClosed {
+			return gnet.Close
+		}
+		if c.decDead {
+			return gnet.None // discarding until the peer closes
+		}
+		n, ev, err := c.dec.Decode(p)
+		p = p[n:]
+		if err != nil {
+			c.loop.stats.protocolErrors.Add(1)
+			c.decDead = true
+			code, reason := StatusProtocolError, err.Error()
+			if pe, ok := err.(*codec.ProtocolError); ok {
+				code, reason = pe.Code, pe.Reason
+			}
+			c.startClose(code, reason, true)
+			return gnet.None
+		}
+		switch ev.Op {
+		case 0:
+			return gnet.None
+		case ws.OpText, ws.OpBinary:
+			if c.state != stateOpen {
+				continue // the close handshake has started: data is discarded
+			}
+			c.lastMsg = s.now()
+			c.loop.stats.messagesIn.Add(1)
+			s.dispatchMessage(c, MessageType(ev.Op), ev.Payload)
+		case ws.OpPing:
+			if c.state == stateOpen {
+				_ = c.writeFrame(opPong, ev.Payload)
+				if s.pingH != nil {
+					s.pingH.OnPing(c, ev.Payload)
+				}
+			}
+		case ws.OpPong:
+			if s.pongH != nil && c.state == stateOpen {
+				s.pongH.OnPong(c, ev.Payload)
+			}
+		case ws.OpClose:
+			if c.state == stateOpen {
+				// The peer started the close: echo its code, then close
+				// TCP, as RFC 6455 asks of a server.
+				code, reason, _ := codec.ParseClose(ev.Payload)
+				c.closeErr = &CloseError{Code: code, Reason: string(reason), Remote: true}
+				l := c.loop
+				l.scratch = codec.AppendClose(l.scratch[:0], code, c.closeErr.(*CloseError).Reason)
+				_, _ = c.gc.Write(l.scratch)
+			}
+			c.state = stateClosed
+			c.closed.Store(true)
+			return gnet.Close
+		}
+	}
+	return gnet.None
+}
+
+func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil {
+		return gnet.None
+	}
+	gc.SetContext(nil)
+	s := e.s
+	c.state = stateClosed
+	c.closed.Store(true)
+	c.loop.remove(c)
+	c.dec.Release()
+	s.active.Add(-1)
+	if c.opened {
+		for _, hook := range s.closeHooks {
+			hook(c)
+		}
+		why := c.closeErr
+		if why == nil {
+			why = err
+		}
+		if why == nil {
+			why = io.EOF
+		}
+		s.dispatchClose(c, why)
+	}
+	return gnet.None
+}
+
+// ---- handler dispatch: on the loop, or on the worker pool ----
+
+func (s *Server) dispatchOpen(c *Conn) {
+	if s.workers == nil {
+		s.handler.OnOpen(c)
+		c.req = nil
+		return
+	}
+	c.serial = new(pool.Serial)
+	s.workers.Submit(c.serial, func() {
+		s.handler.OnOpen(c)
+		c.req = nil
+	})
+}
+
+func (s *Server) dispatchMessage(c *Conn, typ MessageType, data []byte) {
+	if s.workers == nil {
+		s.handler.OnMessage(c, typ, data)
+		return
+	}
+	// A connection whose handler cannot keep up must not queue without
+	// bound: it is told to come back later.
+	if c.serial.Len() >= s.cfg.WorkerQueue {
+		c.loop.stats.slowClosed.Add(1)
+		c.startClose(StatusTryAgainLater, "handler backlog limit exceeded", false)
+		return
+	}
+	// The payload lives in a loop buffer: the worker gets its own copy.
+	buf := pool.Get(len(data))
+	buf.B = append(buf.B, data...)
+	s.workers.Submit(c.serial, func() {
+		s.handler.OnMessage(c, typ, buf.B)
+		pool.Put(buf)
+	})
+}
+
+func (s *Server) dispatchClose(c *Conn, err error) {
+	if s.workers == nil {
+		s.handler.OnClose(c, err)
+		return
+	}
+	s.workers.Submit(c.serial, func() { s.handler.OnClose(c, err) })
+}

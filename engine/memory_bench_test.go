@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldws/herald/internal/loadclient"
+)
+
+func TestMain(m *testing.M) {
+	loadclient.RunIfChild()
+	os.Exit(m.Run())
+}
+
+// BenchmarkIdleConnMemory measures what an idle upgraded connection costs
+// the server: RSS and Go heap growth divided by the number of connections.
+// The clients run in a child process. Set HERALD_MEMORY_CONNS to change the
+// default of 15000.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	conns := 15000
+	if v := os.Getenv("HERALD_MEMORY_CONNS"); v != "" {
+		conns, _ = strconv.Atoi(v)
+	}
+	for i := 0; i < b.N; i++ {
+		rss, heap := measureIdle(b, conns)
+		b.ReportMetric(rss, "rss-B/conn")
+		b.ReportMetric(heap, "heap-B/conn")
+	}
+}
+
+func measureIdle(b *testing.B, conns int) (rssPerConn, heapPerConn float64) {
+	s := startServer(b, Config{Loops: 2, PingInterval: time.Hour}, BaseHandler{})
+	settle()
+	rss0, heap0 := rssBytes(), heapBytes()
+	stop := loadclient.Start(b, s.Addr().String(), "/", conns, false)
+	defer stop()
+	deadline := time.Now().Add(time.Minute)
+	for s.Stats().Upgraded < uint64(conns) {
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d connections upgraded", s.Stats().Upgraded, conns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	settle()
+	rss1, heap1 := rssBytes(), heapBytes()
+	b.Logf("%d idle connections: RSS %+d B, heap %+d B", conns, rss1-rss0, heap1-heap0)
+	return float64(rss1-rss0) / float64(conns), float64(heap1-heap0) / float64(conns)
+}
+
+// settle collects garbage and returns freed memory to the OS, so that RSS
+// reflects live memory.
+func settle() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	time.Sleep(200 * time.Millisecond)
+}
+
+func rssBytes() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func heapBytes() int64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
+}

@@ -1,0 +1,164 @@
+// Package loadclient holds many plain WebSocket client connections for
+// herald's own benchmarks: idle-memory and fan-out measurements need more
+// sockets than one process may open for both ends, so their clients run in a
+// child process (the test binary itself, re-executed).
+//
+// A test's TestMain calls RunIfChild first; a benchmark calls Start to run
+// the clients in a child and gets a function that stops them.
+package loadclient
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const childEnv = "HERALD_LOAD_CLIENT"
+
+// RaiseFileLimit lifts the open-files soft limit to the hard one and returns
+// the result.
+func RaiseFileLimit() uint64 {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil {
+		return 0
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	return lim.Cur
+}
+
+// Dial upgrades a new TCP connection to addr at path with a fixed request,
+// reading exactly the 101 head so that no frame bytes are swallowed. The
+// i-th connection comes from 127.0.0.(2+i%8), so that no single source
+// address runs out of ephemeral ports.
+func Dial(addr, path string, i int) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}}
+	conn, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	var head []byte
+	b := make([]byte, 1)
+	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
+		if _, err := conn.Read(b); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("handshake: %w", err)
+		}
+		head = append(head, b[0])
+	}
+	if !bytes.HasPrefix(head, []byte("HTTP/1.1 101")) {
+		conn.Close()
+		return nil, fmt.Errorf("handshake: %q", head)
+	}
+	return conn, nil
+}
+
+// Start runs count clients connected to addr at path in a child process.
+// With drain they read and discard everything; otherwise they stay idle.
+// It returns once all are upgraded; the returned function closes them.
+func Start(tb testing.TB, addr, path string, count int, drain bool) (stop func()) {
+	tb.Helper()
+	if limit := RaiseFileLimit(); limit < uint64(count)+256 {
+		tb.Skipf("open-files limit %d is below the %d sockets needed", limit, count+256)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%t", childEnv, addr, path, count, drain))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready") {
+		stdin.Close()
+		_ = cmd.Wait()
+		tb.Fatalf("load client: %q %v", line, err)
+	}
+	return func() { stdin.Close(); _ = cmd.Wait() }
+}
+
+// RunIfChild runs the clients and exits when this process is a child started
+// by Start; otherwise it returns at once. Call it first in TestMain.
+func RunIfChild() {
+	spec := os.Getenv(childEnv)
+	if spec == "" {
+		return
+	}
+	parts := strings.Split(spec, "|")
+	if len(parts) != 4 {
+		fmt.Fprintln(os.Stderr, "load client: bad spec", spec)
+		os.Exit(2)
+	}
+	count, _ := strconv.Atoi(parts[2])
+	os.Exit(run(parts[0], parts[1], count, parts[3] == "true"))
+}
+
+func run(addr, path string, count int, drain bool) int {
+	RaiseFileLimit()
+	conns := make([]net.Conn, count)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed error
+	)
+	const dialers = 8
+	for w := 0; w < dialers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < count; i += dialers {
+				c, err := Dial(addr, path, i)
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+					return
+				}
+				conns[i] = c
+				if drain {
+					go discard(c)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if failed != nil {
+		fmt.Fprintln(os.Stderr, "load client:", failed)
+		return 1
+	}
+	fmt.Println("ready")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	for _, c := range conns {
+		c.Close()
+	}
+	return 0
+}
+
+// discard reads and drops everything c receives, without allocating.
+func discard(c net.Conn) {
+	buf := make([]byte, 16<<10)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+	}
+}

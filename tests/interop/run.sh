@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the interop suite against herald's echo example: builds it once, then
+# runs the Go clients (gorilla/websocket, coder/websocket) with the race
+# detector and the node tests (ws, and Chromium through playwright-core).
+# Run setup.sh first on a new machine.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+if [ ! -d "$here/node/node_modules" ]; then
+	echo "run.sh: node packages missing; run $here/setup.sh first" >&2
+	exit 1
+fi
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+(cd "$root" && go build -o "$tmp/echo" ./examples/echo)
+export HERALD_ECHO_BIN="$tmp/echo"
+
+status=0
+echo "== interop: Go clients"
+(cd "$here" && go test -race -count=1 -timeout 5m ./...) || status=1
+echo "== interop: node (ws, chromium)"
+(cd "$here/node" && node --test --test-concurrency=1 test/) || status=1
+exit "$status"

@@ -1,0 +1,103 @@
+package upgrade
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// browserHead is what a browser sends, give or take.
+var browserHead = head(
+	"GET /ws?room=lobby HTTP/1.1",
+	"Host: example.com",
+	"Connection: Upgrade",
+	"Pragma: no-cache",
+	"Cache-Control: no-cache",
+	"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+	"Upgrade: websocket",
+	"Origin: https://example.com",
+	"Sec-WebSocket-Version: 13",
+	"Accept-Encoding: gzip, deflate, br",
+	"Accept-Language: en-US,en;q=0.9",
+	"Cookie: session=abc123; theme=dark",
+	"Sec-WebSocket-Key: "+testKey,
+	"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+	"Sec-WebSocket-Protocol: chat.v2, chat.v1",
+)
+
+func benchStep(b *testing.B, u *Upgrader, data string, want Kind) {
+	buf := []byte(data)
+	var st State
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		res := u.Step(&st, buf, testRemote)
+		if res.Kind != want {
+			b.Fatalf(
+				"got %v %d: %v",
+				res.Kind, res.Status, res.Err)
+		}
+		release(res)
+	}
+}
+
+// BenchmarkStepUpgrade: a whole browser handshake with a subprotocol and an
+// Authorize hook.
+func BenchmarkStepUpgrade(b *testing.B) {
+	u := newTest(b, Config{
+		Subprotocols: []string{"chat.v1", "chat.v2"},
+		Authorize:    func(*Request) (any, error) { return nil, nil },
+	})
+	benchStep(b, u, browserHead, Upgraded)
+}
+
+// BenchmarkStepUpgradeMinimal: the smallest valid handshake, no hooks.
+func BenchmarkStepUpgradeMinimal(b *testing.B) {
+	benchStep(b, newTest(b, Config{}), wsHead(), Upgraded)
+}
+
+// BenchmarkStepNeedMore: the browser head arriving one byte per read; each
+// op is one Step that finds no end yet.
+func BenchmarkStepNeedMore(b *testing.B) {
+	u := newTest(b, Config{})
+	buf := []byte(browserHead)
+	var st State
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		n++
+		if n == len(buf) {
+			n = 1
+			st.Reset()
+		}
+		if res := u.Step(&st, buf[:n], testRemote); res.Kind != NeedMore {
+			b.Fatalf(
+				"decided at %d",
+				n)
+		}
+	}
+}
+
+// BenchmarkStepRejectOrigin: a complete browser head refused with 403.
+func BenchmarkStepRejectOrigin(b *testing.B) {
+	u := newTest(b, Config{})
+	benchStep(b, u, replaceOrigin(browserHead, "https://evil.com"), Rejected)
+}
+
+// BenchmarkStepRejectJunk: a TLS ClientHello on the plain port.
+func BenchmarkStepRejectJunk(b *testing.B) {
+	benchStep(b, newTest(b, Config{}), "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", Rejected)
+}
+
+// BenchmarkStepHTTP: a health check through an http.Handler.
+func BenchmarkStepHTTP(b *testing.B) {
+	u := newTest(b, Config{HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok"))
+	})})
+	benchStep(b, u, head("GET /healthz HTTP/1.1", "Host: example.com", "User-Agent: probe/1.0"), ServedHTTP)
+}
+
+func replaceOrigin(h, origin string) string {
+	return strings.Replace(h, "Origin: https://example.com", "Origin: "+origin, 1)
+}

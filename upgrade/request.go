@@ -1,0 +1,307 @@
+package upgrade
+
+import (
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Request is the parsed head of a handshake request. It is built once the
+// whole head has arrived and owns its memory (one copy of the head), so it
+// stays valid after Step returns. Keep it only as long as needed: an idle
+// connection should not carry its handshake around.
+type Request struct {
+	Method     string
+	RequestURI string // the request target as sent: "/ws?room=1"
+	Path       string // the decoded path, as url.URL.Path
+	RawQuery   string // the query without '?', still encoded
+	Host       string // the Host header, or the authority of an absolute-form target
+	Proto      string // "HTTP/1.1"
+	Header     http.Header
+	RemoteAddr net.Addr
+}
+
+// Query parses RawQuery, dropping malformed pairs like url.URL.Query.
+func (r *Request) Query() url.Values {
+	v, _ := url.ParseQuery(r.RawQuery)
+	return v
+}
+
+// Cookie returns the named cookie, or http.ErrNoCookie.
+func (r *Request) Cookie(name string) (*http.Cookie, error) {
+	hr := http.Request{Header: r.Header}
+	return hr.Cookie(name)
+}
+
+// Cookies returns the cookies the request carries.
+func (r *Request) Cookies() []*http.Cookie {
+	hr := http.Request{Header: r.Header}
+	return hr.Cookies()
+}
+
+// Origin returns the Origin header ("" if absent).
+func (r *Request) Origin() string { return headerFirst(r.Header, "Origin") }
+
+func headerFirst(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// requestBuf holds a Request and the backing array of its header values,
+// so that a typical head costs one allocation for both.
+type requestBuf struct {
+	r    Request
+	vals [16]string
+}
+
+// parseRequest parses a complete head (ending with its empty line) into a
+// Request. It copies the head once into a string and slices every field out
+// of it. It is strict where RFC 9112 allows a choice: no whitespace before a
+// header's colon, no obs-fold continuation lines, no bare CR, single spaces
+// in the request line.
+func parseRequest(head []byte, remote net.Addr) (*Request, *Error) {
+	s := string(head)
+	line, p, ok := nextLine(s, 0)
+	if !ok {
+		return nil, malformed("bare CR in request line", "")
+	}
+	rb := &requestBuf{}
+	r := &rb.r
+	r.RemoteAddr = remote
+	if e := r.parseRequestLine(line); e != nil {
+		return nil, e
+	}
+	// Header values share one backing array, inside the Request's own
+	// allocation for a typical head; a repeated field's append copies out
+	// of it (the slices are capped).
+	n := max(strings.Count(s, "\n")-2, 0)
+	vals := rb.vals[:]
+	if n > len(vals) {
+		vals = make([]string, n)
+	}
+	r.Header = make(http.Header, n)
+	for i := 0; ; i++ {
+		line, p, ok = nextLine(s, p)
+		if !ok {
+			return nil, malformed("bare CR in header", "")
+		}
+		if line == "" {
+			break
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 || !isTokenString(line[:colon]) {
+			return nil, malformed("malformed header line", quoteDetail(line))
+		}
+		v := trimOWS(line[colon+1:])
+		if !validFieldValue(v) {
+			return nil, malformed("malformed header value", quoteDetail(line))
+		}
+		k := canonicalKey(line[:colon])
+		vals[i] = v
+		if old, ok := r.Header[k]; ok {
+			r.Header[k] = append(old, v)
+		} else {
+			r.Header[k] = vals[i : i+1 : i+1]
+		}
+	}
+	return r, r.check()
+}
+
+// parseRequestLine fills Method, RequestURI, Path, RawQuery and Proto.
+func (r *Request) parseRequestLine(line string) *Error {
+	sp1 := strings.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return malformed("malformed request line", quoteDetail(line))
+	}
+	r.Method = line[:sp1]
+	rest := line[sp1+1:]
+	sp2 := strings.IndexByte(rest, ' ')
+	if sp2 <= 0 || !isTokenString(r.Method) {
+		return malformed("malformed request line", quoteDetail(line))
+	}
+	r.RequestURI, r.Proto = rest[:sp2], rest[sp2+1:]
+	// HTTP-version = "HTTP/" DIGIT "." DIGIT; herald speaks 1.x only.
+	if len(r.Proto) != 8 || r.Proto[:7] != "HTTP/1." || r.Proto[7] < '0' || r.Proto[7] > '9' {
+		return malformed("unsupported HTTP version", quoteDetail(r.Proto))
+	}
+	t := r.RequestURI
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c == 0x7f {
+			return malformed("malformed request target", quoteDetail(t))
+		}
+	}
+	switch {
+	case t[0] == '/': // origin-form, the usual case: no allocation unless escaped
+		raw := t
+		if q := strings.IndexByte(t, '?'); q >= 0 {
+			raw, r.RawQuery = t[:q], t[q+1:]
+		}
+		r.Path = raw
+		if strings.IndexByte(raw, '%') >= 0 {
+			p, err := url.PathUnescape(raw)
+			if err != nil {
+				return malformed("malformed request target", quoteDetail(t))
+			}
+			r.Path = p
+		}
+	case t == "*" && r.Method == http.MethodOptions: // asterisk-form
+		r.Path = "*"
+	case strings.Contains(t, "://"): // absolute-form
+		u, err := url.ParseRequestURI(t)
+		if err != nil {
+			return malformed("malformed request target", quoteDetail(t))
+		}
+		r.Path, r.RawQuery, r.Host = u.Path, u.RawQuery, u.Host
+	default: // authority-form (CONNECT) and junk: herald is not a proxy
+		return malformed("unsupported request target", quoteDetail(t))
+	}
+	return nil
+}
+
+// check applies the rules that need the whole header: Host, body framing.
+func (r *Request) check() *Error {
+	hosts := r.Header["Host"]
+	switch {
+	case len(hosts) > 1:
+		return malformed("repeated Host header", "")
+	case len(hosts) == 0 && r.Proto != "HTTP/1.0":
+		return malformed("missing Host header", "")
+	case len(hosts) == 1 && r.Host == "":
+		r.Host = hosts[0]
+	}
+	if len(r.Header["Transfer-Encoding"]) > 0 {
+		return &Error{Status: http.StatusBadRequest, Reason: ErrBodyNotSupported.Error(), Detail: "Transfer-Encoding", Err: ErrBodyNotSupported}
+	}
+	for _, v := range r.Header["Content-Length"] {
+		if v == "" {
+			return malformed("malformed Content-Length", "")
+		}
+		zero := true
+		for i := 0; i < len(v); i++ {
+			switch c := v[i]; {
+			case c < '0' || c > '9':
+				return malformed("malformed Content-Length", quoteDetail(v))
+			case c != '0':
+				zero = false
+			}
+		}
+		if !zero {
+			return &Error{Status: http.StatusBadRequest, Reason: ErrBodyNotSupported.Error(), Detail: "Content-Length: " + v, Err: ErrBodyNotSupported}
+		}
+	}
+	return nil
+}
+
+// nextLine returns the line of s starting at p without its terminator
+// ("\r\n" or "\n"), and where the next line starts. ok is false if the line
+// holds a bare CR. s must hold a '\n' at or after p.
+func nextLine(s string, p int) (line string, next int, ok bool) {
+	i := strings.IndexByte(s[p:], '\n')
+	line, next = s[p:p+i], p+i+1
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, next, strings.IndexByte(line, '\r') < 0
+}
+
+// trimOWS drops the optional whitespace (SP, HTAB) around a field value.
+func trimOWS(s string) string {
+	i, j := 0, len(s)
+	for i < j && (s[i] == ' ' || s[i] == '\t') {
+		i++
+	}
+	for j > i && (s[j-1] == ' ' || s[j-1] == '\t') {
+		j--
+	}
+	return s[i:j]
+}
+
+// validFieldValue reports whether v holds no control byte but HTAB. Bytes
+// 0x80 and up (obs-text) are allowed.
+func validFieldValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func malformed(reason, detail string) *Error {
+	return &Error{Status: http.StatusBadRequest, Reason: reason, Detail: detail, Err: ErrMalformed}
+}
+
+// quoteDetail quotes s for Error.Detail, cut to a sane length.
+func quoteDetail(s string) string {
+	const max = 128
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// commonKeys interns the canonical names of the fields browsers and proxies
+// send, so that a name sent in another case ("Sec-WebSocket-Key") costs no
+// allocation.
+var commonKeys = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language",
+		"Authorization", "Cache-Control", "Connection", "Content-Length",
+		"Content-Type", "Cookie", "Dnt", "Forwarded", "Host", "If-Modified-Since",
+		"If-None-Match", "Keep-Alive", "Origin", "Pragma", "Referer",
+		"Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Sec-Fetch-Dest",
+		"Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User", "Sec-Gpc",
+		"Sec-Websocket-Extensions", "Sec-Websocket-Key", "Sec-Websocket-Protocol",
+		"Sec-Websocket-Version", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+		"User-Agent", "Via", "X-Forwarded-For", "X-Forwarded-Host",
+		"X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+// canonicalKey is textproto.CanonicalMIMEHeaderKey for a valid token,
+// without its allocation for common names in an uncommon case: measured at
+// four allocations per browser handshake.
+func canonicalKey(name string) string {
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return canonicalSlow(name)
+		}
+		upper = c == '-'
+	}
+	return name
+}
+
+func canonicalSlow(name string) string {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return textproto.CanonicalMIMEHeaderKey(name)
+	}
+	b := buf[:len(name)]
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case upper && 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		case !upper && 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b[i] = c
+		upper = c == '-'
+	}
+	if k, ok := commonKeys[string(b)]; ok {
+		return k
+	}
+	return string(b)
+}

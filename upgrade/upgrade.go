@@ -1,0 +1,352 @@
+package upgrade
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws/wsflate"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/heraldws/herald/pool"
+)
+
+// DefaultMaxHeaderBytes is Config.MaxHeaderBytes when it is left zero.
+const DefaultMaxHeaderBytes = 8 << 10
+
+// maxMaxHeaderBytes bounds Config.MaxHeaderBytes so that State stays small.
+const maxMaxHeaderBytes = 1 << 30
+
+// Config tells an Upgrader what to accept. Hooks run on the caller's
+// goroutine (the event loop) and must not block.
+type Config struct {
+	// MaxHeaderBytes bounds the request head: request line, header fields
+	// and the empty line. A longer head gets 431. Default 8 KiB.
+	MaxHeaderBytes int
+
+	// OriginPatterns widens the same-origin policy: a request whose Origin
+	// host matches one of these globs is accepted. The syntax is
+	// path.Match's, compared case-insensitively; a pattern holding "://" is
+	// matched against "scheme://host" instead of the host; "*" accepts any
+	// Origin, even "null". A malformed glob makes New fail.
+	OriginPatterns []string
+
+	// CheckOrigin, if set, is asked about requests whose Origin neither the
+	// same-host rule nor OriginPatterns accepted. It can only widen.
+	CheckOrigin func(r *Request) bool
+
+	// Authorize, if set, runs last, for upgrades that are otherwise valid.
+	// A nil error accepts: the session is returned in Result.Session. A
+	// *RejectError refuses with its status, reason and header; any other
+	// error refuses with 403 and a generic body (the error stays in
+	// Result.Err).
+	Authorize func(r *Request) (session any, err error)
+
+	// Subprotocols lists the subprotocols the server speaks, most preferred
+	// first. The first of them that the client offered is chosen; none
+	// chosen is not an error (the reply then names no subprotocol).
+	Subprotocols []string
+
+	// Compression, if set, accepts permessage-deflate (RFC 7692) offers
+	// compatible with these parameters; the 101 then carries exactly them
+	// and Result.Compression is true. Nil ignores the extension.
+	Compression *wsflate.Parameters
+
+	// HTTPHandler serves requests that are not WebSocket upgrade attempts
+	// (health checks, metrics, a static page). It runs synchronously on the
+	// caller's goroutine with a buffered ResponseWriter; request bodies are
+	// not supported. Nil answers GET and HEAD with 426 Upgrade Required and
+	// other methods with 405.
+	HTTPHandler http.Handler
+}
+
+// Upgrader decides handshakes. It is safe for concurrent use by many event
+// loops.
+type Upgrader struct {
+	cfg       Config
+	maxHead   int
+	origins   []originPattern
+	anyOrigin bool
+	now       func() time.Time // the clock for Date; tests pin it
+	hsPool    sync.Pool        // *handshake
+}
+
+// New validates cfg and applies its defaults.
+func New(cfg Config) (*Upgrader, error) {
+	u := &Upgrader{cfg: cfg, maxHead: cfg.MaxHeaderBytes, now: time.Now}
+	switch {
+	case u.maxHead == 0:
+		u.maxHead = DefaultMaxHeaderBytes
+	case u.maxHead < 0 || u.maxHead > maxMaxHeaderBytes:
+		return nil, fmt.Errorf("upgrade: MaxHeaderBytes %d out of range 0..%d", cfg.MaxHeaderBytes, maxMaxHeaderBytes)
+	}
+	var err error
+	if u.origins, u.anyOrigin, err = compileOriginPatterns(cfg.OriginPatterns); err != nil {
+		return nil, err
+	}
+	for _, p := range cfg.Subprotocols {
+		if !isTokenString(p) {
+			return nil, fmt.Errorf("upgrade: subprotocol %q is not an HTTP token", p)
+		}
+	}
+	u.cfg.Subprotocols = append([]string(nil), cfg.Subprotocols...)
+	if c := cfg.Compression; c != nil {
+		for _, b := range []wsflate.WindowBits{c.ServerMaxWindowBits, c.ClientMaxWindowBits} {
+			if b != 0 && (b < 8 || b > 15) {
+				return nil, fmt.Errorf("upgrade: permessage-deflate window bits %d out of range 8..15", b)
+			}
+		}
+		p := *c
+		u.cfg.Compression = &p
+	}
+	u.hsPool.New = func() any { return u.newHandshake() }
+	return u, nil
+}
+
+// Kind is what Step decided.
+type Kind uint8
+
+// Kinds of Result.
+const (
+	// NeedMore: the head is incomplete; call Step again with more bytes.
+	NeedMore Kind = iota
+	// Upgraded: write Response (a 101), discard Consumed bytes and speak
+	// WebSocket; bytes after the head are already frames.
+	Upgraded
+	// Rejected: write Response (an error reply), then close.
+	Rejected
+	// ServedHTTP: HTTPHandler answered a plain request; write Response,
+	// then close.
+	ServedHTTP
+)
+
+var kindNames = [...]string{"NeedMore", "Upgraded", "Rejected", "ServedHTTP"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Result is the outcome of Step.
+type Result struct {
+	Kind Kind
+	// Consumed is the length of the request head (0 for NeedMore). For a
+	// refusal decided before the head ended (junk, 431) it is the number of
+	// bytes examined. It never exceeds len(buf).
+	Consumed int
+	// Response is the reply to write: the 101, the error reply or the HTTP
+	// reply. It comes from pool.Get; the caller writes it and pool.Put's it.
+	// Nil for NeedMore.
+	Response *bytebufferpool.ByteBuffer
+	// Request is the parsed request; nil for NeedMore and for bytes that did
+	// not parse.
+	Request     *Request
+	Subprotocol string // the chosen subprotocol, "" if none
+	Session     any    // what Authorize returned
+	// Compression reports that permessage-deflate was negotiated, with
+	// exactly Config.Compression's parameters.
+	Compression bool
+	Status      int   // the HTTP status sent: 101, 400, 403, ...
+	Err         error // why it was refused (an *Error), nil otherwise
+}
+
+// Step looks at buf, everything the peer has sent so far (earlier bytes
+// included), and decides the handshake if it can. Between calls buf must
+// only grow at its end; st remembers how far it was scanned, so each byte is
+// scanned once. The decision depends on the bytes only, never on how they
+// were split across calls. After a final Result st is reset.
+//
+// NeedMore does not allocate.
+func (u *Upgrader) Step(st *State, buf []byte, remote net.Addr) Result {
+	outcome, n := st.scan(buf, u.maxHead)
+	switch outcome {
+	case scanMore:
+		return Result{}
+	case scanBad:
+		st.Reset()
+		return u.refuse(nil, n, errorReply{status: http.StatusBadRequest, reason: "malformed request line"},
+			fmt.Sprintf("byte %#02x at offset %d", buf[n-1], n-1), ErrMalformed)
+	case scanTooLarge:
+		st.Reset()
+		return u.refuse(nil, n, errorReply{status: http.StatusRequestHeaderFieldsTooLarge, reason: ErrHeaderTooLarge.Error()},
+			fmt.Sprintf("no end of head in %d bytes", n), ErrHeaderTooLarge)
+	}
+	st.Reset()
+	return u.decide(buf[:n], remote)
+}
+
+// refuse builds a Rejected result.
+func (u *Upgrader) refuse(r *Request, consumed int, e errorReply, detail string, cause error) Result {
+	b := pool.Get(256)
+	if r != nil {
+		e.head = r.Method == http.MethodHead
+	}
+	u.writeError(b, e)
+	return Result{
+		Kind:     Rejected,
+		Consumed: consumed,
+		Response: b,
+		Request:  r,
+		Status:   e.status,
+		Err:      &Error{Status: e.status, Reason: e.reason, Detail: detail, Err: cause},
+	}
+}
+
+// refuseErr refuses with a prepared *Error.
+func (u *Upgrader) refuseErr(r *Request, consumed int, e *Error) Result {
+	return u.refuse(r, consumed, errorReply{status: e.Status, reason: e.Reason}, e.Detail, e.Err)
+}
+
+// decide handles a complete head, in the documented order: parse, upgrade
+// or plain HTTP, method, protocol headers, Origin, subprotocol, then
+// gobwas/ws's validation with Authorize as its last step.
+func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
+	n := len(head)
+	r, perr := parseRequest(head, remote)
+	if perr != nil {
+		return u.refuseErr(r, n, perr)
+	}
+	if !isUpgradeAttempt(r.Header) {
+		return u.serveHTTP(r, n)
+	}
+	if r.Proto == "HTTP/1.0" {
+		return u.refuseErr(r, n, malformed("WebSocket needs HTTP/1.1", ""))
+	}
+	if r.Method != http.MethodGet {
+		return u.refuse(r, n, errorReply{status: http.StatusMethodNotAllowed, reason: ErrMethodNotAllowed.Error(), extra: hdrAllowGet},
+			r.Method, ErrMethodNotAllowed)
+	}
+	if !headerHasToken(r.Header["Connection"], "upgrade") {
+		return u.refuse(r, n, errorReply{status: http.StatusBadRequest, reason: `missing "Connection: Upgrade"`},
+			strings.Join(r.Header["Connection"], ", "), ErrBadUpgrade)
+	}
+	if !headerHasToken(r.Header["Upgrade"], "websocket") {
+		return u.refuse(r, n, errorReply{status: http.StatusBadRequest, reason: `missing "Upgrade: websocket"`},
+			strings.Join(r.Header["Upgrade"], ", "), ErrBadUpgrade)
+	}
+	if v := r.Header["Sec-Websocket-Version"]; !allEqual(v, "13") {
+		return u.refuse(r, n, errorReply{status: http.StatusUpgradeRequired, reason: ErrBadVersion.Error(), extra: hdrWSVersion},
+			strings.Join(v, ", "), ErrBadVersion)
+	}
+	if k := r.Header["Sec-Websocket-Key"]; len(k) != 1 || !validKey(k[0]) {
+		return u.refuse(r, n, errorReply{status: http.StatusBadRequest, reason: ErrBadKey.Error()},
+			strings.Join(k, ", "), ErrBadKey)
+	}
+	ok, detail, err := u.originOK(r)
+	if err != nil {
+		return u.refuse(r, n, errorReply{status: http.StatusInternalServerError, reason: "internal error"}, "", err)
+	}
+	if !ok {
+		return u.refuse(r, n, errorReply{status: http.StatusForbidden, reason: ErrOriginNotAllowed.Error()}, detail, ErrOriginNotAllowed)
+	}
+	chosen, ok := u.selectSubprotocol(r.Header["Sec-Websocket-Protocol"])
+	if !ok {
+		return u.refuse(r, n, errorReply{status: http.StatusBadRequest, reason: ErrBadSubprotocol.Error()},
+			strings.Join(r.Header["Sec-Websocket-Protocol"], ", "), ErrBadSubprotocol)
+	}
+	return u.handshake(r, head, chosen)
+}
+
+// isUpgradeAttempt: an Upgrade header mentions "websocket" in any case.
+func isUpgradeAttempt(h http.Header) bool {
+	for _, v := range h["Upgrade"] {
+		if containsFold(v, "websocket") {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII word sub,
+// ignoring case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerHasToken reports whether one of the comma-separated lists in vals
+// holds token, ignoring case.
+func headerHasToken(vals []string, token string) bool {
+	for _, v := range vals {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(trimOWS(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func allEqual(vals []string, want string) bool {
+	for _, v := range vals {
+		if v != want {
+			return false
+		}
+	}
+	return len(vals) > 0
+}
+
+// validKey reports whether k is the base64 of 16 bytes (RFC 6455 §4.1).
+func validKey(k string) bool {
+	if len(k) != 24 || k[22] != '=' || k[23] != '=' {
+		return false
+	}
+	for i := 0; i < 22; i++ {
+		c := k[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// selectSubprotocol returns the first of Config.Subprotocols the client
+// offered. ok is false if an offer is not a token list. Without configured
+// subprotocols the header is ignored, as gobwas/ws does.
+func (u *Upgrader) selectSubprotocol(offers []string) (chosen string, ok bool) {
+	if len(u.cfg.Subprotocols) == 0 || len(offers) == 0 {
+		return "", true
+	}
+	// 1#token: empty elements are ignored (RFC 9110 §5.6.1.2), but each
+	// field line must hold a token.
+	for _, v := range offers {
+		tokens := 0
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if t = trimOWS(t); t == "" {
+				continue
+			}
+			if !isTokenString(t) {
+				return "", false
+			}
+			tokens++
+		}
+		if tokens == 0 {
+			return "", false
+		}
+	}
+	for _, p := range u.cfg.Subprotocols {
+		for _, v := range offers {
+			for v != "" {
+				var t string
+				t, v, _ = strings.Cut(v, ",")
+				if trimOWS(t) == p {
+					return p, true
+				}
+			}
+		}
+	}
+	return "", true
+}
