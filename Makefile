@@ -3,11 +3,12 @@ GO        ?= go
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: test check vet fmt unit fuzz interop bench bench-memory
+.PHONY: test check vet fmt unit fuzz interop harness bench bench-quick bench-go bench-memory
 
 ## test: everything CI checks — vet, gofmt, unit tests with -race, short fuzz
-## runs, and interop with real clients (installs what it needs).
-test: check unit fuzz interop
+## runs, interop with real clients and browsers, and the benchmark harness's
+## own tests (installs what it needs: Chromium, npm packages).
+test: check unit fuzz interop harness
 
 check: vet fmt
 
@@ -30,8 +31,22 @@ interop:
 	bash tests/interop/setup.sh
 	bash tests/interop/run.sh
 
-## bench: Go benchmarks (ns/op, allocs/op) of every package.
+# The harness's tests: histogram merging, result parsing, limit checks, the
+# peers' contract, and a tiny end-to-end run against the echo example.
+harness:
+	bash benchmarks/peers/setup.sh
+	$(MAKE) -C benchmarks test
+
+## bench: herald against gorilla, nbio, gws, uWebSockets.js and ws, every
+## scenario (see benchmarks/README.md); bench-quick: the same, smaller.
 bench:
+	$(MAKE) -C benchmarks bench
+
+bench-quick:
+	$(MAKE) -C benchmarks bench-quick
+
+## bench-go: Go benchmarks (ns/op, allocs/op) of every package.
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
 
 ## bench-memory: RSS and Go heap per idle upgraded connection at 15k connections.

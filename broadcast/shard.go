@@ -246,6 +246,13 @@ func (sh *shard) flushMember(m *member) {
 		sh.applyPolicy(m)
 		return
 	}
+	if m.head == m.tail && len(m.conflated) == 0 {
+		// One frame: write it from the batch, no copy.
+		if c.WriteFrames(sh.arena[m.head].frame) == nil {
+			sh.stats.deliveries.Add(1)
+		}
+		return
+	}
 	buf := sh.scratch[:0]
 	n := uint64(len(m.conflated))
 	// A subscriber that just drained first gets the latest of what it

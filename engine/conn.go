@@ -176,7 +176,7 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 	var err error
 	if n <= smallFrame {
 		l.scratch = codec.AppendFrame(l.scratch[:0], op, payload)
-		_, err = c.gc.Write(l.scratch)
+		err = c.write(l.scratch)
 	} else {
 		var hdr [codec.MaxHeaderLen]byte
 		k := codec.PutHeader(hdr[:], op, true, false, len(payload))
@@ -189,11 +189,35 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 
 // writeEncoded sends bytes that already hold complete frames.
 func (c *Conn) writeEncoded(b []byte) bool {
-	if !c.admit(len(b)) {
+	if c.state != stateOpen {
 		return false
 	}
+	queued := c.gc.OutboundBuffered()
+	if !c.admitQueued(queued, len(b)) {
+		return false
+	}
+	return c.writeQueued(queued, b) == nil
+}
+
+// write sends b.
+func (c *Conn) write(b []byte) error {
+	return c.writeQueued(c.gc.OutboundBuffered(), b)
+}
+
+// writeQueued sends b given the bytes already queued. When nothing is
+// queued it tries a raw write first; what the socket does not take (or an
+// error) goes to gnet, which buffers the rest, waits for the socket to be
+// writable, or closes the connection.
+func (c *Conn) writeQueued(queued int, b []byte) error {
+	if queued == 0 {
+		n, errno := rawWrite(c.gc.Fd(), b)
+		if errno == 0 && n == len(b) {
+			return nil
+		}
+		b = b[n:]
+	}
 	_, err := c.gc.Write(b)
-	return err == nil
+	return err
 }
 
 // admit reports whether n more bytes may be queued; if not, the connection
@@ -204,7 +228,10 @@ func (c *Conn) admit(n int) bool {
 	if c.state != stateOpen {
 		return false
 	}
-	queued := c.gc.OutboundBuffered()
+	return c.admitQueued(c.gc.OutboundBuffered(), n)
+}
+
+func (c *Conn) admitQueued(queued, n int) bool {
 	if queued == 0 || queued+n <= c.loop.srv.cfg.MaxOutboundBytes {
 		return true
 	}

@@ -1,3 +1,6 @@
+// Contract tests for every peer: each is started on 127.0.0.1:0 (the Go
+// peers built with go build, the Node peers run with node after setup.sh)
+// and driven with gorilla/websocket as the client.
 package peers_test
 
 import (

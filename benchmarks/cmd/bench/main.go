@@ -61,6 +61,7 @@ func runCmd(args []string) error {
 	scFlag := fs.String("scenarios", "", "scenarios to run (default: all of the set)")
 	out := fs.String("out", "", "output directory (default: results/latest in the benchmarks module)")
 	src := fs.String("src", "127.0.0.2-127.0.0.9", "loadgen source addresses")
+	pinCPUs := fs.Bool("pin", true, "pin servers and load generators to separate CPUs (taskset)")
 	readme := fs.Bool("readme", true, "update the results table in benchmarks/README.md (only when writing results/latest)")
 	_ = fs.Parse(args)
 
@@ -139,7 +140,10 @@ func runCmd(args []string) error {
 		return err
 	}
 	r := &runner.Runner{Loadgen: lgBin, LogDir: logDir, Progress: prog, Src: *src}
-	run := &report.Run{Date: time.Now().UTC().Format(time.RFC3339), Quick: *quick, Machine: machine(), Limits: limitLines, Advice: advice}
+	if *pinCPUs {
+		r.CPUs = runner.DefaultSplit()
+	}
+	run := &report.Run{Date: time.Now().UTC().Format(time.RFC3339), Quick: *quick, Machine: machine(), Limits: limitLines, Advice: advice, CPUs: r.CPUs.Describe()}
 	for _, im := range impls {
 		run.Versions = append(run.Versions, im.Label)
 	}

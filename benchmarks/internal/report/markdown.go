@@ -277,6 +277,9 @@ func Markdown(run *Run, plots []string) string {
 	b.WriteString("\nEvery server ran the same scenarios, one at a time, against the same load generator (epoll, no goroutine per connection) in this run. " +
 		"Server CPU is the server process's user+sys time from /proc during the measured window; RSS is VmRSS. " +
 		"Absolute numbers move with the machine; the ratios to herald (×) are measured in the same run.\n\n")
+	if run.CPUs != "" {
+		b.WriteString(run.CPUs + "\n\n")
+	}
 	b.WriteString("Scenarios:\n\n")
 	for _, s := range run.Scenario {
 		fmt.Fprintf(&b, "- %s\n", s)

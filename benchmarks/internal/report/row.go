@@ -108,7 +108,8 @@ type Run struct {
 	Versions []string `json:"versions"`
 	Limits   []string `json:"limits"`
 	Advice   []string `json:"advice,omitempty"`
-	Scenario []string `json:"scenarios"` // scenario descriptions
+	Scenario []string `json:"scenarios"`      // scenario descriptions
+	CPUs     string   `json:"cpus,omitempty"` // how servers and load generators shared the CPUs
 	Rows     []Row    `json:"rows"`
 }
 

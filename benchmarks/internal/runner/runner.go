@@ -34,6 +34,8 @@ type Runner struct {
 	Progress *Progress
 	// Src is the loadgen's source addresses flag.
 	Src string
+	// CPUs separates the server's CPUs from the load generators'.
+	CPUs CPUSplit
 }
 
 var listenRE = regexp.MustCompile(`listening on (\S+)`)
@@ -49,6 +51,7 @@ type server struct {
 func (r *Runner) startServer(ctx context.Context, im *Impl, sc Scenario, tag string) (*server, error) {
 	flags := append([]string{"-addr", "127.0.0.1:0"}, sc.ServerFlags()...)
 	cmd := im.Command(context.Background(), sc.Mode, flags)
+	pin(cmd, r.CPUs.Server)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, err := os.Create(filepath.Join(r.LogDir, tag+".server.log"))
 	if err != nil {
@@ -143,6 +146,7 @@ func (r *Runner) startLoadgen(sc Scenario, addr string, shard int, tag string, p
 		args = append(args, "-churn-conc", strconv.Itoa(sc.ChurnConc), "-churn-path", "/ws?symbols=S0")
 	}
 	cmd := exec.Command(r.Loadgen, args...)
+	pin(cmd, r.CPUs.Load)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	l := &lg{cmd: cmd, connected: make(chan map[string]any, 1), progress: progress, done: make(chan struct{})}
 	cmd.Stdout = &l.stdout

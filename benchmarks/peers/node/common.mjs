@@ -79,13 +79,17 @@ export function parseArgs(impl, argv) {
         !Number.isInteger(opts.size) || opts.size < 0) {
       fail(impl, '-interval and -symbols must be positive, -size not negative');
     }
+    if (opts.intervalMs < 1) {
+      process.stderr.write(`${impl}: Node timers tick at most once a millisecond; -interval ${raw.interval} runs as 1ms\n`);
+      opts.intervalMs = 1;
+    }
   }
   return opts;
 }
 
 // ready prints the one line the harness waits for.
 export function ready(opts, host, port) {
-  process.stdout.write(`${opts.impl} ${opts.mode} listening on ${joinHostPort(host, port)}\n`);
+  process.stdout.write(`${opts.impl} ${opts.mode} listening on ${joinHostPort(host || '::', port)}\n`);
 }
 
 // onShutdown calls stop once on SIGINT or SIGTERM.

@@ -1,0 +1,56 @@
+// Command ticker is herald's main example: a market-data ticker pushing
+// price updates to every connected client, with a live browser page.
+//
+//	go run ./examples/ticker
+//
+// then open the printed address. The WebSocket is at /ws: a connection
+// subscribes to every symbol unless ?symbols=S0,S3 narrows it. Each tick
+// publishes one JSON text message per symbol with "sym", "seq" (+1 per tick)
+// and "ts" (Unix ns at publish), padded to about -size bytes.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	var opts options
+	flag.StringVar(&opts.addr, "addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks one)")
+	flag.DurationVar(&opts.interval, "interval", 100*time.Millisecond, "time between ticks")
+	flag.IntVar(&opts.symbols, "symbols", 20, "number of symbols, S0 to S<n-1>")
+	flag.IntVar(&opts.size, "size", 128, "approximate size of each message in bytes")
+	flag.IntVar(&opts.loops, "loops", 0, "event loops (default: one per core)")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	t, err := newTicker(opts, logger)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ticker:", err)
+		os.Exit(2)
+	}
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	if err := t.srv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "ticker:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("herald ticker listening on %s\n", t.srv.Addr())
+	logger.Info("open the live page", "url", "http://"+t.srv.Addr().String()+"/")
+
+	stop := make(chan struct{})
+	go t.publish(stop)
+	<-ctx.Done()
+	close(stop)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := t.srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("shutdown", "err", err)
+	}
+}

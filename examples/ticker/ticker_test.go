@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// startTicker runs the example in-process with a fast tick.
+func startTicker(t *testing.T, symbols, size int) string {
+	t.Helper()
+	tk, err := newTicker(options{addr: "127.0.0.1:0", interval: 20 * time.Millisecond, symbols: symbols, size: size},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	go tk.publish(stop)
+	t.Cleanup(func() {
+		close(stop)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = tk.srv.Shutdown(ctx)
+	})
+	return tk.srv.Addr().String()
+}
+
+type tick struct {
+	Sym string  `json:"sym"`
+	Seq int64   `json:"seq"`
+	TS  int64   `json:"ts"`
+	Px  float64 `json:"px"`
+}
+
+// dialTicker connects to /ws and returns a reader of the server's frames:
+// frames that came with the 101 are in the dialer's buffer, read it first.
+func dialTicker(t *testing.T, addr, query string) io.ReadWriter {
+	t.Helper()
+	conn, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+addr+"/ws"+query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if br != nil {
+		return struct {
+			io.Reader
+			io.Writer
+		}{io.MultiReader(br, conn), conn}
+	}
+	return conn
+}
+
+func TestTickerContract(t *testing.T) {
+	const symbols, size = 3, 128
+	addr := startTicker(t, symbols, size)
+	conn := dialTicker(t, addr, "")
+	last := map[string]int64{}
+	for len(last) < symbols || minSeqSeen(last) < 5 {
+		data, op, err := wsutil.ReadServerData(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op != ws.OpText {
+			t.Fatalf("opcode %v, want text", op)
+		}
+		if d := len(data) - size; d < -16 || d > 16 {
+			t.Fatalf("message of %d bytes, want about %d: %s", len(data), size, data)
+		}
+		var m tick
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatalf("%v: %s", err, data)
+		}
+		if !strings.HasPrefix(m.Sym, "S") || m.Px <= 0 {
+			t.Fatalf("bad message %s", data)
+		}
+		if age := time.Since(time.Unix(0, m.TS)); age < 0 || age > 5*time.Second {
+			t.Fatalf("ts %d is %v old", m.TS, age)
+		}
+		if prev, ok := last[m.Sym]; ok && m.Seq != prev+1 {
+			t.Fatalf("%s: seq %d after %d", m.Sym, m.Seq, prev)
+		}
+		last[m.Sym] = m.Seq
+	}
+}
+
+func minSeqSeen(last map[string]int64) int64 {
+	least := int64(1 << 62)
+	for _, s := range last {
+		least = min(least, s)
+	}
+	return least
+}
+
+func TestTickerNarrowsToRequestedSymbols(t *testing.T) {
+	addr := startTicker(t, 5, 64)
+	conn := dialTicker(t, addr, "?symbols=S1,S3")
+	seen := map[string]bool{}
+	for i := 0; i < 20; i++ {
+		data, _, err := wsutil.ReadServerData(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m tick
+		_ = json.Unmarshal(data, &m)
+		if m.Sym != "S1" && m.Sym != "S3" {
+			t.Fatalf("got %s, subscribed to S1,S3 only", m.Sym)
+		}
+		seen[m.Sym] = true
+	}
+	if !seen["S1"] || !seen["S3"] {
+		t.Fatalf("saw %v", seen)
+	}
+}
+
+func TestTickerRefusesBadRequests(t *testing.T) {
+	addr := startTicker(t, 5, 64)
+	for _, q := range []string{"?symbols=S9", "?symbols=S1,,S2", "?symbols=X1", "?symbols=S01"} {
+		conn := dialTicker(t, addr, q)
+		f, err := ws.ReadFrame(conn)
+		if err != nil || f.Header.OpCode != ws.OpClose {
+			t.Fatalf("%s: got %v %v, want a close", q, f.Header.OpCode, err)
+		}
+		if code, _ := ws.ParseCloseFrameData(f.Payload); code != 1008 {
+			t.Fatalf("%s: close code %d, want 1008", q, code)
+		}
+	}
+	// Plain HTTP: the page, health and stats.
+	for path, want := range map[string]int{"/": 200, "/healthz": 200, "/stats": 200, "/nope": 404} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
+
+func TestAppendTickSize(t *testing.T) {
+	for _, size := range []int{16, 64, 128, 1024} {
+		b := appendTick(nil, "S12", 123456, time.Now().UnixNano(), 101.5, size)
+		var m tick
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("size %d: %v: %s", size, err, b)
+		}
+		if size >= 80 && len(b) != size {
+			t.Fatalf("size %d: got %d bytes", size, len(b))
+		}
+	}
+}
