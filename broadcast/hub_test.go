@@ -150,7 +150,9 @@ func TestBatchGoesOutInOneWritePerSubscriber(t *testing.T) {
 	h, srv, sub := newHub(t, Options{}, engine.Config{})
 	conn := connect(t, srv, sub, "S0", "S1", "S2")
 	other := connect(t, srv, sub, "S1")
+	gappy := connect(t, srv, sub, "S0", "S2") // its frames are not contiguous in the batch
 	waitSubs(t, h, "S1", 2)
+	waitSubs(t, h, "S2", 2)
 	batch := []Message{
 		{Topic: "S0", Type: engine.TextMessage, Data: []byte("a")},
 		{Topic: "S1", Type: engine.TextMessage, Data: []byte("b")},
@@ -172,6 +174,10 @@ func TestBatchGoesOutInOneWritePerSubscriber(t *testing.T) {
 	}
 	if got := readText(t, other); got != "b" {
 		t.Fatalf("S1-only subscriber got %q", got)
+	}
+	_ = gappy.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := gappy.Read(buf); err != nil || string(buf[:n]) != "\x81\x01a\x82\x01c" {
+		t.Fatalf("S0,S2 subscriber read %q %v, want both frames in one write", buf[:n], err)
 	}
 }
 

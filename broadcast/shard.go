@@ -55,11 +55,17 @@ type subRef struct {
 	idx int32
 }
 
+// pending is one frame queued for a member: bytes [start, end) of a batch's
+// buffer. Keeping the batch and offsets, rather than a slice, lets flush see
+// when a member's frames are one contiguous run of a batch.
 type pending struct {
-	frame []byte
-	st    *shardTopic
-	next  int32
+	b          *batch
+	st         *shardTopic
+	start, end int32
+	next       int32
 }
+
+func (p *pending) frame() []byte { return p.b.buf.B[p.start:p.end] }
 
 // conflated is the latest frame of a topic kept for a slow subscriber.
 type conflated struct {
@@ -185,9 +191,8 @@ func (sh *shard) run(b *batch) {
 		if st == nil {
 			continue
 		}
-		frame := b.buf.B[it.start:it.end]
 		for _, m := range st.subs {
-			sh.enqueue(m, st, frame)
+			sh.enqueue(m, st, b, it.start, it.end)
 		}
 	}
 	sh.held = append(sh.held, b)
@@ -197,9 +202,9 @@ func (sh *shard) run(b *batch) {
 	}
 }
 
-func (sh *shard) enqueue(m *member, st *shardTopic, frame []byte) {
+func (sh *shard) enqueue(m *member, st *shardTopic, b *batch, start, end int32) {
 	i := int32(len(sh.arena))
-	sh.arena = append(sh.arena, pending{frame: frame, st: st, next: -1})
+	sh.arena = append(sh.arena, pending{b: b, st: st, start: start, end: end, next: -1})
 	if m.head < 0 {
 		m.head = i
 	} else {
@@ -246,12 +251,16 @@ func (sh *shard) flushMember(m *member) {
 		sh.applyPolicy(m)
 		return
 	}
-	if m.head == m.tail && len(m.conflated) == 0 {
-		// One frame: write it from the batch, no copy.
-		if c.WriteFrames(sh.arena[m.head].frame) == nil {
-			sh.stats.deliveries.Add(1)
+	if len(m.conflated) == 0 {
+		if run, n := sh.contiguous(m); run != nil {
+			// The member's frames are one run of a batch's buffer (a
+			// subscriber of every topic in the batch, or of one): write
+			// the shared bytes, no copy.
+			if c.WriteFrames(run) == nil {
+				sh.stats.deliveries.Add(n)
+			}
+			return
 		}
-		return
 	}
 	buf := sh.scratch[:0]
 	n := uint64(len(m.conflated))
@@ -262,13 +271,29 @@ func (sh *shard) flushMember(m *member) {
 	}
 	m.conflated = nil
 	for i := m.head; i >= 0; i = sh.arena[i].next {
-		buf = append(buf, sh.arena[i].frame...)
+		buf = append(buf, sh.arena[i].frame()...)
 		n++
 	}
 	sh.scratch = buf[:0]
 	if c.WriteFrames(buf) == nil {
 		sh.stats.deliveries.Add(n)
 	}
+}
+
+// contiguous returns m's pending frames as one slice of a batch buffer when
+// they are consecutive there, with their count; otherwise nil.
+func (sh *shard) contiguous(m *member) ([]byte, uint64) {
+	first := &sh.arena[m.head]
+	end, n := first.end, uint64(1)
+	for i := first.next; i >= 0; i = sh.arena[i].next {
+		p := &sh.arena[i]
+		if p.b != first.b || p.start != end {
+			return nil, 0
+		}
+		end = p.end
+		n++
+	}
+	return first.b.buf.B[first.start:end], n
 }
 
 // applyPolicy decides the fate of a slow subscriber's pending frames, topic
@@ -281,7 +306,7 @@ func (sh *shard) applyPolicy(m *member) {
 			sh.stats.dropped.Add(1)
 		case Conflate:
 			sh.stats.conflated.Add(1)
-			m.keepLatest(p.st, p.frame)
+			m.keepLatest(p.st, p.frame())
 		default:
 			sh.stats.slowClosed.Add(1)
 			_ = m.c.Close(engine.StatusTryAgainLater, "slow consumer")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the interop suite against herald's echo example: builds it once, then
 # runs the Go clients (gorilla/websocket, coder/websocket) with the race
-# detector and the node tests (ws, and Chromium through playwright-core).
+# detector and the node tests (ws, and Chromium through playwright-core; the
+# browser tests also load the ticker and chat examples' pages, built here too).
 # Run setup.sh first on a new machine.
 set -euo pipefail
 
@@ -18,6 +19,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 (cd "$root" && go build -o "$tmp/echo" ./examples/echo)
 export HERALD_ECHO_BIN="$tmp/echo"
+(cd "$root" && go build -o "$tmp/ticker" ./examples/ticker && go build -o "$tmp/chat" ./examples/chat)
+export HERALD_TICKER_BIN="$tmp/ticker" HERALD_CHAT_BIN="$tmp/chat"
 
 status=0
 echo "== interop: Go clients"

@@ -171,7 +171,8 @@
   let everOpened = false;
   let reconnects = 0;
   let stopped = false; // the user pressed Disconnect
-  let lastClose = null;
+  let lastClose = null; // how the last attempt or connection ended
+  let lastDrop = null; // how the last connection that was open ended
 
   // The ticker closes with 1008 a request it will never accept (an unknown
   // symbol, a wrong path): retrying would not help. The engine's own 1008
@@ -196,8 +197,10 @@
       return;
     }
     ws = sock;
+    let opened = false;
     sock.onopen = () => {
       if (ws !== sock) return;
+      opened = true;
       openedAt = performance.now();
       if (everOpened) reconnects++;
       everOpened = true;
@@ -214,6 +217,7 @@
       ws = null;
       clearTimeout(stableTimer);
       lastClose = { code: ev.code, reason: ev.reason };
+      if (opened) lastDrop = lastClose;
       if (stopped || permanent(ev.code, ev.reason)) {
         setState('closed');
       } else {
@@ -279,7 +283,8 @@
       const r = await fetch('/stats', { cache: 'no-store' });
       if (!r.ok) return;
       const s = await r.json();
-      const active = s.server && typeof s.server.Active === 'number' ? s.server.Active : null;
+      // Active counts this very request's connection too.
+      const active = s.server && typeof s.server.Active === 'number' ? Math.max(1, s.server.Active - 1) : null;
       el.server.textContent = `${s.symbols} symbols every ${s.interval}` +
         (active === null ? '' : ` · ${active} connection${active === 1 ? '' : 's'} to this server`);
     } catch {
@@ -335,6 +340,8 @@
     const name = td('sym l');
     name.textContent = sym.name;
     const price = td('px');
+    const priceText = document.createElement('span');
+    price.append(priceText);
     const chg = td('chg');
     const seq = td('seq');
     const age = td('age');
@@ -355,7 +362,7 @@
     sparkCell.append(svg);
     tr.append(name, price, chg, seq, age, sparkCell);
     sym.row = tr;
-    sym.cells = { price, chg, seq, age, line, dot, base, shownDir: 0 };
+    sym.cells = { price: priceText, chg, seq, age, line, dot, base, shownDir: 0 };
 
     // Keep the rows in natural symbol order (S2 before S10).
     let before = null;
@@ -380,9 +387,9 @@
         c.shownDir = sym.dir;
       }
       c.price.animate(
-        [{ backgroundColor: sym.dir > 0 ? 'rgba(52, 211, 153, 0.28)' : 'rgba(248, 113, 113, 0.28)' },
+        [{ backgroundColor: sym.dir > 0 ? 'rgba(52, 211, 153, 0.22)' : 'rgba(248, 113, 113, 0.22)' },
           { backgroundColor: 'rgba(0, 0, 0, 0)' }],
-        { duration: 600, easing: 'ease-out' });
+        { duration: 450, easing: 'ease-out' });
       sym.dir = 0;
     }
     const d = sym.px - sym.first;
@@ -479,7 +486,11 @@
     el.restarts.textContent = fmtInt(restarts);
     el.reconnects.textContent = fmtInt(reconnects);
     el.uptime.textContent = state === 'live' ? 'up ' + fmtAge(t - openedAt) : state;
-    el.lastclose.textContent = lastClose ? 'last close ' + describeClose(lastClose) : '';
+    const drop = lastDrop ? String(lastDrop.code) : 'none';
+    if (el.lastclose.textContent !== drop) {
+      el.lastclose.textContent = drop;
+      el.lastclose.parentElement.title = lastDrop ? 'The last connection ended with ' + describeClose(lastDrop) : '';
+    }
 
     for (const sym of symbols.values()) {
       if (!sym.row) continue;

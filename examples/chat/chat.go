@@ -1,0 +1,461 @@
+package main
+
+import (
+	"cmp"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/heraldws/herald/broadcast"
+	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/upgrade"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+// Limits of the protocol (see the package documentation).
+const (
+	maxRoomLen    = 32
+	maxNickRunes  = 24
+	maxTextBytes  = 2000
+	maxFrameBytes = 16 << 10 // room for 2000 bytes of text however JSON escapes it
+	maxNicksSent  = 200      // nicknames listed in a history message, at most
+	topicPrefix   = "room."
+)
+
+// options are the server's settings; the command line sets them.
+type options struct {
+	addr     string
+	history  int     // messages kept per room
+	rate     float64 // messages per second per connection, sustained
+	burst    int     // messages per connection in a burst
+	maxRooms int     // rooms kept at most
+	loops    int
+}
+
+func defaultOptions() options {
+	return options{addr: "127.0.0.1:8081", history: 50, rate: 10, burst: 10, maxRooms: 1024}
+}
+
+// chat is the server: the engine handler, the hub that carries each room's
+// traffic, and the rooms' memberships and histories.
+//
+// Handlers run on the event loops, so every lock below is held only for a
+// few map operations and, to keep a room's events in one order for
+// everybody, for the Publish that hands an event to the hub (which queues it
+// to the loops and returns).
+type chat struct {
+	engine.BaseHandler
+	opts options
+	srv  *engine.Server
+	hub  *broadcast.Hub
+	log  *slog.Logger
+
+	mu    sync.Mutex // guards rooms
+	rooms map[string]*room
+}
+
+// room is one chat room: hub topic "room.<name>".
+type room struct {
+	name  string
+	topic string
+
+	mu      sync.Mutex         // guards the fields below
+	members map[string]*member // by lower-cased nickname
+	seq     uint64             // id of the room's latest event
+	history [][]byte           // encoded "msg" events, a ring of opts.history
+	head    int                // index of the oldest in history once it is full
+	gone    bool               // forgotten by chat.rooms: join another
+}
+
+// member is a connection's session (Config.Authorize returns it): who it is,
+// where, and its rate budget. After OnOpen only the connection's loop touches
+// it, except that room.members points to it.
+type member struct {
+	roomName string
+	nick     string
+	key      string // lower-cased nick, unique in the room
+	room     *room  // set once joined
+	tokens   float64
+	last     time.Time
+}
+
+func newChat(opts options, logger *slog.Logger) (*chat, error) {
+	if opts.history < 0 {
+		return nil, fmt.Errorf("-history must not be negative, not %d", opts.history)
+	}
+	if opts.rate <= 0 || opts.burst < 1 {
+		return nil, fmt.Errorf("-rate must be positive and -burst at least 1, not %v and %d", opts.rate, opts.burst)
+	}
+	if opts.maxRooms < 1 {
+		return nil, fmt.Errorf("-rooms must be at least 1, not %d", opts.maxRooms)
+	}
+	ch := &chat{opts: opts, log: logger, rooms: make(map[string]*room)}
+	mux := http.NewServeMux()
+	web, _ := fs.Sub(webFiles, "web")
+	mux.Handle("GET /", http.FileServerFS(web))
+	mux.HandleFunc("GET /rooms", ch.serveRooms)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv, err := engine.New(engine.Config{
+		Addr:            opts.addr,
+		Loops:           opts.loops,
+		MaxMessageBytes: maxFrameBytes,
+		HTTPHandler:     mux,
+		Authorize:       ch.authorize,
+		Logger:          logger,
+		// OriginPatterns stays empty: only pages from this server's own
+		// origin may open a chat socket with the user's cookies.
+	}, ch)
+	if err != nil {
+		return nil, err
+	}
+	ch.srv = srv
+	ch.hub = broadcast.New(srv, broadcast.Options{})
+	return ch, nil
+}
+
+// authorize checks the path and the query before the upgrade: a bad room or
+// nickname gets a 400 with the rule in its body. It returns the connection's
+// session.
+func (ch *chat) authorize(r *upgrade.Request) (any, error) {
+	if r.Path != "/ws" {
+		return nil, upgrade.Reject(http.StatusNotFound, "the chat socket is at /ws")
+	}
+	q := r.Query()
+	roomName, nick := q.Get("room"), q.Get("nick")
+	if !validRoom(roomName) {
+		return nil, upgrade.Reject(http.StatusBadRequest, "room must be 1 to 32 characters a-z, 0-9 or -")
+	}
+	if !validNick(nick) {
+		return nil, upgrade.Reject(http.StatusBadRequest, "nick must be 1 to 24 printable characters, no leading or trailing space")
+	}
+	return &member{roomName: roomName, nick: nick, key: strings.ToLower(nick)}, nil
+}
+
+// validRoom reports whether name is 1 to 32 characters a-z, 0-9 or '-'.
+func validRoom(name string) bool {
+	if len(name) < 1 || len(name) > maxRoomLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if (b < 'a' || b > 'z') && (b < '0' || b > '9') && b != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// validNick reports whether nick is 1 to 24 printable characters (letters,
+// marks, numbers, punctuation, symbols and ASCII space), without leading or
+// trailing space.
+func validNick(nick string) bool {
+	if nick == "" || len(nick) > maxNickRunes*utf8.UTFMax || !utf8.ValidString(nick) {
+		return false
+	}
+	if strings.TrimSpace(nick) != nick {
+		return false
+	}
+	n := 0
+	for _, r := range nick {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+		n++
+	}
+	return n <= maxNickRunes
+}
+
+// OnOpen joins the room: the nickname must be free there. The new member
+// gets the history, then everybody in the room (the new member included)
+// gets the join notice.
+func (ch *chat) OnOpen(c *engine.Conn) {
+	m, _ := c.Session().(*member)
+	if m == nil {
+		_ = c.Close(engine.StatusInternalError, "no session")
+		return
+	}
+	var (
+		r       *room
+		history [][]byte
+		nicks   []string
+		count   int
+		lastID  uint64
+	)
+	for {
+		var err error
+		if r, err = ch.room(m.roomName); err != nil {
+			_ = c.Close(engine.StatusTryAgainLater, err.Error())
+			return
+		}
+		r.mu.Lock()
+		if !r.gone {
+			break
+		}
+		r.mu.Unlock() // forgotten between the lookup and the lock: look again
+	}
+	if _, taken := r.members[m.key]; taken {
+		r.mu.Unlock()
+		_ = c.Close(engine.StatusPolicyViolation, "nick taken in this room")
+		return
+	}
+	// Subscribing and copying the history under the same lock that orders
+	// the room's events: each event is in the history, or delivered live, or
+	// both (the history's id tells the client which live events to skip).
+	if err := ch.hub.Subscribe(c, r.topic); err != nil {
+		r.mu.Unlock()
+		_ = c.Close(engine.StatusInternalError, "subscribe failed")
+		return
+	}
+	r.members[m.key] = m
+	m.room = r
+	history = r.historyLocked()
+	count = len(r.members)
+	nicks = make([]string, 0, min(count, maxNicksSent))
+	for _, other := range r.members {
+		if len(nicks) == maxNicksSent {
+			break
+		}
+		nicks = append(nicks, other.nick)
+	}
+	lastID = r.seq
+	ch.publishLocked(r, event{Type: "join", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: count}, false)
+	r.mu.Unlock()
+
+	slices.SortFunc(nicks, func(a, b string) int { return cmp.Compare(strings.ToLower(a), strings.ToLower(b)) })
+	_ = c.Send(engine.TextMessage, encodeHistory(r.name, lastID, count, nicks, history))
+}
+
+// OnMessage takes one chat message: {"type":"msg","text":"..."}.
+func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
+	m, _ := c.Session().(*member)
+	if m == nil || m.room == nil {
+		return
+	}
+	if typ != engine.TextMessage {
+		_ = c.Close(engine.StatusUnsupportedData, "text messages only")
+		return
+	}
+	if !m.allow(time.Now(), ch.opts.rate, float64(ch.opts.burst)) {
+		_ = c.Close(engine.StatusPolicyViolation, "rate limit")
+		return
+	}
+	var in struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(data, &in); err != nil || in.Type != "msg" {
+		sendError(c, `send {"type":"msg","text":"..."}`)
+		return
+	}
+	if len(in.Text) > maxTextBytes {
+		sendError(c, fmt.Sprintf("message too long: %d bytes, the limit is %d", len(in.Text), maxTextBytes))
+		return
+	}
+	if strings.TrimSpace(in.Text) == "" {
+		sendError(c, "empty message")
+		return
+	}
+	// Encode outside the lock; only the id is added under it.
+	body := mustMarshal(event{Type: "msg", Room: m.room.name, Nick: m.nick, Text: in.Text, TS: nowMillis()})
+	r := m.room
+	r.mu.Lock()
+	ch.publishBodyLocked(r, body, true)
+	r.mu.Unlock()
+}
+
+// OnClose leaves the room and tells the others.
+func (ch *chat) OnClose(c *engine.Conn, _ error) {
+	m, _ := c.Session().(*member)
+	if m == nil || m.room == nil {
+		return
+	}
+	r := m.room
+	r.mu.Lock()
+	if r.members[m.key] == m {
+		delete(r.members, m.key)
+	}
+	ch.publishLocked(r, event{Type: "leave", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: len(r.members)}, false)
+	r.mu.Unlock()
+}
+
+// allow takes one message from the connection's token bucket.
+func (m *member) allow(now time.Time, rate, burst float64) bool {
+	if m.last.IsZero() {
+		m.tokens = burst
+	} else {
+		m.tokens = min(burst, m.tokens+now.Sub(m.last).Seconds()*rate)
+	}
+	m.last = now
+	if m.tokens < 1 {
+		return false
+	}
+	m.tokens--
+	return true
+}
+
+var errTooManyRooms = errors.New("too many rooms, try again later")
+
+// room returns the room called name, creating it if needed. At the room
+// limit it forgets an empty room (and its history) to make space.
+func (ch *chat) room(name string) (*room, error) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if r := ch.rooms[name]; r != nil {
+		return r, nil
+	}
+	if len(ch.rooms) >= ch.opts.maxRooms && !ch.forgetEmptyLocked() {
+		return nil, errTooManyRooms
+	}
+	r := &room{name: name, topic: topicPrefix + name, members: make(map[string]*member)}
+	ch.rooms[name] = r
+	return r, nil
+}
+
+// forgetEmptyLocked drops one room without members. ch.mu must be held.
+func (ch *chat) forgetEmptyLocked() bool {
+	for name, r := range ch.rooms {
+		r.mu.Lock()
+		empty := len(r.members) == 0
+		if empty {
+			r.gone = true
+		}
+		r.mu.Unlock()
+		if empty {
+			delete(ch.rooms, name)
+			return true
+		}
+	}
+	return false
+}
+
+// historyLocked returns the room's history, oldest first. r.mu must be held.
+// The messages themselves are never modified, so sharing them is safe.
+func (r *room) historyLocked() [][]byte {
+	out := make([][]byte, 0, len(r.history))
+	out = append(out, r.history[r.head:]...)
+	return append(out, r.history[:r.head]...)
+}
+
+// event is what the server sends about a room. Fields a type does not use
+// are left out.
+type event struct {
+	Type    string `json:"type"`
+	Room    string `json:"room"`
+	Nick    string `json:"nick,omitempty"`
+	Text    string `json:"text,omitempty"`
+	TS      int64  `json:"ts"`                // Unix milliseconds
+	Members int    `json:"members,omitempty"` // members after a join or leave
+}
+
+// publishLocked publishes ev with the room's next id. r.mu must be held.
+func (ch *chat) publishLocked(r *room, ev event, keep bool) {
+	ch.publishBodyLocked(r, mustMarshal(ev), keep)
+}
+
+// publishBodyLocked gives an encoded event (a JSON object without "id") the
+// room's next id, publishes it to the room's topic and, if keep, adds it to
+// the history. r.mu must be held: ids, history and publish order agree.
+func (ch *chat) publishBodyLocked(r *room, body []byte, keep bool) {
+	r.seq++
+	msg := make([]byte, 0, len(body)+28)
+	msg = append(msg, `{"id":`...)
+	msg = strconv.AppendUint(msg, r.seq, 10)
+	msg = append(msg, ',')
+	msg = append(msg, body[1:]...)
+	if keep && ch.opts.history > 0 {
+		if len(r.history) < ch.opts.history {
+			r.history = append(r.history, msg)
+		} else {
+			r.history[r.head] = msg
+			r.head = (r.head + 1) % len(r.history)
+		}
+	}
+	if err := ch.hub.Publish(r.topic, engine.TextMessage, msg); err != nil && !errors.Is(err, engine.ErrClosed) {
+		ch.log.Warn("publish", "room", r.name, "err", err)
+	}
+}
+
+// encodeHistory builds the message a member gets on joining:
+// {"type":"history","room":..,"id":..,"members":..,"nicks":[..],"messages":[..]}
+// where id is the room's latest event included (live events up to it are
+// repeats) and messages are "msg" events, oldest first.
+func encodeHistory(roomName string, lastID uint64, members int, nicks []string, msgs [][]byte) []byte {
+	n := 128
+	for _, m := range msgs {
+		n += len(m) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"type":"history","room":`...)
+	b = strconv.AppendQuote(b, roomName) // room names are [a-z0-9-]
+	b = append(b, `,"id":`...)
+	b = strconv.AppendUint(b, lastID, 10)
+	b = append(b, `,"members":`...)
+	b = strconv.AppendInt(b, int64(members), 10)
+	b = append(b, `,"nicks":`...)
+	b = append(b, mustMarshal(nicks)...)
+	b = append(b, `,"messages":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m...)
+	}
+	return append(b, "]}"...)
+}
+
+// sendError tells the connection what was wrong with its last message.
+func sendError(c *engine.Conn, text string) {
+	_ = c.Send(engine.TextMessage, mustMarshal(struct {
+		Type  string `json:"type"`
+		Error string `json:"error"`
+	}{"error", text}))
+}
+
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only strings, numbers and slices of them
+	}
+	return b
+}
+
+func nowMillis() int64 { return time.Now().UnixMilli() }
+
+// serveRooms lists the rooms that have members, busiest first (at most 50):
+// [{"name":"lobby","members":3}].
+func (ch *chat) serveRooms(w http.ResponseWriter, _ *http.Request) {
+	type roomInfo struct {
+		Name    string `json:"name"`
+		Members int    `json:"members"`
+	}
+	list := []roomInfo{}
+	ch.mu.Lock()
+	for _, r := range ch.rooms {
+		r.mu.Lock()
+		n := len(r.members)
+		r.mu.Unlock()
+		if n > 0 {
+			list = append(list, roomInfo{r.name, n})
+		}
+	}
+	ch.mu.Unlock()
+	slices.SortFunc(list, func(a, b roomInfo) int {
+		return cmp.Or(cmp.Compare(b.Members, a.Members), cmp.Compare(a.Name, b.Name))
+	})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(list[:min(len(list), 50)])
+}

@@ -1,0 +1,95 @@
+// Command chat is a small multi-room chat server built on herald: one
+// broadcast topic per room, a short history per room, join and leave notices,
+// and a browser page.
+//
+//	go run ./examples/chat -addr 127.0.0.1:8081
+//
+// then open the printed address in two browser windows.
+//
+// # Protocol
+//
+// A client connects to /ws?room=R&nick=N. A room name is 1 to 32 characters
+// a-z, 0-9 or '-'; a nickname is 1 to 24 printable characters without
+// leading or trailing space. A request that breaks these rules is refused
+// before the upgrade with 400 and the rule in the body. Nicknames are unique
+// per room, ignoring case: joining with a taken one is closed with 1008
+// "nick taken in this room" (pick another; there are no automatic suffixes).
+//
+// On joining, the client first gets the room's history, then the notices and
+// messages of the room as they happen. Every server message is a JSON text:
+//
+//	{"type":"history","room":"lobby","id":41,"members":2,"nicks":["ann","bob"],"messages":[...]}
+//	{"id":42,"type":"join","room":"lobby","nick":"bob","ts":1700000000000,"members":2}
+//	{"id":43,"type":"msg","room":"lobby","nick":"ann","text":"hi","ts":1700000000000}
+//	{"id":44,"type":"leave","room":"lobby","nick":"bob","ts":1700000000000,"members":1}
+//	{"type":"error","error":"message too long: 2400 bytes, the limit is 2000"}
+//
+// "messages" holds the room's last -history (default 50) "msg" events,
+// oldest first. Every room event carries an id, +1 per event in the room;
+// the history's id is the latest event it accounts for, so a client skips
+// live events with an id not above it (a member joining while others talk
+// may get an event both ways). "ts" is Unix milliseconds; "members" counts
+// the room's members after the join or leave.
+//
+// A client sends {"type":"msg","text":"..."} as a text message. The limits:
+//
+//   - text of at most 2000 bytes: a longer one is refused with an "error"
+//     message and the connection stays open. A WebSocket message over 16 KiB
+//     (room for 2000 bytes however JSON escapes them) is closed by the
+//     engine with 1009;
+//   - at most -burst (10) messages at once and -rate (10) per second
+//     sustained, a token bucket per connection: the message that exceeds it
+//     is dropped and the connection closed with 1008 "rate limit";
+//   - binary messages are closed with 1003; malformed JSON, another type or
+//     an empty text get an "error" message.
+//
+// Origins follow herald's default: only pages from the server's own origin
+// may open the socket. GET /rooms lists the rooms that have members, busiest
+// first: [{"name":"lobby","members":2}]. The server keeps at most -rooms
+// rooms (1024), forgetting empty ones (and their history) when it needs
+// space; past that, joining a new room is closed with 1013.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	opts := defaultOptions()
+	flag.StringVar(&opts.addr, "addr", opts.addr, "address to listen on (host:port; port 0 picks one)")
+	flag.IntVar(&opts.history, "history", opts.history, "messages of history kept per room and sent on join")
+	flag.Float64Var(&opts.rate, "rate", opts.rate, "messages per second a connection may send, sustained")
+	flag.IntVar(&opts.burst, "burst", opts.burst, "messages a connection may send in a burst")
+	flag.IntVar(&opts.maxRooms, "rooms", opts.maxRooms, "rooms kept at most (empty ones are forgotten first)")
+	flag.IntVar(&opts.loops, "loops", opts.loops, "event loops (default: one per core)")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	ch, err := newChat(opts, logger)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chat:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := ch.srv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "chat:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("herald chat listening on %s\n", ch.srv.Addr())
+	logger.Info("open the chat page", "url", "http://"+ch.srv.Addr().String()+"/")
+
+	<-ctx.Done()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ch.srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("shutdown", "err", err)
+	}
+}
