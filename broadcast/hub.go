@@ -114,7 +114,7 @@ type Hub struct {
 // subscribers it has across loops.
 type topic struct {
 	name   string
-	policy Policy
+	policy atomic.Uint32 // a Policy; SetPolicy may change it while loops deliver
 	subs   atomic.Int64
 }
 
@@ -165,7 +165,7 @@ func (h *Hub) SetPolicy(name string, p Policy) error {
 	}
 	h.policies[name] = p
 	if t := h.topics[name]; t != nil {
-		t.policy = p
+		t.policy.Store(uint32(p))
 	}
 	return nil
 }
@@ -316,9 +316,10 @@ func (h *Hub) join(name string) *topic {
 	defer h.mu.Unlock()
 	t := h.topics[name]
 	if t == nil {
-		t = &topic{name: name, policy: h.opts.Policy}
+		t = &topic{name: name}
+		t.policy.Store(uint32(h.opts.Policy))
 		if p, ok := h.policies[name]; ok {
-			t.policy = p
+			t.policy.Store(uint32(p))
 		}
 		h.topics[name] = t
 	}

@@ -427,3 +427,24 @@ func TestLocalBusFansOutAcrossHubs(t *testing.T) {
 		}
 	}
 }
+
+func TestSetPolicyWhileDelivering(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, engine.Config{})
+	conn := connect(t, srv, sub, "p")
+	waitSubs(t, h, "p", 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			_ = h.SetPolicy("p", Policy(i%3))
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		_ = h.Publish("p", engine.TextMessage, []byte("x"))
+		readText(t, conn)
+	}
+	<-done
+	if err := h.SetPolicy("bad topic", Conflate); err == nil {
+		t.Fatal("SetPolicy accepted an invalid topic")
+	}
+}

@@ -301,7 +301,7 @@ func (sh *shard) contiguous(m *member) ([]byte, uint64) {
 func (sh *shard) applyPolicy(m *member) {
 	for i := m.head; i >= 0; i = sh.arena[i].next {
 		p := &sh.arena[i]
-		switch p.st.t.policy {
+		switch Policy(p.st.t.policy.Load()) {
 		case DropNewest:
 			sh.stats.dropped.Add(1)
 		case Conflate:
