@@ -65,14 +65,7 @@ func drainInProcess(t testing.TB, srv *engine.Server, subs int) func() {
 			t.Fatal(err)
 		}
 		conns = append(conns, conn)
-		go func() {
-			buf := make([]byte, 64<<10)
-			for {
-				if _, err := conn.Read(buf); err != nil {
-					return
-				}
-			}
-		}()
+		go loadclient.Discard(conn)
 	}
 	return func() {
 		for _, c := range conns {

@@ -268,44 +268,36 @@ func (h *Hub) deliver(msgs []Message) {
 		b.release()
 		return
 	}
-	shards := *h.shards.Load()
-	b.refs.Store(int32(len(shards)) + 1)
-	for _, sh := range shards {
-		if sh.subscribed.Load() == 0 {
-			b.release()
+	b.refs.Store(1) // the publisher's own reference
+	for _, sh := range *h.shards.Load() {
+		if sh == nil || sh.subscribed.Load() == 0 {
 			continue
 		}
+		b.refs.Add(1)
 		if err := sh.loop.Post(sh.task(b)); err != nil {
 			b.release()
 		}
 	}
-	b.release() // the publisher's own reference
+	b.release()
 }
 
 // shardFor returns the shard of a loop, creating it on first use. Loops are
 // few and live as long as the server, so shards are never removed.
 func (h *Hub) shardFor(l *engine.Loop) *shard {
-	shards := *h.shards.Load()
-	if i := l.Index(); i < len(shards) && shards[i].loop != nil {
+	i := l.Index()
+	if shards := *h.shards.Load(); i < len(shards) && shards[i] != nil {
 		return shards[i]
 	}
 	h.shardMu.Lock()
 	defer h.shardMu.Unlock()
-	shards = *h.shards.Load()
-	i := l.Index()
-	if i < len(shards) && shards[i].loop != nil {
+	shards := *h.shards.Load()
+	if i < len(shards) && shards[i] != nil {
 		return shards[i]
 	}
+	// Slots of loops that have not subscribed anyone yet stay nil.
 	grown := make([]*shard, max(len(shards), i+1))
 	copy(grown, shards)
-	for j := range grown {
-		if grown[j] == nil {
-			grown[j] = newShard(h, nil)
-		}
-	}
 	grown[i] = newShard(h, l)
-	// Placeholders for loops not seen yet have no loop: replace them when
-	// their loop shows up.
 	h.shards.Store(&grown)
 	return grown[i]
 }
@@ -341,7 +333,7 @@ func (h *Hub) leave(t *topic) {
 // connection's loop (engine close hook).
 func (h *Hub) forget(c *engine.Conn) {
 	shards := *h.shards.Load()
-	if i := c.Loop().Index(); i < len(shards) && shards[i] != nil && shards[i].loop != nil {
+	if i := c.Loop().Index(); i < len(shards) && shards[i] != nil {
 		shards[i].drop(c)
 	}
 }

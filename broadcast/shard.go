@@ -10,7 +10,7 @@ import (
 // counters is touched only on that loop, so it needs no lock.
 type shard struct {
 	hub  *Hub
-	loop *engine.Loop // nil for a placeholder of a loop not seen yet
+	loop *engine.Loop
 
 	subscribed atomic.Int64 // subscriptions on this loop; publish skips empty shards
 

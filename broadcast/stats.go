@@ -16,6 +16,9 @@ type Stats struct {
 func (h *Hub) Stats() Stats {
 	st := Stats{Topics: h.Topics(), Published: h.published.Load()}
 	for _, sh := range *h.shards.Load() {
+		if sh == nil {
+			continue
+		}
 		st.Subscriptions += sh.subscribed.Load()
 		st.Batches += sh.stats.batches.Load()
 		st.Deliveries += sh.stats.deliveries.Load()

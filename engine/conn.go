@@ -254,12 +254,18 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 	c.closed.Store(true)
 	c.closeErr = &CloseError{Code: code, Reason: reason}
 	c.deadline = c.loop.srv.now() + int64(c.loop.srv.cfg.CloseTimeout)
-	l := c.loop
-	l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
-	_, _ = c.gc.Write(l.scratch)
+	c.writeClose(code, reason)
 	if halfClose && c.state == stateClosing && c.gc.OutboundBuffered() == 0 {
 		_ = syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR)
 	}
+}
+
+// writeClose sends a close frame. It bypasses MaxOutboundBytes: it is tiny
+// and needed to end the connection properly.
+func (c *Conn) writeClose(code StatusCode, reason string) {
+	l := c.loop
+	l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
+	_, _ = c.gc.Write(l.scratch)
 }
 
 // drop closes the TCP connection now. err, if the server has not already

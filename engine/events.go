@@ -173,10 +173,9 @@ func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
 				// The peer started the close: echo its code, then close
 				// TCP, as RFC 6455 asks of a server.
 				code, reason, _ := codec.ParseClose(ev.Payload)
-				c.closeErr = &CloseError{Code: code, Reason: string(reason), Remote: true}
-				l := c.loop
-				l.scratch = codec.AppendClose(l.scratch[:0], code, c.closeErr.(*CloseError).Reason)
-				_, _ = c.gc.Write(l.scratch)
+				ce := &CloseError{Code: code, Reason: string(reason), Remote: true}
+				c.closeErr = ce
+				c.writeClose(code, ce.Reason)
 			}
 			c.state = stateClosed
 			c.closed.Store(true)

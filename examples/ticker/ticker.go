@@ -126,11 +126,12 @@ func (t *ticker) publish(stop <-chan struct{}) {
 		case <-tick.C:
 		}
 		arena, offsets = arena[:0], offsets[:0]
+		now := time.Now().UnixNano() // the batch's publish time
 		for k := 0; k < n; k++ {
 			seq[k]++
 			price[k] *= 1 + (rand.Float64()-0.5)*0.004
 			offsets = append(offsets, len(arena))
-			arena = appendTick(arena, names[k], seq[k], time.Now().UnixNano(), price[k], t.opts.size)
+			arena = appendTick(arena, names[k], seq[k], now, price[k], t.opts.size)
 		}
 		offsets = append(offsets, len(arena))
 		for k := 0; k < n; k++ {

@@ -135,7 +135,7 @@ func run(addr, path string, count int, drain bool) int {
 				}
 				conns[i] = c
 				if drain {
-					go discard(c)
+					go Discard(c)
 				}
 			}
 		}(w)
@@ -153,8 +153,9 @@ func run(addr, path string, count int, drain bool) int {
 	return 0
 }
 
-// discard reads and drops everything c receives, without allocating.
-func discard(c net.Conn) {
+// Discard reads and drops everything c receives, without allocating per
+// read, until c fails or is closed.
+func Discard(c net.Conn) {
 	buf := make([]byte, 16<<10)
 	for {
 		if _, err := c.Read(buf); err != nil {
