@@ -18,6 +18,7 @@ package broadcast
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -351,6 +352,17 @@ type batch struct {
 type item struct {
 	topic      *topic
 	start, end int32
+}
+
+// itemsIn returns the items whose frames fill bytes [start, end) of the
+// buffer: a run queued for a subscriber. Items are in buffer order.
+func (b *batch) itemsIn(start, end int32) []item {
+	i := sort.Search(len(b.items), func(i int) bool { return b.items[i].start >= start })
+	j := i
+	for j < len(b.items) && b.items[j].start < end {
+		j++
+	}
+	return b.items[i:j]
 }
 
 func getBatch() *batch {

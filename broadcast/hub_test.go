@@ -384,6 +384,71 @@ func TestSlowConsumerConflate(t *testing.T) {
 	}
 }
 
+// A subscriber of two topics gets each batch's two frames as one run; when
+// it stalls, each frame still follows its own topic's policy.
+func TestSlowConsumerPolicyPerTopicWithinARun(t *testing.T) {
+	h, srv, sub := newHub(t, Options{HighWater: 256 << 10}, engine.Config{MaxOutboundBytes: 16 << 20})
+	if err := h.SetPolicy("price", Conflate); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetPolicy("trade", DropNewest); err != nil {
+		t.Fatal(err)
+	}
+	stalled := connect(t, srv, sub, "price", "trade")
+	reader := connect(t, srv, sub, "price", "trade")
+	waitSubs(t, h, "trade", 2)
+	pad := strings.Repeat("p", 16<<10)
+	const batches = 1000 // 32 MiB: far more than the stalled client's kernel buffers
+	for i := 0; i < batches; i++ {
+		err := h.PublishBatch([]Message{
+			{Topic: "price", Type: engine.TextMessage, Data: []byte(fmt.Sprintf("price %d %s", i, pad))},
+			{Topic: "trade", Type: engine.TextMessage, Data: []byte(fmt.Sprintf("trade %d %s", i, pad))},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"price", "trade"} {
+			if got := readText(t, reader); !strings.HasPrefix(got, fmt.Sprintf("%s %d ", want, i)) {
+				t.Fatalf("reader got %.20q, want %s %d", got, want, i)
+			}
+		}
+	}
+	st := h.Stats()
+	if st.Conflated == 0 || st.Dropped == 0 || st.SlowClosed != 0 {
+		t.Fatalf("stats %+v: want price frames conflated and trade frames dropped", st)
+	}
+	// Draining, the stalled client gets the last price (kept by
+	// conflation) but never the last trade (dropped).
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				_ = h.Publish("price", engine.TextMessage, []byte("final"))
+			}
+		}
+	}()
+	lastPrice := fmt.Sprintf("price %d ", batches-1)
+	lastTrade := fmt.Sprintf("trade %d ", batches-1)
+	sawLastPrice := false
+	for {
+		s := readText(t, stalled)
+		if s == "final" {
+			break
+		}
+		sawLastPrice = sawLastPrice || strings.HasPrefix(s, lastPrice)
+		if strings.HasPrefix(s, lastTrade) {
+			t.Fatalf("the stalled client got %q: a dropped frame was delivered", lastTrade)
+		}
+	}
+	if !sawLastPrice {
+		t.Fatalf("the stalled client never got %q, the conflated latest price", lastPrice)
+	}
+}
+
 func TestSlowConsumerClosed(t *testing.T) {
 	h, stalled, _ := slowCase(t, CloseSlow)
 	if h.Stats().SlowClosed != 1 {

@@ -18,7 +18,8 @@ type shard struct {
 	members map[*engine.Conn]*member
 
 	// Delivery state, reset after each flush. A member's pending frames are
-	// a linked list through arena, so that no subscriber owns a queue.
+	// a linked list of runs through arena, so that no subscriber owns a
+	// queue.
 	arena   []pending
 	touched []*member
 	held    []*batch // batches whose frames are pending
@@ -43,7 +44,7 @@ type shardTopic struct {
 type member struct {
 	c          *engine.Conn
 	subs       []subRef // the topics it is in, and its index in each
-	head, tail int32    // pending frames in shard.arena, -1 when none
+	head, tail int32    // pending runs in shard.arena, -1 when none
 	touched    bool     // in shard.touched
 	slow       bool     // over the high-water mark: policies apply
 	gone       bool     // closed or unsubscribed from everything
@@ -55,21 +56,22 @@ type subRef struct {
 	idx int32
 }
 
-// pending is one frame queued for a member: bytes [start, end) of a batch's
-// buffer. Keeping the batch and offsets, rather than a slice, lets flush see
-// when a member's frames are one contiguous run of a batch.
+// pending is a run of n frames queued for a member: bytes [start, end) of a
+// batch's buffer. Frames that follow each other in the batch share one run,
+// so a subscriber of every topic in a batch (a ticker's client) costs one
+// entry and one write, not one entry per topic. Which topics a run holds is
+// needed only for a slow subscriber, and is read from the batch's items then.
 type pending struct {
-	b          *batch
-	st         *shardTopic
-	start, end int32
-	next       int32
+	b             *batch
+	start, end, n int32
+	next          int32
 }
 
-func (p *pending) frame() []byte { return p.b.buf.B[p.start:p.end] }
+func (p *pending) bytes() []byte { return p.b.buf.B[p.start:p.end] }
 
 // conflated is the latest frame of a topic kept for a slow subscriber.
 type conflated struct {
-	st    *shardTopic
+	t     *topic
 	frame []byte
 }
 
@@ -192,7 +194,7 @@ func (sh *shard) run(b *batch) {
 			continue
 		}
 		for _, m := range st.subs {
-			sh.enqueue(m, st, b, it.start, it.end)
+			sh.enqueue(m, b, it.start, it.end)
 		}
 	}
 	sh.held = append(sh.held, b)
@@ -202,9 +204,16 @@ func (sh *shard) run(b *batch) {
 	}
 }
 
-func (sh *shard) enqueue(m *member, st *shardTopic, b *batch, start, end int32) {
+func (sh *shard) enqueue(m *member, b *batch, start, end int32) {
+	if m.tail >= 0 {
+		if p := &sh.arena[m.tail]; p.b == b && p.end == start {
+			p.end = end // the next frame of the batch: extend the run
+			p.n++
+			return
+		}
+	}
 	i := int32(len(sh.arena))
-	sh.arena = append(sh.arena, pending{b: b, st: st, start: start, end: end, next: -1})
+	sh.arena = append(sh.arena, pending{b: b, start: start, end: end, n: 1, next: -1})
 	if m.head < 0 {
 		m.head = i
 	} else {
@@ -251,16 +260,14 @@ func (sh *shard) flushMember(m *member) {
 		sh.applyPolicy(m)
 		return
 	}
-	if len(m.conflated) == 0 {
-		if run, n := sh.contiguous(m); run != nil {
-			// The member's frames are one run of a batch's buffer (a
-			// subscriber of every topic in the batch, or of one): write
-			// the shared bytes, no copy.
-			if c.WriteFrames(run) == nil {
-				sh.stats.deliveries.Add(n)
-			}
-			return
+	if len(m.conflated) == 0 && m.head == m.tail {
+		// One run of a batch's buffer (the subscriber takes every topic
+		// of the batch, or one): write the shared bytes, no copy.
+		p := &sh.arena[m.head]
+		if c.WriteFrames(p.bytes()) == nil {
+			sh.stats.deliveries.Add(uint64(p.n))
 		}
+		return
 	}
 	buf := sh.scratch[:0]
 	n := uint64(len(m.conflated))
@@ -271,8 +278,9 @@ func (sh *shard) flushMember(m *member) {
 	}
 	m.conflated = nil
 	for i := m.head; i >= 0; i = sh.arena[i].next {
-		buf = append(buf, sh.arena[i].frame()...)
-		n++
+		p := &sh.arena[i]
+		buf = append(buf, p.bytes()...)
+		n += uint64(p.n)
 	}
 	sh.scratch = buf[:0]
 	if c.WriteFrames(buf) == nil {
@@ -280,51 +288,37 @@ func (sh *shard) flushMember(m *member) {
 	}
 }
 
-// contiguous returns m's pending frames as one slice of a batch buffer when
-// they are consecutive there, with their count; otherwise nil.
-func (sh *shard) contiguous(m *member) ([]byte, uint64) {
-	first := &sh.arena[m.head]
-	end, n := first.end, uint64(1)
-	for i := first.next; i >= 0; i = sh.arena[i].next {
-		p := &sh.arena[i]
-		if p.b != first.b || p.start != end {
-			return nil, 0
-		}
-		end = p.end
-		n++
-	}
-	return first.b.buf.B[first.start:end], n
-}
-
 // applyPolicy decides the fate of a slow subscriber's pending frames, topic
 // by topic.
 func (sh *shard) applyPolicy(m *member) {
 	for i := m.head; i >= 0; i = sh.arena[i].next {
 		p := &sh.arena[i]
-		switch Policy(p.st.t.policy.Load()) {
-		case DropNewest:
-			sh.stats.dropped.Add(1)
-		case Conflate:
-			sh.stats.conflated.Add(1)
-			m.keepLatest(p.st, p.frame())
-		default:
-			sh.stats.slowClosed.Add(1)
-			_ = m.c.Close(engine.StatusTryAgainLater, "slow consumer")
-			// It gets nothing more while its close handshake runs.
-			sh.drop(m.c)
-			return
+		for _, it := range p.b.itemsIn(p.start, p.end) {
+			switch Policy(it.topic.policy.Load()) {
+			case DropNewest:
+				sh.stats.dropped.Add(1)
+			case Conflate:
+				sh.stats.conflated.Add(1)
+				m.keepLatest(it.topic, p.b.buf.B[it.start:it.end])
+			default:
+				sh.stats.slowClosed.Add(1)
+				_ = m.c.Close(engine.StatusTryAgainLater, "slow consumer")
+				// It gets nothing more while its close handshake runs.
+				sh.drop(m.c)
+				return
+			}
 		}
 	}
 }
 
 // keepLatest stores frame as the topic's latest for a slow subscriber,
 // replacing the previous one. Only slow subscribers pay for this copy.
-func (m *member) keepLatest(st *shardTopic, frame []byte) {
+func (m *member) keepLatest(t *topic, frame []byte) {
 	for i := range m.conflated {
-		if m.conflated[i].st == st {
+		if m.conflated[i].t == t {
 			m.conflated[i].frame = append(m.conflated[i].frame[:0], frame...)
 			return
 		}
 	}
-	m.conflated = append(m.conflated, conflated{st: st, frame: append([]byte(nil), frame...)})
+	m.conflated = append(m.conflated, conflated{t: t, frame: append([]byte(nil), frame...)})
 }

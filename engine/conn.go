@@ -56,12 +56,19 @@ type Conn struct {
 	lastMsg  int64 // coarse clock: last data message in or out
 	deadline int64 // handshake or close deadline
 	slot     int32 // index in loop.conns
+	// fd is the socket, kept here so that the write path (one per
+	// subscriber on a broadcast) need not touch gnet's connection at all.
+	fd int32
 
 	state   connState
 	opened  bool // OnOpen was dispatched, so OnClose will be
 	pinged  bool // a keepalive ping is outstanding
 	decDead bool // the decoder failed: discard input until the peer goes
-	closed  atomic.Bool
+	// gnetHolds is set whenever bytes were handed to gnet, which may keep
+	// what the socket did not take. While it is clear gnet's outbound buffer
+	// is empty and the backlog is 0 without asking gnet (see backlog).
+	gnetHolds bool
+	closed    atomic.Bool
 }
 
 // ID is unique among the server's connections.
@@ -157,7 +164,7 @@ func (c *Conn) Buffered() int {
 	if c.state == stateClosed {
 		return 0
 	}
-	return c.gc.OutboundBuffered()
+	return c.backlog()
 }
 
 // IsOpen reports whether c is open: upgraded and not closing. It must be
@@ -181,6 +188,7 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 		var hdr [codec.MaxHeaderLen]byte
 		k := codec.PutHeader(hdr[:], op, true, false, len(payload))
 		l.iov[0], l.iov[1] = hdr[:k], payload
+		c.gnetHolds = true
 		_, err = c.gc.Writev(l.iov[:])
 		l.iov[0], l.iov[1] = nil, nil
 	}
@@ -192,7 +200,7 @@ func (c *Conn) writeEncoded(b []byte) bool {
 	if c.state != stateOpen {
 		return false
 	}
-	queued := c.gc.OutboundBuffered()
+	queued := c.backlog()
 	if !c.admitQueued(queued, len(b)) {
 		return false
 	}
@@ -201,23 +209,44 @@ func (c *Conn) writeEncoded(b []byte) bool {
 
 // write sends b.
 func (c *Conn) write(b []byte) error {
-	return c.writeQueued(c.gc.OutboundBuffered(), b)
+	return c.writeQueued(c.backlog(), b)
 }
 
 // writeQueued sends b given the bytes already queued. When nothing is
-// queued it tries a raw write first; what the socket does not take (or an
+// queued it tries a raw send first; what the socket does not take (or an
 // error) goes to gnet, which buffers the rest, waits for the socket to be
 // writable, or closes the connection.
 func (c *Conn) writeQueued(queued int, b []byte) error {
 	if queued == 0 {
-		n, errno := rawWrite(c.gc.Fd(), b)
+		n, errno := rawSend(int(c.fd), b)
 		if errno == 0 && n == len(b) {
 			return nil
 		}
 		b = b[n:]
 	}
+	return c.gnetWrite(b)
+}
+
+// gnetWrite hands b to gnet, which writes what the socket takes and keeps
+// the rest until the socket is writable.
+func (c *Conn) gnetWrite(b []byte) error {
+	c.gnetHolds = true
 	_, err := c.gc.Write(b)
 	return err
+}
+
+// backlog returns the bytes gnet holds for c, asking gnet only when it may
+// hold some: most connections never have a backlog, and reading gnet's
+// connection for each of them would cost a cache miss per subscriber.
+func (c *Conn) backlog() int {
+	if !c.gnetHolds {
+		return 0
+	}
+	n := c.gc.OutboundBuffered()
+	if n == 0 {
+		c.gnetHolds = false
+	}
+	return n
 }
 
 // admit reports whether n more bytes may be queued; if not, the connection
@@ -228,7 +257,7 @@ func (c *Conn) admit(n int) bool {
 	if c.state != stateOpen {
 		return false
 	}
-	return c.admitQueued(c.gc.OutboundBuffered(), n)
+	return c.admitQueued(c.backlog(), n)
 }
 
 func (c *Conn) admitQueued(queued, n int) bool {
@@ -255,8 +284,8 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 	c.closeErr = &CloseError{Code: code, Reason: reason}
 	c.deadline = c.loop.srv.now() + int64(c.loop.srv.cfg.CloseTimeout)
 	c.writeClose(code, reason)
-	if halfClose && c.state == stateClosing && c.gc.OutboundBuffered() == 0 {
-		_ = syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR)
+	if halfClose && c.state == stateClosing && c.backlog() == 0 {
+		_ = syscall.Shutdown(int(c.fd), syscall.SHUT_WR)
 	}
 }
 
@@ -265,7 +294,7 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 func (c *Conn) writeClose(code StatusCode, reason string) {
 	l := c.loop
 	l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
-	_, _ = c.gc.Write(l.scratch)
+	_ = c.gnetWrite(l.scratch)
 }
 
 // drop closes the TCP connection now. err, if the server has not already

@@ -40,6 +40,7 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c := &Conn{
 		gc:       gc,
 		loop:     l,
+		fd:       int32(gc.Fd()),
 		id:       s.nextID.Add(1),
 		lastRead: now,
 		lastMsg:  now,
@@ -105,7 +106,7 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		c.state = stateClosed
 	}
 	if res.Response != nil {
-		_, _ = c.gc.Write(res.Response.B)
+		_ = c.gnetWrite(res.Response.B)
 		pool.Put(res.Response)
 	}
 	if c.state == stateClosed {
