@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,13 +44,21 @@ func TestFanOutDoesNotAllocatePerSubscriber(t *testing.T) {
 // publishAndWait publishes n messages one by one and waits until each has
 // been written to every subscriber. It fails tb if deliveries stall.
 func publishAndWait(tb testing.TB, h *Hub, payload []byte, subs, n int) {
+	batch := []Message{{Topic: "bench", Type: engine.TextMessage, Data: payload}}
+	publishBatchAndWait(tb, h, batch, subs, n)
+}
+
+// publishBatchAndWait publishes batch n times and waits each time until all
+// its messages have been written to all subs subscribers of every topic in
+// it. It fails tb if deliveries stall.
+func publishBatchAndWait(tb testing.TB, h *Hub, batch []Message, subs, n int) {
 	for i := 0; i < n; i++ {
-		want := h.Stats().Deliveries + uint64(subs)
-		_ = h.Publish("bench", engine.TextMessage, payload)
+		want := h.Stats().Deliveries + uint64(subs*len(batch))
+		_ = h.PublishBatch(batch)
 		for spins := 0; h.Stats().Deliveries < want; spins++ {
 			runtime.Gosched()
-			if spins&0xffff == 0xffff && h.Subscribers("bench") < subs {
-				tb.Fatalf("a subscriber left during the benchmark: %d of %d remain", h.Subscribers("bench"), subs)
+			if spins&0xffff == 0xffff && h.Subscribers(batch[0].Topic) < subs {
+				tb.Fatalf("a subscriber left during the benchmark: %d of %d remain", h.Subscribers(batch[0].Topic), subs)
 			}
 		}
 	}
@@ -82,9 +91,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
 			// The drain clients never write, so no keepalive during the run.
 			h, srv, _ := newHub(b, Options{}, engine.Config{PingInterval: time.Hour})
-			stop := loadclient.Start(b, srv.Addr().String(), "/bench", subs, true)
-			defer stop()
-			waitSubs(b, h, "bench", subs)
+			defer subscribeClients(b, h, srv, "bench", subs)()
 			payload := []byte(`{"sym":"S0","seq":1,"ts":1700000000000000000,"px":101.25}`)
 			publishAndWait(b, h, payload, subs, 10)
 			b.ReportAllocs()
@@ -93,5 +100,50 @@ func BenchmarkPublish(b *testing.B) {
 			publishAndWait(b, h, payload, subs, b.N)
 			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*subs), "ns/delivery")
 		})
+	}
+}
+
+// BenchmarkPublishBatch is the ticker's shape: a batch of 20 messages, one
+// per topic, to subscribers of all 20 topics, so each subscriber gets the
+// batch in one write. It reports the cost per delivered message.
+func BenchmarkPublishBatch(b *testing.B) {
+	const topics = 20
+	names := make([]string, topics)
+	for i := range names {
+		names[i] = fmt.Sprintf("S%d", i)
+	}
+	for _, subs := range []int{1000, 4000} {
+		b.Run(fmt.Sprintf("subs=%d/topics=%d", subs, topics), func(b *testing.B) {
+			h, srv, _ := newHub(b, Options{}, engine.Config{PingInterval: time.Hour})
+			defer subscribeClients(b, h, srv, strings.Join(names, ","), subs)()
+			batch := make([]Message, topics)
+			for i, name := range names {
+				batch[i] = Message{Topic: name, Type: engine.TextMessage,
+					Data: []byte(fmt.Sprintf(`{"sym":"%s","seq":1,"ts":1700000000000000000,"px":101.25}`, name))}
+			}
+			publishBatchAndWait(b, h, batch, subs, 10)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			publishBatchAndWait(b, h, batch, subs, b.N)
+			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*subs*topics), "ns/delivery")
+		})
+	}
+}
+
+// subscribeClients starts subs draining clients in a child process, each
+// subscribed to the comma-separated topics, and waits until the hub has
+// them all. The returned stop, deferred by the benchmark, stops the timer
+// (a deferred call still runs inside it, and closing thousands of
+// connections allocates), closes the clients and waits until the hub has let
+// them go, so that they are not still closing during the next call.
+func subscribeClients(b *testing.B, h *Hub, srv *engine.Server, topics string, subs int) (stop func()) {
+	last := topics[strings.LastIndexByte(topics, ',')+1:]
+	stopClients := loadclient.Start(b, srv.Addr().String(), "/"+topics, subs, true)
+	waitSubs(b, h, last, subs)
+	return func() {
+		b.StopTimer()
+		stopClients()
+		waitSubs(b, h, last, 0)
 	}
 }
