@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,15 @@ func newHub(t testing.TB, opts Options, cfg engine.Config) (*Hub, *engine.Server
 // registered it.
 func connect(t testing.TB, srv *engine.Server, sub *subscriber, topics ...string) net.Conn {
 	t.Helper()
+	conn, _ := connectBoth(t, srv, sub, topics...)
+	return conn
+}
+
+// connectBoth is connect that also returns the server's side of the
+// connection. Tests must not run clients in parallel with it: it takes the
+// next connection the handler opened.
+func connectBoth(t testing.TB, srv *engine.Server, sub *subscriber, topics ...string) (net.Conn, *engine.Conn) {
+	t.Helper()
 	conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(),
 		"ws://"+srv.Addr().String()+"/"+strings.Join(topics, ","))
 	if err != nil {
@@ -71,11 +81,30 @@ func connect(t testing.TB, srv *engine.Server, sub *subscriber, topics ...string
 	}
 	t.Cleanup(func() { conn.Close() })
 	select {
-	case <-sub.opened:
+	case c := <-sub.opened:
+		return conn, c
 	case <-time.After(5 * time.Second):
 		t.Fatal("not opened")
 	}
-	return conn
+	return nil, nil
+}
+
+// backlog reads, on c's loop, the bytes the server holds for c.
+func backlog(t testing.TB, c *engine.Conn) int {
+	t.Helper()
+	n := make(chan int, 1)
+	if err := c.Loop().Post(func() { n <- c.Buffered() }); err != nil {
+		t.Fatal(err)
+	}
+	return <-n
+}
+
+// liveHeap is the heap in use after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
 
 // waitSubs waits until topic has n subscribers.
@@ -327,16 +356,21 @@ func TestInvalidInput(t *testing.T) {
 // never reads and one that does, and publishes far more than the first can
 // buffer. The publisher waits for the reader before each publish, so the
 // reader is never slow itself: only the stalled subscriber can hold it back,
-// and must not.
+// and must not. Whatever the policy, what the server holds for the stalled
+// subscriber stays within the high-water mark and one message, and the
+// process's heap does not grow with what was published.
 func slowCase(t *testing.T, policy Policy) (*Hub, net.Conn, net.Conn) {
-	h, srv, sub := newHub(t, Options{HighWater: 256 << 10, Policy: policy}, engine.Config{MaxOutboundBytes: 16 << 20})
-	stalled := connect(t, srv, sub, "tick")
+	const highWater = 256 << 10
+	h, srv, sub := newHub(t, Options{HighWater: highWater, Policy: policy}, engine.Config{MaxOutboundBytes: 16 << 20})
+	stalled, stalledConn := connectBoth(t, srv, sub, "tick")
 	reader := connect(t, srv, sub, "tick")
 	waitSubs(t, h, "tick", 2)
 	// 32 MiB in all: far more than the kernel buffers of the stalled
 	// connection hold, so the hub sees its backlog grow.
 	const msgs = 2000
 	payload := []byte(strings.Repeat("p", 16<<10))
+	heapBefore := liveHeap()
+	maxBacklog := 0
 	for i := 0; i < msgs; i++ {
 		if err := h.Publish("tick", engine.TextMessage, payload); err != nil {
 			t.Fatal(err)
@@ -344,6 +378,16 @@ func slowCase(t *testing.T, policy Policy) (*Hub, net.Conn, net.Conn) {
 		if got := readText(t, reader); len(got) != len(payload) {
 			t.Fatalf("reader got %d bytes", len(got))
 		}
+		maxBacklog = max(maxBacklog, backlog(t, stalledConn))
+	}
+	if bound := highWater + len(payload) + 16; maxBacklog > bound {
+		t.Fatalf("the server held up to %d bytes for the stalled subscriber, over the high-water mark and one message (%d)", maxBacklog, bound)
+	}
+	if maxBacklog == 0 {
+		t.Fatal("the stalled subscriber never had a backlog: the test did not stall it")
+	}
+	if grown := int64(liveHeap()) - int64(heapBefore); grown > 8<<20 {
+		t.Fatalf("the heap grew by %d bytes while 32 MiB went to a subscriber that never reads", grown)
 	}
 	return h, stalled, reader
 }
