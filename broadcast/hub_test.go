@@ -15,6 +15,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/heraldws/herald/codec"
 	"github.com/heraldws/herald/engine"
 )
 
@@ -352,36 +353,53 @@ func TestInvalidInput(t *testing.T) {
 	}
 }
 
-// slowCase starts a hub with a small high-water mark, one subscriber that
-// never reads and one that does, and publishes far more than the first can
-// buffer. The publisher waits for the reader before each publish, so the
-// reader is never slow itself: only the stalled subscriber can hold it back,
-// and must not. Whatever the policy, what the server holds for the stalled
-// subscriber stays within the high-water mark and one message, and the
-// process's heap does not grow with what was published.
-func slowCase(t *testing.T, policy Policy) (*Hub, net.Conn, net.Conn) {
+// stall is a slow-consumer scenario: a hub with a small high-water mark,
+// one subscriber of every topic that never reads and one that does, and far
+// more published than the first can buffer. The publisher waits for the
+// reader to get each batch, exactly, before the next, so the reader is never
+// slow itself: only the stalled subscriber could hold it back, and must not.
+// Whatever the policies, what the server holds for the stalled subscriber
+// stays within the high-water mark and one batch (a subscriber under the
+// mark gets its whole batch in one write), and the process's heap does not
+// grow with what was published.
+type stall struct {
+	policy   Policy            // the hub's default
+	policies map[string]Policy // per topic, set before anyone subscribes
+	topics   []string
+	batches  int
+	batch    func(i int) []Message
+}
+
+func (sc stall) run(t *testing.T) (h *Hub, stalled, reader net.Conn) {
 	const highWater = 256 << 10
-	h, srv, sub := newHub(t, Options{HighWater: highWater, Policy: policy}, engine.Config{MaxOutboundBytes: 16 << 20})
-	stalled, stalledConn := connectBoth(t, srv, sub, "tick")
-	reader := connect(t, srv, sub, "tick")
-	waitSubs(t, h, "tick", 2)
-	// 32 MiB in all: far more than the kernel buffers of the stalled
-	// connection hold, so the hub sees its backlog grow.
-	const msgs = 2000
-	payload := []byte(strings.Repeat("p", 16<<10))
-	heapBefore := liveHeap()
-	maxBacklog := 0
-	for i := 0; i < msgs; i++ {
-		if err := h.Publish("tick", engine.TextMessage, payload); err != nil {
+	h, srv, sub := newHub(t, Options{HighWater: highWater, Policy: sc.policy}, engine.Config{MaxOutboundBytes: 16 << 20})
+	for topic, p := range sc.policies {
+		if err := h.SetPolicy(topic, p); err != nil {
 			t.Fatal(err)
 		}
-		if got := readText(t, reader); len(got) != len(payload) {
-			t.Fatalf("reader got %d bytes", len(got))
+	}
+	stalled, stalledConn := connectBoth(t, srv, sub, sc.topics...)
+	reader = connect(t, srv, sub, sc.topics...)
+	waitSubs(t, h, sc.topics[len(sc.topics)-1], 2)
+	heapBefore := liveHeap()
+	maxBacklog, largestBatch := 0, 0
+	for i := 0; i < sc.batches; i++ {
+		batch := sc.batch(i)
+		if err := h.PublishBatch(batch); err != nil {
+			t.Fatal(err)
 		}
+		size := 0
+		for _, m := range batch {
+			size += codec.HeaderLen(len(m.Data)) + len(m.Data)
+			if got := readText(t, reader); got != string(m.Data) {
+				t.Fatalf("batch %d: reader got %.20q, want %.20q", i, got, m.Data)
+			}
+		}
+		largestBatch = max(largestBatch, size)
 		maxBacklog = max(maxBacklog, backlog(t, stalledConn))
 	}
-	if bound := highWater + len(payload) + 16; maxBacklog > bound {
-		t.Fatalf("the server held up to %d bytes for the stalled subscriber, over the high-water mark and one message (%d)", maxBacklog, bound)
+	if bound := highWater + largestBatch; maxBacklog > bound {
+		t.Fatalf("the server held up to %d bytes for the stalled subscriber, over the high-water mark and one batch (%d)", maxBacklog, bound)
 	}
 	if maxBacklog == 0 {
 		t.Fatal("the stalled subscriber never had a backlog: the test did not stall it")
@@ -390,6 +408,21 @@ func slowCase(t *testing.T, policy Policy) (*Hub, net.Conn, net.Conn) {
 		t.Fatalf("the heap grew by %d bytes while 32 MiB went to a subscriber that never reads", grown)
 	}
 	return h, stalled, reader
+}
+
+// slowCase stalls a subscriber of one topic with 2000 messages of 16 KiB
+// (32 MiB: far more than the kernel buffers of the stalled connection hold,
+// so the hub sees its backlog grow).
+func slowCase(t *testing.T, policy Policy) (*Hub, net.Conn, net.Conn) {
+	payload := []byte(strings.Repeat("p", 16<<10))
+	return stall{
+		policy:  policy,
+		topics:  []string{"tick"},
+		batches: 2000,
+		batch: func(int) []Message {
+			return []Message{{Topic: "tick", Type: engine.TextMessage, Data: payload}}
+		},
+	}.run(t)
 }
 
 func TestSlowConsumerDropNewest(t *testing.T) {
@@ -431,32 +464,19 @@ func TestSlowConsumerConflate(t *testing.T) {
 // A subscriber of two topics gets each batch's two frames as one run; when
 // it stalls, each frame still follows its own topic's policy.
 func TestSlowConsumerPolicyPerTopicWithinARun(t *testing.T) {
-	h, srv, sub := newHub(t, Options{HighWater: 256 << 10}, engine.Config{MaxOutboundBytes: 16 << 20})
-	if err := h.SetPolicy("price", Conflate); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.SetPolicy("trade", DropNewest); err != nil {
-		t.Fatal(err)
-	}
-	stalled := connect(t, srv, sub, "price", "trade")
-	reader := connect(t, srv, sub, "price", "trade")
-	waitSubs(t, h, "trade", 2)
 	pad := strings.Repeat("p", 16<<10)
 	const batches = 1000 // 32 MiB: far more than the stalled client's kernel buffers
-	for i := 0; i < batches; i++ {
-		err := h.PublishBatch([]Message{
-			{Topic: "price", Type: engine.TextMessage, Data: []byte(fmt.Sprintf("price %d %s", i, pad))},
-			{Topic: "trade", Type: engine.TextMessage, Data: []byte(fmt.Sprintf("trade %d %s", i, pad))},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, want := range []string{"price", "trade"} {
-			if got := readText(t, reader); !strings.HasPrefix(got, fmt.Sprintf("%s %d ", want, i)) {
-				t.Fatalf("reader got %.20q, want %s %d", got, want, i)
+	h, stalled, _ := stall{
+		policies: map[string]Policy{"price": Conflate, "trade": DropNewest},
+		topics:   []string{"price", "trade"},
+		batches:  batches,
+		batch: func(i int) []Message {
+			return []Message{
+				{Topic: "price", Type: engine.TextMessage, Data: []byte(fmt.Sprintf("price %d %s", i, pad))},
+				{Topic: "trade", Type: engine.TextMessage, Data: []byte(fmt.Sprintf("trade %d %s", i, pad))},
 			}
-		}
-	}
+		},
+	}.run(t)
 	st := h.Stats()
 	if st.Conflated == 0 || st.Dropped == 0 || st.SlowClosed != 0 {
 		t.Fatalf("stats %+v: want price frames conflated and trade frames dropped", st)

@@ -2,21 +2,11 @@
 
 package engine
 
-import (
-	"syscall"
-	"unsafe"
-)
+import "syscall"
 
-// rawSend writes b to a non-blocking socket with a raw system call (see the
-// Linux version). Other systems use write(2): Go's runtime ignores SIGPIPE
+// write(2), whose extra arguments are ignored. Go's runtime ignores SIGPIPE
 // on sockets, so a vanished peer returns EPIPE here too.
-func rawSend(fd int, b []byte) (int, syscall.Errno) {
-	if len(b) == 0 {
-		return 0, 0
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(n), 0
-}
+const (
+	sysSend   = syscall.SYS_WRITE
+	sendFlags = 0
+)
