@@ -21,12 +21,14 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/heraldws/herald/codec"
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/internal/looplink"
 	"github.com/heraldws/herald/pool"
 )
 
@@ -48,6 +50,7 @@ const (
 	Conflate
 )
 
+// String returns the policy's name: "close", "drop-newest" or "conflate".
 func (p Policy) String() string {
 	switch p {
 	case CloseSlow:
@@ -62,18 +65,23 @@ func (p Policy) String() string {
 
 // Default thresholds.
 const (
+	// DefaultHighWater is Options.HighWater when it is left zero.
 	DefaultHighWater = 1 << 20
-	MaxTopicLen      = 256
+	// MaxTopicLen is the longest topic name, in bytes.
+	MaxTopicLen = 256
 )
 
 // Options configures a Hub. Zero values take defaults.
 type Options struct {
 	// HighWater is the unread backlog, in bytes, above which a subscriber is
-	// slow. It must stay below the server's MaxOutboundBytes, which closes
-	// any connection outright. Default 1 MiB.
+	// slow. It must be below the server's MaxOutboundBytes, which closes
+	// any connection outright: New refuses a HighWater the hub's policy
+	// could never act on. Default 1 MiB (or half of MaxOutboundBytes, if
+	// that is smaller).
 	HighWater int
-	// LowWater is the backlog below which a slow subscriber counts as
-	// drained again. Default HighWater/4.
+	// LowWater is the backlog at or below which a slow subscriber counts as
+	// drained again; it then gets the conflated latest messages. It must
+	// not exceed HighWater. Default HighWater/4.
 	LowWater int
 	// Policy applies to topics without their own (SetPolicy).
 	Policy Policy
@@ -84,21 +92,28 @@ type Options struct {
 
 // Message is one message to publish.
 type Message struct {
+	// Topic names who gets it: every connection subscribed to it.
 	Topic string
-	Type  engine.MessageType
-	Data  []byte
+	// Type is engine.TextMessage (Data must be valid UTF-8) or
+	// engine.BinaryMessage.
+	Type engine.MessageType
+	// Data is the payload. The hub encodes it before Publish returns, so
+	// the caller may reuse it then.
+	Data []byte
 }
 
-// Errors returned by the hub.
+// Errors returned by the hub. A publish after the server's Shutdown returns
+// an error wrapping engine.ErrClosed.
 var (
 	ErrInvalidTopic = errors.New("broadcast: invalid topic name")
 	ErrInvalidType  = errors.New("broadcast: message type must be text or binary")
+	ErrInvalidUTF8  = errors.New("broadcast: text message is not valid UTF-8")
 )
 
 // Hub is a sharded pub/sub hub bound to one server. All its methods are safe
 // from any goroutine.
 type Hub struct {
-	srv  *engine.Server
+	srv  looplink.Server
 	opts Options
 
 	mu       sync.RWMutex
@@ -106,7 +121,7 @@ type Hub struct {
 	policies map[string]Policy // set by SetPolicy, kept while topics come and go
 
 	shardMu sync.Mutex
-	shards  atomic.Pointer[[]*shard] // indexed by engine.Loop.Index
+	shards  atomic.Pointer[[]*shard] // indexed by the loop's Index
 
 	published atomic.Uint64
 }
@@ -119,24 +134,43 @@ type topic struct {
 	subs   atomic.Int64
 }
 
-// New returns a hub that delivers to srv's connections. Call it before
-// srv.Start: it registers the hook that drops a closed connection's
-// subscriptions.
-func New(srv *engine.Server, opts Options) *Hub {
-	if opts.HighWater <= 0 {
-		opts.HighWater = DefaultHighWater
+// New returns a hub that delivers to srv's connections, or an error naming
+// the option that is out of range. It may be called before or after
+// srv.Start.
+func New(srv *engine.Server, opts Options) (*Hub, error) {
+	if srv == nil {
+		return nil, errors.New("broadcast: New: nil server")
 	}
-	if opts.LowWater <= 0 || opts.LowWater > opts.HighWater {
+	link := looplink.ServerOf(srv)
+	maxOut := link.MaxOutboundBytes()
+	switch {
+	case opts.HighWater < 0:
+		return nil, fmt.Errorf("broadcast: Options.HighWater is negative (%d): use 0 for the default", opts.HighWater)
+	case opts.LowWater < 0:
+		return nil, fmt.Errorf("broadcast: Options.LowWater is negative (%d): use 0 for the default", opts.LowWater)
+	case opts.HighWater >= maxOut:
+		return nil, fmt.Errorf("broadcast: Options.HighWater (%d) must be below the server's MaxOutboundBytes (%d), which closes a connection before the topic's policy could act",
+			opts.HighWater, maxOut)
+	case opts.Policy > Conflate:
+		return nil, fmt.Errorf("broadcast: Options.Policy %v is not a policy", opts.Policy)
+	}
+	if opts.HighWater == 0 {
+		opts.HighWater = min(DefaultHighWater, maxOut/2)
+	}
+	switch {
+	case opts.LowWater == 0:
 		opts.LowWater = opts.HighWater / 4
+	case opts.LowWater > opts.HighWater:
+		return nil, fmt.Errorf("broadcast: Options.LowWater (%d) is above Options.HighWater (%d)", opts.LowWater, opts.HighWater)
 	}
-	h := &Hub{srv: srv, opts: opts, topics: make(map[string]*topic)}
+	h := &Hub{srv: link, opts: opts, topics: make(map[string]*topic)}
 	empty := []*shard{}
 	h.shards.Store(&empty)
-	srv.OnConnClose(h.forget)
+	link.OnConnClose(h.forget)
 	if opts.Bus != nil {
 		opts.Bus.Attach(h)
 	}
-	return h
+	return h, nil
 }
 
 // ValidTopic reports whether name can be a topic: 1 to 256 bytes of
@@ -157,7 +191,10 @@ func ValidTopic(name string) bool {
 // deliveries from then on.
 func (h *Hub) SetPolicy(name string, p Policy) error {
 	if !ValidTopic(name) {
-		return ErrInvalidTopic
+		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
+	}
+	if p > Conflate {
+		return fmt.Errorf("broadcast: SetPolicy: %v is not a policy", p)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -173,27 +210,32 @@ func (h *Hub) SetPolicy(name string, p Policy) error {
 
 // Subscribe adds c to the topics. From c's loop (a handler) it takes effect
 // at once; from another goroutine it is queued to the loop, in order with
-// c's other operations.
+// c's other operations. Subscriptions made in OnOpen, on the loop or on a
+// worker, are in effect before the client can read the 101, so a client
+// that connects and then triggers a publish receives it.
 func (h *Hub) Subscribe(c *engine.Conn, topics ...string) error {
 	for _, t := range topics {
 		if !ValidTopic(t) {
 			return fmt.Errorf("%w: %q", ErrInvalidTopic, t)
 		}
 	}
-	return h.onLoop(c, func() { h.shardFor(c.Loop()).subscribe(c, topics) })
+	lc := looplink.ConnOf(c)
+	return h.onLoop(lc, func() { h.shardFor(lc.Loop()).subscribe(lc, topics) })
 }
 
 // Unsubscribe removes c from the topics. Unknown topics are ignored.
 func (h *Hub) Unsubscribe(c *engine.Conn, topics ...string) error {
-	return h.onLoop(c, func() { h.shardFor(c.Loop()).unsubscribe(c, topics) })
+	lc := looplink.ConnOf(c)
+	return h.onLoop(lc, func() { h.shardFor(lc.Loop()).unsubscribe(lc, topics) })
 }
 
-func (h *Hub) onLoop(c *engine.Conn, fn func()) error {
-	if c.Loop().OnLoop() {
+func (h *Hub) onLoop(c looplink.Conn, fn func()) error {
+	l := c.Loop()
+	if l.OnLoop() {
 		fn()
 		return nil
 	}
-	return c.Loop().Post(fn)
+	return l.Post(fn)
 }
 
 // Subscribers returns how many connections are subscribed to a topic.
@@ -215,7 +257,8 @@ func (h *Hub) Topics() int {
 }
 
 // Publish sends one message to every subscriber of topic, and to the Bus if
-// there is one.
+// there is one. A text message must be valid UTF-8. After the server's
+// Shutdown it returns an error wrapping engine.ErrClosed.
 func (h *Hub) Publish(topic string, typ engine.MessageType, data []byte) error {
 	return h.PublishBatch([]Message{{Topic: topic, Type: typ, Data: data}})
 }
@@ -225,13 +268,11 @@ func (h *Hub) Publish(topic string, typ engine.MessageType, data []byte) error {
 // Within a batch, and between batches from one goroutine, every subscriber
 // receives messages in publish order.
 func (h *Hub) PublishBatch(msgs []Message) error {
-	for i := range msgs {
-		if !ValidTopic(msgs[i].Topic) {
-			return fmt.Errorf("%w: %q", ErrInvalidTopic, msgs[i].Topic)
-		}
-		if t := msgs[i].Type; t != engine.TextMessage && t != engine.BinaryMessage {
-			return ErrInvalidType
-		}
+	if err := checkBatch(msgs); err != nil {
+		return err
+	}
+	if h.srv.Closed() {
+		return fmt.Errorf("broadcast: publish: %w", engine.ErrClosed)
 	}
 	if h.opts.Bus != nil {
 		if err := h.opts.Bus.Publish(msgs); err != nil {
@@ -242,10 +283,41 @@ func (h *Hub) PublishBatch(msgs []Message) error {
 	return nil
 }
 
+// checkBatch validates a batch before anything of it is sent: the whole
+// batch is refused if one message is invalid.
+func checkBatch(msgs []Message) error {
+	for i := range msgs {
+		m := &msgs[i]
+		if !ValidTopic(m.Topic) {
+			return fmt.Errorf("%w: %q", ErrInvalidTopic, m.Topic)
+		}
+		switch m.Type {
+		case engine.TextMessage:
+			// Once per publish, not per subscriber: a browser fails the
+			// connection on invalid UTF-8.
+			if !utf8.Valid(m.Data) {
+				return fmt.Errorf("%w (topic %q)", ErrInvalidUTF8, m.Topic)
+			}
+		case engine.BinaryMessage:
+		default:
+			return fmt.Errorf("%w (topic %q, type %d)", ErrInvalidType, m.Topic, m.Type)
+		}
+	}
+	return nil
+}
+
 // Deliver hands the hub messages published elsewhere (by a Bus) for local
-// subscribers only; it does not forward them to the Bus again.
-func (h *Hub) Deliver(msgs []Message) {
+// subscribers only; it does not forward them to the Bus again. Messages are
+// validated as by PublishBatch, and the same errors returned.
+func (h *Hub) Deliver(msgs []Message) error {
+	if err := checkBatch(msgs); err != nil {
+		return err
+	}
+	if h.srv.Closed() {
+		return fmt.Errorf("broadcast: deliver: %w", engine.ErrClosed)
+	}
 	h.deliver(msgs)
+	return nil
 }
 
 // deliver encodes the batch once and posts it to every loop that has
@@ -284,7 +356,7 @@ func (h *Hub) deliver(msgs []Message) {
 
 // shardFor returns the shard of a loop, creating it on first use. Loops are
 // few and live as long as the server, so shards are never removed.
-func (h *Hub) shardFor(l *engine.Loop) *shard {
+func (h *Hub) shardFor(l looplink.Loop) *shard {
 	i := l.Index()
 	if shards := *h.shards.Load(); i < len(shards) && shards[i] != nil {
 		return shards[i]
@@ -332,7 +404,7 @@ func (h *Hub) leave(t *topic) {
 
 // forget drops every subscription of a closing connection. It runs on the
 // connection's loop (engine close hook).
-func (h *Hub) forget(c *engine.Conn) {
+func (h *Hub) forget(c looplink.Conn) {
 	shards := *h.shards.Load()
 	if i := c.Loop().Index(); i < len(shards) && shards[i] != nil {
 		shards[i].drop(c)

@@ -2,20 +2,22 @@ package broadcast
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/internal/looplink"
 )
 
 // shard is the hub's state on one event loop. Everything in it but the
 // counters is touched only on that loop, so it needs no lock.
 type shard struct {
 	hub  *Hub
-	loop *engine.Loop
+	loop looplink.Loop
 
 	subscribed atomic.Int64 // subscriptions on this loop; publish skips empty shards
 
 	topics  map[*topic]*shardTopic
-	members map[*engine.Conn]*member
+	members map[looplink.Conn]*member
 
 	// Delivery state, reset after each flush. A member's pending frames are
 	// a linked list of runs through arena, so that no subscriber owns a
@@ -26,6 +28,10 @@ type shard struct {
 	scratch []byte
 	flushFn func()
 	queued  bool // a flush is deferred
+	// parked are the slow members holding conflated frames: the loop's
+	// sweep sends those once the member drains, even if its topics have
+	// gone quiet and no flush touches it again.
+	parked []*member
 
 	stats shardStats
 }
@@ -42,12 +48,13 @@ type shardTopic struct {
 
 // member is one subscribed connection on a loop.
 type member struct {
-	c          *engine.Conn
+	c          looplink.Conn
 	subs       []subRef // the topics it is in, and its index in each
 	head, tail int32    // pending runs in shard.arena, -1 when none
 	touched    bool     // in shard.touched
 	slow       bool     // over the high-water mark: policies apply
 	gone       bool     // closed or unsubscribed from everything
+	parked     bool     // in shard.parked
 	conflated  []conflated
 }
 
@@ -75,14 +82,16 @@ type conflated struct {
 	frame []byte
 }
 
-func newShard(h *Hub, l *engine.Loop) *shard {
+// newShard creates the shard of loop l. It runs on l.
+func newShard(h *Hub, l looplink.Loop) *shard {
 	sh := &shard{
 		hub:     h,
 		loop:    l,
 		topics:  make(map[*topic]*shardTopic),
-		members: make(map[*engine.Conn]*member),
+		members: make(map[looplink.Conn]*member),
 	}
 	sh.flushFn = sh.flush
+	l.OnSweep(sh.sweep)
 	return sh
 }
 
@@ -91,7 +100,7 @@ func (sh *shard) task(b *batch) func() {
 	return func() { sh.run(b) }
 }
 
-func (sh *shard) subscribe(c *engine.Conn, names []string) {
+func (sh *shard) subscribe(c looplink.Conn, names []string) {
 	if !c.IsOpen() {
 		return
 	}
@@ -120,7 +129,7 @@ next:
 	}
 }
 
-func (sh *shard) unsubscribe(c *engine.Conn, names []string) {
+func (sh *shard) unsubscribe(c looplink.Conn, names []string) {
 	m := sh.members[c]
 	if m == nil {
 		return
@@ -139,7 +148,7 @@ func (sh *shard) unsubscribe(c *engine.Conn, names []string) {
 }
 
 // drop removes a closing connection from all its topics.
-func (sh *shard) drop(c *engine.Conn) {
+func (sh *shard) drop(c looplink.Conn) {
 	m := sh.members[c]
 	if m == nil {
 		return
@@ -229,9 +238,11 @@ func (sh *shard) enqueue(m *member, b *batch, start, end int32) {
 // flush writes every touched subscriber's pending frames, one write each.
 func (sh *shard) flush() {
 	sh.queued = false
+	// One clock read per flush marks every subscriber written as active.
+	now := sh.hub.srv.Now()
 	for _, m := range sh.touched {
 		if !m.gone {
-			sh.flushMember(m)
+			sh.flushMember(m, now)
 		}
 		m.head, m.tail, m.touched = -1, -1, false
 	}
@@ -246,17 +257,23 @@ func (sh *shard) flush() {
 	sh.held = sh.held[:0]
 }
 
-func (sh *shard) flushMember(m *member) {
+// updateSlow moves m in or out of the slow state by its backlog and reports
+// whether it is slow.
+func (sh *shard) updateSlow(m *member) bool {
 	opts := &sh.hub.opts
-	c := m.c
-	backlog := c.Buffered()
+	backlog := m.c.Buffered()
 	if m.slow && backlog <= opts.LowWater {
 		m.slow = false
 	}
 	if !m.slow && backlog > opts.HighWater {
 		m.slow = true
 	}
-	if m.slow {
+	return m.slow
+}
+
+func (sh *shard) flushMember(m *member, now time.Duration) {
+	c := m.c
+	if sh.updateSlow(m) {
 		sh.applyPolicy(m)
 		return
 	}
@@ -264,18 +281,15 @@ func (sh *shard) flushMember(m *member) {
 		// One run of a batch's buffer (the subscriber takes every topic
 		// of the batch, or one): write the shared bytes, no copy.
 		p := &sh.arena[m.head]
-		if c.WriteFrames(p.bytes()) == nil {
+		if c.WriteFrames(p.bytes(), now) {
 			sh.stats.deliveries.Add(uint64(p.n))
 		}
 		return
 	}
-	buf := sh.scratch[:0]
-	n := uint64(len(m.conflated))
 	// A subscriber that just drained first gets the latest of what it
 	// missed, then the new frames.
-	for i := range m.conflated {
-		buf = append(buf, m.conflated[i].frame...)
-	}
+	buf := m.appendConflated(sh.scratch[:0])
+	n := uint64(len(m.conflated))
 	m.conflated = nil
 	for i := m.head; i >= 0; i = sh.arena[i].next {
 		p := &sh.arena[i]
@@ -283,9 +297,39 @@ func (sh *shard) flushMember(m *member) {
 		n += uint64(p.n)
 	}
 	sh.scratch = buf[:0]
-	if c.WriteFrames(buf) == nil {
+	if c.WriteFrames(buf, now) {
 		sh.stats.deliveries.Add(n)
 	}
+}
+
+// sweep runs at every timer sweep of the loop: a parked member that has
+// drained gets its conflated frames now, so the latest value of a topic
+// that went quiet is not held back until the next publish. Parked members
+// are few (slow ones only), so this costs nothing for the rest.
+func (sh *shard) sweep(now time.Duration) {
+	kept := sh.parked[:0]
+	for _, m := range sh.parked {
+		switch {
+		case m.gone || len(m.conflated) == 0:
+			m.parked = false
+		case m.touched:
+			// A flush is pending for it and will send them.
+			kept = append(kept, m)
+		case sh.updateSlow(m):
+			kept = append(kept, m)
+		default:
+			m.parked = false
+			buf := m.appendConflated(sh.scratch[:0])
+			n := uint64(len(m.conflated))
+			m.conflated = nil
+			sh.scratch = buf[:0]
+			if m.c.WriteFrames(buf, now) {
+				sh.stats.deliveries.Add(n)
+			}
+		}
+	}
+	clear(sh.parked[len(kept):])
+	sh.parked = kept
 }
 
 // applyPolicy decides the fate of a slow subscriber's pending frames, topic
@@ -300,9 +344,13 @@ func (sh *shard) applyPolicy(m *member) {
 			case Conflate:
 				sh.stats.conflated.Add(1)
 				m.keepLatest(it.topic, p.b.buf.B[it.start:it.end])
+				if !m.parked {
+					m.parked = true
+					sh.parked = append(sh.parked, m)
+				}
 			default:
 				sh.stats.slowClosed.Add(1)
-				_ = m.c.Close(engine.StatusTryAgainLater, "slow consumer")
+				m.c.Close(uint16(engine.StatusTryAgainLater), "slow consumer")
 				// It gets nothing more while its close handshake runs.
 				sh.drop(m.c)
 				return
@@ -321,4 +369,13 @@ func (m *member) keepLatest(t *topic, frame []byte) {
 		}
 	}
 	m.conflated = append(m.conflated, conflated{t: t, frame: append([]byte(nil), frame...)})
+}
+
+// appendConflated appends m's conflated frames, in the order their topics
+// first became slow.
+func (m *member) appendConflated(buf []byte) []byte {
+	for i := range m.conflated {
+		buf = append(buf, m.conflated[i].frame...)
+	}
+	return buf
 }

@@ -23,6 +23,7 @@ const (
 	DefaultPongTimeout      = 15 * time.Second
 	DefaultCloseTimeout     = 3 * time.Second
 	DefaultShutdownTimeout  = 5 * time.Second
+	DefaultWorkerQueue      = 1024
 )
 
 // Config configures a Server. The zero value of every field is replaced by a
@@ -32,7 +33,8 @@ type Config struct {
 	// port; Server.Addr reports it.
 	Addr string
 
-	// Loops is the number of event loops. Default: one per CPU.
+	// Loops is the number of event loops. Default: GOMAXPROCS, which
+	// follows the CPUs the process may use (a container's quota included).
 	Loops int
 
 	// ReusePort sets SO_REUSEPORT so that several processes can share Addr.
@@ -66,7 +68,8 @@ type Config struct {
 	PongTimeout  time.Duration
 
 	// IdleTimeout closes (1001) a connection that has neither sent nor been
-	// sent a message for this long. Zero disables it. Pings and pongs do not
+	// sent a data message for this long, whatever sent it (a handler's
+	// Send, the broadcast hub). Zero disables it. Pings and pongs do not
 	// count as activity.
 	IdleTimeout time.Duration
 
@@ -104,6 +107,13 @@ type Config struct {
 	// slog.Default().
 	Logger *slog.Logger
 
+	// OnPanic, if set, is called after a panic in a Handler method or a
+	// handshake hook has been recovered, logged and counted, with the
+	// connection it happened on (nil before the upgrade). It runs where the
+	// panic happened (the event loop or a worker): it must not block, and a
+	// panic inside it is recovered and logged too.
+	OnPanic func(c *Conn, p *PanicError)
+
 	// Workers > 0 runs handlers on a pool of that many goroutines instead of
 	// the event loop, in order per connection. Use it when handlers block.
 	// WorkerQueue bounds the handler calls queued for one connection
@@ -114,21 +124,35 @@ type Config struct {
 }
 
 // withDefaults returns a copy of c with defaults applied, or an error that
-// names the invalid field.
+// names the invalid field and the rule it breaks.
 func (c Config) withDefaults() (Config, error) {
 	if c.Addr == "" {
-		return c, errors.New("herald: Config.Addr is empty")
+		return c, errors.New("herald: Config.Addr is empty: give a host:port to listen on")
 	}
-	if c.Loops < 0 || c.MaxHeaderBytes < 0 || c.MaxMessageBytes < 0 || c.MaxFrameBytes < 0 ||
-		c.MaxOutboundBytes < 0 || c.Workers < 0 || c.WorkerQueue < 0 {
-		return c, fmt.Errorf("herald: negative limit in Config")
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"Loops", int64(c.Loops)}, {"MaxHeaderBytes", int64(c.MaxHeaderBytes)},
+		{"MaxMessageBytes", c.MaxMessageBytes}, {"MaxFrameBytes", c.MaxFrameBytes},
+		{"MaxOutboundBytes", int64(c.MaxOutboundBytes)}, {"Workers", int64(c.Workers)},
+		{"WorkerQueue", int64(c.WorkerQueue)},
+		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"PongTimeout", int64(c.PongTimeout)},
+		{"IdleTimeout", int64(c.IdleTimeout)}, {"CloseTimeout", int64(c.CloseTimeout)},
+		{"ShutdownTimeout", int64(c.ShutdownTimeout)},
+	} {
+		if f.v < 0 {
+			return c, fmt.Errorf("herald: Config.%s is negative (%d): use 0 for the default", f.name, f.v)
+		}
 	}
-	if c.HandshakeTimeout < 0 || c.PongTimeout < 0 || c.IdleTimeout < 0 || c.CloseTimeout < 0 || c.ShutdownTimeout < 0 {
-		return c, fmt.Errorf("herald: negative timeout in Config")
+	if c.MaxFrameBytes > 0 && c.MaxMessageBytes > 0 && c.MaxFrameBytes > c.MaxMessageBytes {
+		return c, fmt.Errorf("herald: Config.MaxFrameBytes (%d) is larger than Config.MaxMessageBytes (%d): a frame cannot be larger than its message",
+			c.MaxFrameBytes, c.MaxMessageBytes)
 	}
 	c.Addr = strings.TrimPrefix(c.Addr, "tcp://")
 	if c.Loops == 0 {
-		c.Loops = runtime.NumCPU()
+		// GOMAXPROCS, not NumCPU: it honours a container's CPU quota.
+		c.Loops = runtime.GOMAXPROCS(0)
 	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
@@ -161,14 +185,14 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	if c.WorkerQueue == 0 {
-		c.WorkerQueue = 1024
+		c.WorkerQueue = DefaultWorkerQueue
 	}
 	return c, nil
 }
 
 // sweepEvery picks how often each loop checks its connections' timers: at
-// most once a second, often enough to honour the shortest timeout within a
-// quarter of it.
+// most once a second, and often enough that the shortest timeout fires at
+// most a quarter of itself late.
 func (c *Config) sweepEvery() time.Duration {
 	every := time.Second
 	for _, d := range []time.Duration{c.HandshakeTimeout, c.PingInterval, c.PongTimeout, c.IdleTimeout, c.CloseTimeout} {

@@ -2,12 +2,16 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 
 	"github.com/heraldws/herald/codec"
 	"github.com/heraldws/herald/pool"
@@ -40,22 +44,30 @@ const smallFrame = 16 << 10
 // decoder embedded in it and gnet's own connection, nothing else.
 type Conn struct {
 	gc   gnet.Conn
-	loop *Loop
+	loop *loop
 	id   uint64
+	// remote is kept because gnet's connection is recycled once closed,
+	// and OnClose on a worker may still ask for it.
+	remote net.Addr
 
 	hs          upgrade.State    // handshake scan position (8 bytes)
 	req         *upgrade.Request // during OnOpen only
-	session     any
+	session     atomic.Pointer[any]
 	subprotocol string
 	serial      *pool.Serial // with Config.Workers: the handler queue
 	closeErr    error        // why the server closed, for OnClose
+	// hello holds the 101 while OnOpen runs, and whatever OnOpen sends
+	// behind it, so that subscriptions made in OnOpen are in effect before
+	// the client can read the 101. Nil once written.
+	hello *bytebufferpool.ByteBuffer
 
 	dec codec.Decoder
 
-	lastRead int64 // coarse clock: last bytes received
-	lastMsg  int64 // coarse clock: last data message in or out
-	deadline int64 // handshake or close deadline
-	slot     int32 // index in loop.conns
+	// Timer stamps, on the server's monotonic clock (Server.clock).
+	lastRead time.Duration // last bytes received
+	lastMsg  time.Duration // last data message in or out
+	deadline time.Duration // handshake or close deadline
+	slot     int32         // index in loop.conns
 	// fd is the socket, kept here so that the write path (one per
 	// subscriber on a broadcast) need not touch gnet's connection at all.
 	fd int32
@@ -75,13 +87,21 @@ type Conn struct {
 func (c *Conn) ID() uint64 { return c.id }
 
 // RemoteAddr is the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.gc.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
-// LocalAddr is the server's address of this connection.
-func (c *Conn) LocalAddr() net.Addr { return c.gc.LocalAddr() }
+// Session returns the connection's session value: what Config.Authorize
+// returned, or what SetSession stored last. Nil if neither.
+func (c *Conn) Session() any {
+	if p := c.session.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
-// Session returns what Config.Authorize returned for this connection.
-func (c *Conn) Session() any { return c.session }
+// SetSession stores per-connection state for the handlers (a user, a room,
+// a rate limiter), replacing what Authorize returned. Safe from any
+// goroutine.
+func (c *Conn) SetSession(v any) { c.session.Store(&v) }
 
 // Subprotocol returns the negotiated subprotocol, or "".
 func (c *Conn) Subprotocol() string { return c.subprotocol }
@@ -92,17 +112,24 @@ func (c *Conn) Request() *upgrade.Request { return c.req }
 
 // Send sends one message. From the connection's event loop (a handler
 // running there) it writes directly; from any other goroutine it copies data
-// and queues it to the loop. It returns ErrClosed once the connection is
-// closing.
+// and queues it to the loop. A text message must be valid UTF-8
+// (ErrInvalidUTF8 otherwise: browsers fail the connection on such a
+// message). It returns ErrClosed once the connection is closing.
 func (c *Conn) Send(typ MessageType, data []byte) error {
-	if typ != TextMessage && typ != BinaryMessage {
-		return errors.New("herald: Send: message type must be TextMessage or BinaryMessage")
+	switch typ {
+	case TextMessage:
+		if !utf8.Valid(data) {
+			return ErrInvalidUTF8
+		}
+	case BinaryMessage:
+	default:
+		return fmt.Errorf("herald: Send: message type %d is neither TextMessage nor BinaryMessage", typ)
 	}
 	if c.loop.onLoop() {
 		if c.state != stateOpen {
 			return ErrClosed
 		}
-		c.lastMsg = c.loop.srv.now()
+		c.lastMsg = c.loop.now
 		c.loop.stats.messagesOut.Add(1)
 		return c.writeFrame(ws.OpCode(typ), data)
 	}
@@ -114,7 +141,8 @@ func (c *Conn) Send(typ MessageType, data []byte) error {
 	return c.loop.post(task{kind: taskFrame, c: c, buf: buf})
 }
 
-// SendText sends a text message. s must be valid UTF-8.
+// SendText sends a text message. s must be valid UTF-8 (ErrInvalidUTF8
+// otherwise).
 func (c *Conn) SendText(s string) error {
 	return c.Send(TextMessage, []byte(s))
 }
@@ -124,10 +152,17 @@ func (c *Conn) SendBinary(b []byte) error {
 	return c.Send(BinaryMessage, b)
 }
 
-// Close starts the close handshake with code and reason (at most 123 bytes
-// are sent). The connection is dropped if the peer does not answer within
-// Config.CloseTimeout. Closing a closed connection returns ErrClosed.
+// Close starts the close handshake with code and reason. code must be one a
+// close frame may carry (StatusCode.Sendable: 1000-1003, 1007-1014,
+// 3000-4999) and reason valid UTF-8 of at most MaxCloseReason (123) bytes;
+// otherwise Close returns an error naming the rule and the connection stays
+// open. The connection is dropped if the peer does not answer within
+// Config.CloseTimeout. Closing a closing or closed connection returns
+// ErrClosed.
 func (c *Conn) Close(code StatusCode, reason string) error {
+	if err := checkClose(code, reason); err != nil {
+		return err
+	}
 	if c.loop.onLoop() {
 		if c.state != stateOpen {
 			return ErrClosed
@@ -141,35 +176,18 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	return c.loop.post(task{kind: taskClose, c: c, code: code, reason: reason})
 }
 
-// Loop returns the event loop that serves c.
-func (c *Conn) Loop() *Loop { return c.loop }
-
-// WriteFrames writes bytes that already hold complete, encoded server frames
-// (codec.AppendFrame), so that one encoding can serve many connections. It
-// must be called on c's loop. MaxOutboundBytes applies as for Send: a
-// connection whose backlog would pass it is closed with 1008.
-func (c *Conn) WriteFrames(frames []byte) error {
-	if c.state != stateOpen {
-		return ErrClosed
-	}
-	if !c.writeEncoded(frames) {
-		return ErrClosed
+// checkClose validates what Close would put on the wire.
+func checkClose(code StatusCode, reason string) error {
+	switch {
+	case !code.Sendable():
+		return fmt.Errorf("herald: Close: code %d may not be sent in a close frame (RFC 6455 section 7.4: use 1000-1003, 1007-1014 or 3000-4999)", int(code))
+	case len(reason) > MaxCloseReason:
+		return fmt.Errorf("herald: Close: reason is %d bytes, over the %d that fit in a close frame", len(reason), MaxCloseReason)
+	case !utf8.ValidString(reason):
+		return errors.New("herald: Close: reason is not valid UTF-8")
 	}
 	return nil
 }
-
-// Buffered returns the bytes queued for c that the peer has not read yet.
-// It must be called on c's loop.
-func (c *Conn) Buffered() int {
-	if c.state == stateClosed {
-		return 0
-	}
-	return c.backlog()
-}
-
-// IsOpen reports whether c is open: upgraded and not closing. It must be
-// called on c's loop.
-func (c *Conn) IsOpen() bool { return c.state == stateOpen }
 
 // ---- loop-only methods below ----
 
@@ -180,18 +198,16 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 		return ErrClosed
 	}
 	l := c.loop
-	var err error
-	if n <= smallFrame {
+	if n <= smallFrame || c.hello != nil {
 		l.scratch = codec.AppendFrame(l.scratch[:0], op, payload)
-		err = c.write(l.scratch)
-	} else {
-		var hdr [codec.MaxHeaderLen]byte
-		k := codec.PutHeader(hdr[:], op, true, false, len(payload))
-		l.iov[0], l.iov[1] = hdr[:k], payload
-		c.gnetHolds = true
-		_, err = c.gc.Writev(l.iov[:])
-		l.iov[0], l.iov[1] = nil, nil
+		return c.write(l.scratch)
 	}
+	var hdr [codec.MaxHeaderLen]byte
+	k := codec.PutHeader(hdr[:], op, true, false, len(payload))
+	l.iov[0], l.iov[1] = hdr[:k], payload
+	c.gnetHolds = true
+	_, err := c.gc.Writev(l.iov[:])
+	l.iov[0], l.iov[1] = nil, nil
 	return err
 }
 
@@ -215,8 +231,13 @@ func (c *Conn) write(b []byte) error {
 // writeQueued sends b given the bytes already queued. When nothing is
 // queued it tries a raw send first; what the socket does not take (or an
 // error) goes to gnet, which buffers the rest, waits for the socket to be
-// writable, or closes the connection.
+// writable, or closes the connection. While the 101 waits for OnOpen, b
+// joins it instead.
 func (c *Conn) writeQueued(queued int, b []byte) error {
+	if c.hello != nil {
+		c.hello.B = append(c.hello.B, b...)
+		return nil
+	}
 	if queued == 0 {
 		n, errno := rawSend(int(c.fd), b)
 		if errno == 0 && n == len(b) {
@@ -235,10 +256,28 @@ func (c *Conn) gnetWrite(b []byte) error {
 	return err
 }
 
-// backlog returns the bytes gnet holds for c, asking gnet only when it may
-// hold some: most connections never have a backlog, and reading gnet's
-// connection for each of them would cost a cache miss per subscriber.
+// sendHello writes the 101 and everything OnOpen queued behind it, in one
+// write.
+func (c *Conn) sendHello() {
+	h := c.hello
+	if h == nil {
+		return
+	}
+	c.hello = nil
+	if c.state != stateClosed {
+		_ = c.writeQueued(c.backlog(), h.B)
+	}
+	pool.Put(h)
+}
+
+// backlog returns the bytes queued for c that the peer has not read, asking
+// gnet only when it may hold some: most connections never have a backlog,
+// and reading gnet's connection for each of them would cost a cache miss per
+// subscriber.
 func (c *Conn) backlog() int {
+	if c.hello != nil {
+		return len(c.hello.B)
+	}
 	if !c.gnetHolds {
 		return 0
 	}
@@ -282,7 +321,7 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 	c.state = stateClosing
 	c.closed.Store(true)
 	c.closeErr = &CloseError{Code: code, Reason: reason}
-	c.deadline = c.loop.srv.now() + int64(c.loop.srv.cfg.CloseTimeout)
+	c.deadline = c.loop.now + c.loop.srv.cfg.CloseTimeout
 	c.writeClose(code, reason)
 	if halfClose && c.state == stateClosing && c.backlog() == 0 {
 		_ = syscall.Shutdown(int(c.fd), syscall.SHUT_WR)
@@ -293,7 +332,11 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 // and needed to end the connection properly.
 func (c *Conn) writeClose(code StatusCode, reason string) {
 	l := c.loop
-	l.scratch = codec.AppendClose(l.scratch[:0], code, reason)
+	l.scratch = codec.AppendClose(l.scratch[:0], ws.StatusCode(code), reason)
+	if c.hello != nil {
+		c.hello.B = append(c.hello.B, l.scratch...)
+		return
+	}
 	_ = c.gnetWrite(l.scratch)
 }
 

@@ -3,30 +3,13 @@ package engine
 import (
 	"errors"
 	"fmt"
-
-	"github.com/gobwas/ws"
 )
 
-// StatusCode is a WebSocket close code (RFC 6455 section 7.4).
-type StatusCode = ws.StatusCode
-
-// Close codes used by the server.
-const (
-	StatusNormalClosure   StatusCode = 1000
-	StatusGoingAway       StatusCode = 1001
-	StatusProtocolError   StatusCode = 1002
-	StatusUnsupportedData StatusCode = 1003
-	StatusNoStatus        StatusCode = 1005
-	StatusInvalidPayload  StatusCode = 1007
-	StatusPolicyViolation StatusCode = 1008
-	StatusMessageTooBig   StatusCode = 1009
-	StatusInternalError   StatusCode = 1011
-	StatusTryAgainLater   StatusCode = 1013
-)
-
-// ErrClosed is returned by Conn methods once the connection is closing or
-// closed, and by Server methods once the server is shut down.
-var ErrClosed = errors.New("herald: connection closed")
+// ErrClosed is returned by the Conn methods that send or close once the
+// connection is closing or closed, and by Server methods once the server is
+// shutting down. The broadcast hub returns it (wrapped) for a publish after
+// Shutdown.
+var ErrClosed = errors.New("herald: closed")
 
 // ErrPongTimeout is the reason given to OnClose for a connection that did
 // not answer a keepalive ping in time.
@@ -35,6 +18,11 @@ var ErrPongTimeout = errors.New("herald: no pong within the pong timeout")
 // ErrCloseTimeout is the reason given to OnClose when the peer did not answer
 // the server's close frame within Config.CloseTimeout.
 var ErrCloseTimeout = errors.New("herald: peer did not complete the close handshake")
+
+// ErrInvalidUTF8 is returned by Send and SendText for a text message that is
+// not valid UTF-8: a browser fails the whole connection on such a message, so
+// it is refused before it reaches the wire.
+var ErrInvalidUTF8 = errors.New("herald: text message is not valid UTF-8")
 
 // CloseError describes how a WebSocket connection was closed with a close
 // frame.
@@ -47,13 +35,31 @@ type CloseError struct {
 	Remote bool
 }
 
+// Error describes the close: who sent it, the code and the reason.
 func (e *CloseError) Error() string {
 	who := "server"
 	if e.Remote {
 		who = "peer"
 	}
 	if e.Reason == "" {
-		return fmt.Sprintf("herald: closed by %s with %d", who, e.Code)
+		return fmt.Sprintf("herald: closed by %s with %d", who, int(e.Code))
 	}
-	return fmt.Sprintf("herald: closed by %s with %d: %s", who, e.Code, e.Reason)
+	return fmt.Sprintf("herald: closed by %s with %d: %s", who, int(e.Code), e.Reason)
+}
+
+// PanicError is a panic recovered from user code: a Handler method, an
+// Authorize, CheckOrigin or HTTPHandler hook. The server logs it through
+// Config.Logger at Error level with its stack, counts it in Stats.Panics,
+// passes it to Config.OnPanic, and closes only the connection it happened on
+// (1011) or answers 500 before the upgrade. It is also the error OnClose
+// receives for a connection closed that way.
+type PanicError struct {
+	Hook  string // the callback that panicked: "OnOpen", "OnMessage", "Authorize", ...
+	Value any    // what was passed to panic
+	Stack []byte // the goroutine's stack where the panic was recovered
+}
+
+// Error names the callback and the panic value.
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("herald: panic in %s: %v", e.Hook, e.Value)
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"io"
 
 	"github.com/gobwas/ws"
@@ -36,15 +37,16 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	l := s.loopOf(gc.EventLoop())
-	now := s.now()
+	now := l.tick()
 	c := &Conn{
 		gc:       gc,
 		loop:     l,
 		fd:       int32(gc.Fd()),
+		remote:   gc.RemoteAddr(),
 		id:       s.nextID.Add(1),
 		lastRead: now,
 		lastMsg:  now,
-		deadline: now + int64(s.cfg.HandshakeTimeout),
+		deadline: now + s.cfg.HandshakeTimeout,
 	}
 	gc.SetContext(c)
 	l.add(c)
@@ -59,7 +61,7 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.Close
 	}
 	buf, _ := gc.Peek(-1)
-	c.lastRead = e.s.now()
+	c.lastRead = c.loop.tick()
 	c.pinged = false
 	action := gnet.None
 	switch c.state {
@@ -88,7 +90,7 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 // bytes consumed by the request head, or -1 when the head is incomplete.
 func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	s := e.s
-	res := s.up.Step(&c.hs, buf, c.gc.RemoteAddr())
+	res := s.up.Step(&c.hs, buf, c.remote)
 	if res.Kind == upgrade.NeedMore {
 		return -1, gnet.None
 	}
@@ -102,23 +104,31 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		c.state = stateClosed
 	default:
 		c.loop.stats.rejected.Add(1)
-		s.log.Debug("herald: handshake rejected", "remote", c.gc.RemoteAddr(), "status", res.Status, "err", res.Err)
+		if errors.Is(res.Err, upgrade.ErrPanic) {
+			s.reportPanic(nil, handshakePanic(res.Err))
+		} else {
+			s.log.Debug("herald: handshake rejected", "remote", c.remote, "status", res.Status, "err", res.Err)
+		}
 		c.state = stateClosed
 	}
-	if res.Response != nil {
-		_ = c.gnetWrite(res.Response.B)
-		pool.Put(res.Response)
-	}
 	if c.state == stateClosed {
+		if res.Response != nil {
+			_ = c.gnetWrite(res.Response.B)
+			pool.Put(res.Response)
+		}
 		return len(buf), gnet.Close
 	}
 	c.state = stateOpen
 	c.opened = true
-	c.session = res.Session
+	if res.Session != nil {
+		c.SetSession(res.Session)
+	}
 	c.subprotocol = res.Subprotocol
 	c.dec.Init(&s.decCfg, false)
-	c.lastMsg = s.now()
+	c.lastMsg = c.loop.now
 	c.req = res.Request
+	// The 101 waits until OnOpen has run (see Conn.hello).
+	c.hello = res.Response
 	s.dispatchOpen(c)
 	if c.state == stateClosed {
 		return len(buf), gnet.Close
@@ -143,7 +153,7 @@ func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
 			c.decDead = true
 			code, reason := StatusProtocolError, err.Error()
 			if pe, ok := err.(*codec.ProtocolError); ok {
-				code, reason = pe.Code, pe.Reason
+				code, reason = StatusCode(pe.Code), pe.Reason
 			}
 			c.startClose(code, reason, true)
 			return gnet.None
@@ -155,28 +165,28 @@ func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
 			if c.state != stateOpen {
 				continue // the close handshake has started: data is discarded
 			}
-			c.lastMsg = s.now()
+			c.lastMsg = c.loop.now
 			c.loop.stats.messagesIn.Add(1)
 			s.dispatchMessage(c, MessageType(ev.Op), ev.Payload)
 		case ws.OpPing:
 			if c.state == stateOpen {
 				_ = c.writeFrame(opPong, ev.Payload)
 				if s.pingH != nil {
-					s.pingH.OnPing(c, ev.Payload)
+					s.onPing(c, ev.Payload)
 				}
 			}
 		case ws.OpPong:
 			if s.pongH != nil && c.state == stateOpen {
-				s.pongH.OnPong(c, ev.Payload)
+				s.onPong(c, ev.Payload)
 			}
 		case ws.OpClose:
 			if c.state == stateOpen {
 				// The peer started the close: echo its code, then close
 				// TCP, as RFC 6455 asks of a server.
 				code, reason, _ := codec.ParseClose(ev.Payload)
-				ce := &CloseError{Code: code, Reason: string(reason), Remote: true}
+				ce := &CloseError{Code: StatusCode(code), Reason: string(reason), Remote: true}
 				c.closeErr = ce
-				c.writeClose(code, ce.Reason)
+				c.writeClose(ce.Code, ce.Reason)
 			}
 			c.state = stateClosed
 			c.closed.Store(true)
@@ -197,10 +207,14 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.closed.Store(true)
 	c.loop.remove(c)
 	c.dec.Release()
+	if c.hello != nil {
+		pool.Put(c.hello)
+		c.hello = nil
+	}
 	s.active.Add(-1)
 	if c.opened {
-		for _, hook := range s.closeHooks {
-			hook(c)
+		for _, hook := range *s.closeHooks.Load() {
+			hook((*linkConn)(c))
 		}
 		why := c.closeErr
 		if why == nil {
@@ -215,29 +229,36 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 }
 
 // ---- handler dispatch: on the loop, or on the worker pool ----
+//
+// Every call into the user's handler goes through a method below whose
+// deferred recoverHandler turns a panic into a logged, counted 1011 close of
+// that connection alone.
 
 func (s *Server) dispatchOpen(c *Conn) {
 	if s.workers == nil {
-		s.handler.OnOpen(c)
+		s.onOpen(c)
 		c.req = nil
+		c.sendHello()
 		return
 	}
 	c.serial = new(pool.Serial)
 	s.workers.Submit(c.serial, func() {
-		s.handler.OnOpen(c)
+		s.onOpen(c)
 		c.req = nil
+		// Subscriptions OnOpen made were posted to the loop before this.
+		_ = c.loop.post(task{kind: taskHello, c: c})
 	})
 }
 
 func (s *Server) dispatchMessage(c *Conn, typ MessageType, data []byte) {
 	if s.workers == nil {
-		s.handler.OnMessage(c, typ, data)
+		s.onMessage(c, typ, data)
 		return
 	}
 	// A connection whose handler cannot keep up must not queue without
 	// bound: it is told to come back later.
 	if c.serial.Len() >= s.cfg.WorkerQueue {
-		c.loop.stats.slowClosed.Add(1)
+		c.loop.stats.workerBacklogClosed.Add(1)
 		c.startClose(StatusTryAgainLater, "handler backlog limit exceeded", false)
 		return
 	}
@@ -245,15 +266,40 @@ func (s *Server) dispatchMessage(c *Conn, typ MessageType, data []byte) {
 	buf := pool.Get(len(data))
 	buf.B = append(buf.B, data...)
 	s.workers.Submit(c.serial, func() {
-		s.handler.OnMessage(c, typ, buf.B)
+		s.onMessage(c, typ, buf.B)
 		pool.Put(buf)
 	})
 }
 
 func (s *Server) dispatchClose(c *Conn, err error) {
 	if s.workers == nil {
-		s.handler.OnClose(c, err)
+		s.onClose(c, err)
 		return
 	}
-	s.workers.Submit(c.serial, func() { s.handler.OnClose(c, err) })
+	s.workers.Submit(c.serial, func() { s.onClose(c, err) })
+}
+
+func (s *Server) onOpen(c *Conn) {
+	defer s.recoverHandler(c, "OnOpen")
+	s.handler.OnOpen(c)
+}
+
+func (s *Server) onMessage(c *Conn, typ MessageType, data []byte) {
+	defer s.recoverHandler(c, "OnMessage")
+	s.handler.OnMessage(c, typ, data)
+}
+
+func (s *Server) onClose(c *Conn, err error) {
+	defer s.recoverHandler(c, "OnClose")
+	s.handler.OnClose(c, err)
+}
+
+func (s *Server) onPing(c *Conn, data []byte) {
+	defer s.recoverHandler(c, "OnPing")
+	s.pingH.OnPing(c, data)
+}
+
+func (s *Server) onPong(c *Conn, data []byte) {
+	defer s.recoverHandler(c, "OnPong")
+	s.pongH.OnPong(c, data)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
@@ -11,20 +12,25 @@ import (
 	"github.com/heraldws/herald/pool"
 )
 
-// Loop is one of the server's event loops. Each connection belongs to one
-// loop for its whole life, and everything that touches the connection runs
-// there. Extensions such as the broadcast hub keep per-loop state indexed by
-// Index and run work on a loop with Post.
+// loop is herald's state for one gnet event loop. Each connection belongs to
+// one loop for its whole life, and everything that touches the connection
+// runs there. Everything but the inbox is touched only on the loop's
+// goroutine.
 //
-// Internally a Loop holds the connections it serves (for timer sweeps) and
-// an inbox through which other goroutines hand it work. Everything but the
-// inbox is touched only on the loop's goroutine.
-type Loop struct {
+// Its exported methods implement looplink.Loop, the door through which the
+// broadcast hub reaches it; users cannot name the type.
+type loop struct {
 	srv   *Server
 	el    gnet.EventLoop
 	index int
 	// g identifies the loop's goroutine (see currentG).
 	g atomic.Uintptr
+
+	// now is the timer clock, read when the loop begins a piece of work
+	// (a read, an inbox drain, a sweep) and used to stamp everything that
+	// work does, so that a flush to thousands of subscribers reads the
+	// clock once.
+	now time.Duration
 
 	conns []*Conn // Conn.slot indexes this slice
 
@@ -40,30 +46,37 @@ type Loop struct {
 
 	// deferred runs once the current inbox drain is over (see Defer).
 	deferred []func()
+	// sweepers run at every sweep (see OnSweep).
+	sweepers []func(now time.Duration)
 
 	stats loopStats
 }
 
 // Index is the loop's position among the server's loops: 0, 1, 2... in the
-// order they served their first connection. Use it to index per-loop state.
-func (l *Loop) Index() int { return l.index }
+// order they served their first connection.
+func (l *loop) Index() int { return l.index }
 
 // Post runs fn on the loop, after the work posted before it. It is safe
 // from any goroutine and wakes the loop at most once per burst of posts. It
 // returns ErrClosed when the server is stopping and fn will not run.
-func (l *Loop) Post(fn func()) error {
+func (l *loop) Post(fn func()) error {
 	return l.post(task{kind: taskFunc, fn: fn})
 }
 
 // OnLoop reports whether the caller is running on this loop.
-func (l *Loop) OnLoop() bool { return l.onLoop() }
+func (l *loop) OnLoop() bool { return l.onLoop() }
 
 // Defer runs fn on the loop once the work currently being drained from its
-// inbox is done, so that an extension can gather the effects of many posts
-// and act once (the broadcast hub writes each subscriber's frames in one
-// write this way). It must be called on the loop.
-func (l *Loop) Defer(fn func()) {
+// inbox is done, so that the effects of many posts are acted on once (the
+// broadcast hub writes each subscriber's frames in one write this way). Loop
+// only.
+func (l *loop) Defer(fn func()) {
 	l.deferred = append(l.deferred, fn)
+}
+
+// OnSweep registers fn to run at every timer sweep of the loop. Loop only.
+func (l *loop) OnSweep(fn func(now time.Duration)) {
+	l.sweepers = append(l.sweepers, fn)
 }
 
 type taskKind uint8
@@ -73,6 +86,8 @@ const (
 	taskClose                    // start the close handshake on c
 	taskFunc                     // run fn on the loop
 	taskShutdown                 // close every connection of the loop with 1001
+	taskSweep                    // run the timer sweep
+	taskHello                    // OnOpen ran on a worker: send c's 101
 )
 
 // task is one unit of work posted to a loop by another goroutine.
@@ -83,16 +98,23 @@ type task struct {
 	buf    *bytebufferpool.ByteBuffer
 	reason string
 	fn     func()
+	done   chan struct{} // taskSweep: closed once swept, if set
 }
 
 // onLoop reports whether the caller runs on this loop's goroutine.
-func (l *Loop) onLoop() bool {
+func (l *loop) onLoop() bool {
 	return canDetectLoop && l.g.Load() == currentG()
+}
+
+// tick reads the timer clock for the work the loop is beginning.
+func (l *loop) tick() time.Duration {
+	l.now = l.srv.clock()
+	return l.now
 }
 
 // post queues t and wakes the loop, at most once until it drains: a burst of
 // posts from many goroutines costs the loop one wake-up.
-func (l *Loop) post(t task) error {
+func (l *loop) post(t task) error {
 	l.mu.Lock()
 	l.inbox = append(l.inbox, t)
 	l.mu.Unlock()
@@ -105,6 +127,9 @@ func (l *Loop) post(t task) error {
 			l.mu.Unlock()
 			for i := range dropped {
 				pool.Put(dropped[i].buf)
+				if dropped[i].done != nil {
+					close(dropped[i].done)
+				}
 			}
 			return ErrClosed
 		}
@@ -113,14 +138,15 @@ func (l *Loop) post(t task) error {
 }
 
 // Run drains the inbox. It implements gnet.Runnable so that posting needs no
-// closure.
-func (l *Loop) Run(context.Context) error {
+// closure; users cannot reach it (the type is unexported).
+func (l *loop) Run(context.Context) error {
 	// Clear the flag first: a post that lands while we drain wakes us again.
 	l.woken.Store(false)
 	l.mu.Lock()
 	tasks := l.inbox
 	l.inbox = l.spare[:0]
 	l.mu.Unlock()
+	l.tick()
 	for i := range tasks {
 		l.run(&tasks[i])
 	}
@@ -130,7 +156,7 @@ func (l *Loop) Run(context.Context) error {
 	return nil
 }
 
-func (l *Loop) runDeferred() {
+func (l *loop) runDeferred() {
 	for i := 0; i < len(l.deferred); i++ { // fns may defer more
 		l.deferred[i]()
 		l.deferred[i] = nil
@@ -138,12 +164,13 @@ func (l *Loop) runDeferred() {
 	l.deferred = l.deferred[:0]
 }
 
-func (l *Loop) run(t *task) {
+func (l *loop) run(t *task) {
 	switch t.kind {
 	case taskFrame:
-		if t.c.state == stateOpen {
-			t.c.lastMsg = l.srv.now()
-			t.c.writeEncoded(t.buf.B)
+		c := t.c
+		if c.state == stateOpen {
+			c.lastMsg = l.now
+			c.writeEncoded(t.buf.B)
 			l.stats.messagesOut.Add(1)
 		}
 		pool.Put(t.buf)
@@ -161,22 +188,30 @@ func (l *Loop) run(t *task) {
 			c := l.conns[i]
 			switch c.state {
 			case stateHandshake:
+				c.state = stateClosed
 				_ = c.gc.Close()
 			case stateOpen:
 				c.startClose(StatusGoingAway, "server shutting down", false)
 			}
 		}
+	case taskHello:
+		t.c.sendHello()
+	case taskSweep:
+		l.sweep(l.now)
+		if t.done != nil {
+			close(t.done)
+		}
 	}
 }
 
 // add registers c for timer sweeps.
-func (l *Loop) add(c *Conn) {
+func (l *loop) add(c *Conn) {
 	c.slot = int32(len(l.conns))
 	l.conns = append(l.conns, c)
 }
 
 // remove unregisters c in O(1) by moving the last connection into its slot.
-func (l *Loop) remove(c *Conn) {
+func (l *loop) remove(c *Conn) {
 	i := int(c.slot)
 	if i < 0 || i >= len(l.conns) || l.conns[i] != c {
 		return
@@ -193,22 +228,19 @@ func (l *Loop) remove(c *Conn) {
 	}
 }
 
-// sweeper runs a loop's timer sweep as a gnet.Runnable.
-type sweeper struct{ l *Loop }
-
-func (s sweeper) Run(context.Context) error {
-	s.l.sweep(s.l.srv.now())
-	return nil
-}
-
 // sweep enforces the handshake, keepalive, idle and close timeouts of every
 // connection of the loop. One pass over a slice per tick replaces a timer per
 // connection.
-func (l *Loop) sweep(now int64) {
+//
+// Every timestamp it compares with was read from the same clock when the
+// loop began the work that set it, and now is read when the sweep begins, so
+// a timeout never fires before its duration has passed; it fires at most one
+// sweep period late on a loop that keeps up.
+func (l *loop) sweep(now time.Duration) {
 	cfg := &l.srv.cfg
 	keepalive := cfg.PingInterval > 0
-	ping, dead := int64(cfg.PingInterval), int64(cfg.PingInterval+cfg.PongTimeout)
-	idle := int64(cfg.IdleTimeout)
+	ping, dead := cfg.PingInterval, cfg.PingInterval+cfg.PongTimeout
+	idle := cfg.IdleTimeout
 	for i := len(l.conns) - 1; i >= 0; i-- {
 		if i >= len(l.conns) {
 			continue
@@ -216,17 +248,19 @@ func (l *Loop) sweep(now int64) {
 		c := l.conns[i]
 		switch c.state {
 		case stateHandshake:
-			if now > c.deadline {
+			if now-c.deadline >= 0 {
 				l.stats.handshakeTimeouts.Add(1)
 				c.state = stateClosed
 				_ = c.gc.Close()
 			}
 		case stateOpen:
 			switch {
-			case idle > 0 && now-c.lastMsg > idle:
+			case c.hello != nil:
+				// OnOpen still runs on a worker: its timers start after.
+			case idle > 0 && now-c.lastMsg >= idle:
 				l.stats.idleClosed.Add(1)
 				c.startClose(StatusGoingAway, "idle timeout", false)
-			case keepalive && now-c.lastRead > dead:
+			case keepalive && now-c.lastRead >= dead:
 				l.stats.pongTimeouts.Add(1)
 				c.drop(ErrPongTimeout)
 			case keepalive && !c.pinged && now-c.lastRead >= ping:
@@ -234,9 +268,12 @@ func (l *Loop) sweep(now int64) {
 				_ = c.writeFrame(opPing, nil)
 			}
 		case stateClosing:
-			if now > c.deadline {
+			if now-c.deadline >= 0 {
 				c.drop(ErrCloseTimeout)
 			}
 		}
+	}
+	for _, fn := range l.sweepers {
+		fn(now)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/heraldws/herald/codec"
+	"github.com/heraldws/herald/internal/looplink"
 	"github.com/heraldws/herald/pool"
 	"github.com/heraldws/herald/upgrade"
 )
@@ -30,14 +32,17 @@ type Server struct {
 	decCfg  codec.DecoderConfig
 	workers *pool.Workers
 
-	clock    atomic.Int64 // coarse time in Unix ns, advanced by the ticker
+	// epoch starts the timer clock: every timer stamp is the monotonic
+	// time since then (see clock).
+	epoch    time.Time
 	nextID   atomic.Uint64
 	active   atomic.Int64
+	panics   atomic.Uint64
 	draining atomic.Bool
 
 	mu       sync.Mutex
-	loops    map[gnet.EventLoop]*Loop
-	loopList atomic.Pointer[[]*Loop]
+	loops    map[gnet.EventLoop]*loop
+	loopList atomic.Pointer[[]*loop]
 
 	startOnce sync.Once
 	eng       gnet.Engine
@@ -48,7 +53,11 @@ type Server struct {
 	stopTick  chan struct{}
 	shutOnce  sync.Once
 
-	closeHooks []func(*Conn)
+	// closeHooks run on the loop when an upgraded connection closes;
+	// copy-on-write, so they can be added while loops read them.
+	closeHooks atomic.Pointer[[]func(looplink.Conn)]
+	// testClock, if set by a test, replaces the monotonic clock.
+	testClock atomic.Pointer[func() time.Duration]
 }
 
 // New validates cfg, applies its defaults and returns a server that is not
@@ -78,7 +87,8 @@ func New(cfg Config, h Handler) (*Server, error) {
 		log:      cfg.Logger,
 		up:       up,
 		decCfg:   codec.DecoderConfig{MaxFrameBytes: cfg.MaxFrameBytes, MaxMessageBytes: cfg.MaxMessageBytes},
-		loops:    make(map[gnet.EventLoop]*Loop),
+		loops:    make(map[gnet.EventLoop]*loop),
+		epoch:    time.Now(),
 		booted:   make(chan struct{}),
 		stopped:  make(chan struct{}),
 		stopTick: make(chan struct{}),
@@ -88,9 +98,17 @@ func New(cfg Config, h Handler) (*Server, error) {
 	if cfg.Workers > 0 {
 		s.workers = pool.NewWorkers(cfg.Workers, cfg.WorkerQueue)
 	}
-	s.clock.Store(time.Now().UnixNano())
-	empty := []*Loop{}
+	if s.workers != nil {
+		// The engine recovers panics in its own tasks; this catches
+		// anything else, without printing on its own.
+		s.workers.SetPanicHandler(func(_ *pool.Serial, v any) {
+			s.reportPanic(nil, &PanicError{Hook: "worker task", Value: v, Stack: debug.Stack()})
+		})
+	}
+	empty := []*loop{}
 	s.loopList.Store(&empty)
+	noHooks := []func(looplink.Conn){}
+	s.closeHooks.Store(&noHooks)
 	return s, nil
 }
 
@@ -162,78 +180,80 @@ func (s *Server) Addr() net.Addr { return s.addr }
 
 // Shutdown stops accepting connections, sends close 1001 to every open
 // connection and waits for their close handshakes until ctx is done; then it
-// closes whatever is left and stops the event loops. It returns ctx's error
-// if connections had to be cut.
+// closes whatever is left and stops the event loops, and with Config.Workers
+// waits for the queued handler calls. Every wait is bounded by ctx: it
+// returns ctx's error if connections had to be cut or the loops or workers
+// had not finished by then (they finish in the background). Calling it
+// again returns ErrClosed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.booted:
 	default:
 		return errors.New("herald: Shutdown: server not started")
 	}
-	var result error
+	result := ErrClosed
 	s.shutOnce.Do(func() {
-		s.draining.Store(true)
-		for _, l := range *s.loopList.Load() {
-			_ = l.post(task{kind: taskShutdown})
-		}
-		poll := time.NewTicker(5 * time.Millisecond)
-		defer poll.Stop()
-	wait:
-		for s.active.Load() > 0 {
-			select {
-			case <-ctx.Done():
-				result = ctx.Err()
-				break wait
-			case <-poll.C:
-			}
-		}
-		close(s.stopTick)
-		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		// gnet's Stop polls for the end every half second; gnet.Run
-		// returning (s.stopped) tells us sooner.
-		stopErr := make(chan error, 1)
-		go func() { stopErr <- s.eng.Stop(stopCtx) }()
-		select {
-		case <-s.stopped:
-		case err := <-stopErr:
-			if err != nil && result == nil {
-				result = fmt.Errorf("herald: stopping event loops: %w", err)
-			}
-		}
-		if s.workers != nil {
-			_ = s.workers.Close(stopCtx)
-		}
+		result = s.shutdown(ctx)
 	})
 	return result
 }
 
-// Loops returns the loops that have served a connection so far, indexed by
-// Loop.Index. A loop joins the list when its first connection arrives.
-func (s *Server) Loops() []*Loop { return *s.loopList.Load() }
-
-// OnConnClose registers fn to run on the loop whenever an upgraded
-// connection closes, before Handler.OnClose. Extensions use it to forget the
-// connection (the broadcast hub drops its subscriptions). Register hooks
-// before Start.
-func (s *Server) OnConnClose(fn func(c *Conn)) {
-	s.closeHooks = append(s.closeHooks, fn)
+func (s *Server) shutdown(ctx context.Context) error {
+	var result error
+	s.draining.Store(true)
+	for _, l := range *s.loopList.Load() {
+		_ = l.post(task{kind: taskShutdown})
+	}
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+wait:
+	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			result = ctx.Err()
+			break wait
+		case <-poll.C:
+		}
+	}
+	close(s.stopTick)
+	// gnet's Stop only starts the shutdown and then polls for its end every
+	// half second; gnet.Run returning (s.stopped) tells us sooner.
+	go func() { _ = s.eng.Stop(context.Background()) }()
+	select {
+	case <-s.stopped:
+	case <-ctx.Done():
+		if result == nil {
+			result = fmt.Errorf("herald: stopping event loops: %w", ctx.Err())
+		}
+	}
+	if s.workers != nil {
+		if err := s.workers.Close(ctx); err != nil && result == nil {
+			result = fmt.Errorf("herald: waiting for handler workers: %w", err)
+		}
+	}
+	return result
 }
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Active: s.active.Load()}
+	st := Stats{Active: s.active.Load(), Panics: s.panics.Load()}
 	for _, l := range *s.loopList.Load() {
 		l.stats.addTo(&st)
 	}
 	return st
 }
 
-// now is the coarse clock used for all connection timers.
-func (s *Server) now() int64 { return s.clock.Load() }
+// clock is the timer clock: monotonic time since the server was created.
+// Loops read it when they begin a piece of work (loop.tick).
+func (s *Server) clock() time.Duration {
+	if f := s.testClock.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Since(s.epoch)
+}
 
-// tick advances the coarse clock and asks every loop to sweep its
-// connections' timers. One goroutine per server, not per connection.
+// tick asks every loop to sweep its connections' timers at a steady pace.
+// One goroutine per server, not per connection.
 func (s *Server) tick() {
 	t := time.NewTicker(s.cfg.sweepEvery())
 	defer t.Stop()
@@ -243,26 +263,41 @@ func (s *Server) tick() {
 			return
 		case <-s.stopped:
 			return
-		case now := <-t.C:
-			s.clock.Store(now.UnixNano())
-			for _, l := range *s.loopList.Load() {
-				_ = l.el.Execute(context.Background(), sweeper{l})
-			}
+		case <-t.C:
+			s.sweepAll(false)
 		}
+	}
+}
+
+// sweepAll posts a timer sweep to every loop; with wait it returns once all
+// of them have swept.
+func (s *Server) sweepAll(wait bool) {
+	loops := *s.loopList.Load()
+	done := make([]chan struct{}, 0, len(loops))
+	for _, l := range loops {
+		t := task{kind: taskSweep}
+		if wait {
+			t.done = make(chan struct{})
+			done = append(done, t.done)
+		}
+		_ = l.post(t)
+	}
+	for _, d := range done {
+		<-d
 	}
 }
 
 // loopOf returns herald's state for a gnet loop, creating it on the loop's
 // first connection. It runs on that loop.
-func (s *Server) loopOf(el gnet.EventLoop) *Loop {
+func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.loops[el]
 	if l == nil {
-		l = &Loop{srv: s, el: el, index: len(*s.loopList.Load())}
+		l = &loop{srv: s, el: el, index: len(*s.loopList.Load())}
 		l.g.Store(currentG())
 		s.loops[el] = l
-		list := append(append([]*Loop(nil), *s.loopList.Load()...), l)
+		list := append(append([]*loop(nil), *s.loopList.Load()...), l)
 		s.loopList.Store(&list)
 	}
 	return l

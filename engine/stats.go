@@ -5,18 +5,20 @@ import "sync/atomic"
 // Stats counts what the server has done since it started. Read it with
 // Server.Stats; it is a snapshot, cheap enough for a metrics endpoint.
 type Stats struct {
-	Active            int64  // connections open or handshaking now
-	Accepted          uint64 // TCP connections accepted
-	Upgraded          uint64 // successful WebSocket handshakes
-	Rejected          uint64 // handshakes answered with an HTTP error
-	HTTPServed        uint64 // plain HTTP requests served by Config.HTTPHandler
-	HandshakeTimeouts uint64 // connections dropped for a slow handshake
-	ProtocolErrors    uint64 // connections closed for a bad frame (1002, 1007, 1009)
-	SlowClosed        uint64 // connections closed for MaxOutboundBytes (1008)
-	PongTimeouts      uint64 // connections dropped by keepalive
-	IdleClosed        uint64 // connections closed by IdleTimeout
-	MessagesIn        uint64 // data messages received
-	MessagesOut       uint64 // data messages sent with Conn.Send
+	Active              int64  // connections open or handshaking now
+	Accepted            uint64 // TCP connections accepted
+	Upgraded            uint64 // successful WebSocket handshakes
+	Rejected            uint64 // handshakes answered with an HTTP error
+	HTTPServed          uint64 // plain HTTP requests served by Config.HTTPHandler
+	HandshakeTimeouts   uint64 // connections dropped for a slow handshake
+	ProtocolErrors      uint64 // connections closed for a bad frame (1002, 1007, 1009)
+	SlowClosed          uint64 // connections closed for MaxOutboundBytes (1008)
+	WorkerBacklogClosed uint64 // connections closed for WorkerQueue (1013)
+	Panics              uint64 // panics recovered from handlers and hooks
+	PongTimeouts        uint64 // connections dropped by keepalive
+	IdleClosed          uint64 // connections closed by IdleTimeout
+	MessagesIn          uint64 // data messages received
+	MessagesOut         uint64 // data messages sent with Conn.Send
 }
 
 // loopStats are one loop's counters. Each is written by its loop only, so
@@ -24,6 +26,7 @@ type Stats struct {
 type loopStats struct {
 	accepted, upgraded, rejected, httpServed      atomic.Uint64
 	handshakeTimeouts, protocolErrors, slowClosed atomic.Uint64
+	workerBacklogClosed                           atomic.Uint64
 	pongTimeouts, idleClosed                      atomic.Uint64
 	messagesIn, messagesOut                       atomic.Uint64
 }
@@ -36,6 +39,7 @@ func (s *loopStats) addTo(t *Stats) {
 	t.HandshakeTimeouts += s.handshakeTimeouts.Load()
 	t.ProtocolErrors += s.protocolErrors.Load()
 	t.SlowClosed += s.slowClosed.Load()
+	t.WorkerBacklogClosed += s.workerBacklogClosed.Load()
 	t.PongTimeouts += s.pongTimeouts.Load()
 	t.IdleClosed += s.idleClosed.Load()
 	t.MessagesIn += s.messagesIn.Load()

@@ -2,9 +2,6 @@ package pool
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -33,8 +30,9 @@ import (
 // the limit is reached. Pending reports the pool-wide total for metrics.
 //
 // A panic in a task is recovered: the task counts as done, the Serial goes on
-// with its next task, and the handler set with SetPanicHandler (by default,
-// one that prints the value and stack to standard error) is called.
+// with its next task, and the handler set with SetPanicHandler is called. A
+// library must not print on its own: without a handler the panic is only
+// counted (Panics).
 type Workers struct {
 	mu      sync.Mutex
 	cond    sync.Cond // signalled when ready gains a Serial or the pool closes
@@ -44,6 +42,7 @@ type Workers struct {
 	done    chan struct{}
 	pending atomic.Int64
 	onPanic atomic.Pointer[func(*Serial, any)]
+	panics  atomic.Uint64
 }
 
 // BatchSize is the largest number of tasks of one Serial that a worker runs
@@ -159,13 +158,16 @@ func (s *Serial) Len() int {
 // running ones included, over all Serials.
 func (w *Workers) Pending() int { return int(w.pending.Load()) }
 
+// Panics returns how many tasks have panicked.
+func (w *Workers) Panics() uint64 { return w.panics.Load() }
+
 // Closed reports whether Close has been called.
 func (w *Workers) Closed() bool { return w.closed.Load() }
 
 // SetPanicHandler sets the function called, on the worker goroutine, when a
 // task panics; v is the value passed to panic. Called from inside the deferred
 // recover, so runtime/debug.Stack still shows where the panic happened. A nil
-// f restores the default, which prints v and the stack to standard error.
+// f restores the default: the panic is counted, nothing else.
 func (w *Workers) SetPanicHandler(f func(s *Serial, v any)) {
 	if f == nil {
 		w.onPanic.Store(nil)
@@ -270,11 +272,10 @@ func (w *Workers) runSerial(s *Serial) {
 func (w *Workers) run(s *Serial, task func()) {
 	defer func() {
 		if v := recover(); v != nil {
+			w.panics.Add(1)
 			if f := w.onPanic.Load(); f != nil {
 				(*f)(s, v)
-				return
 			}
-			fmt.Fprintf(os.Stderr, "herald: panic in worker task: %v\n%s", v, debug.Stack())
 		}
 	}()
 	task()

@@ -3,6 +3,8 @@ package pool
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -365,6 +367,33 @@ func TestPanicRecovered(t *testing.T) {
 	}
 	if !after.Load() {
 		t.Fatal("the task after a panic did not run")
+	}
+	if n := w.Panics(); n != 1 {
+		t.Fatalf("Panics = %d", n)
+	}
+}
+
+// Without a handler a panic is counted and nothing is printed: a library
+// must not write to the process's standard error on its own.
+func TestPanicWithoutHandlerIsSilent(t *testing.T) {
+	r, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = wr
+	w := NewWorkers(1, 0)
+	var s Serial
+	w.Submit(&s, func() { panic("boom") })
+	closeNow(t, w)
+	os.Stderr = stderr
+	wr.Close()
+	out, _ := io.ReadAll(r)
+	if len(out) != 0 {
+		t.Fatalf("printed %q", out)
+	}
+	if n := w.Panics(); n != 1 {
+		t.Fatalf("Panics = %d", n)
 	}
 }
 

@@ -122,7 +122,9 @@ func newChat(opts options, logger *slog.Logger) (*chat, error) {
 		return nil, err
 	}
 	ch.srv = srv
-	ch.hub = broadcast.New(srv, broadcast.Options{})
+	if ch.hub, err = broadcast.New(srv, broadcast.Options{}); err != nil {
+		return nil, err
+	}
 	return ch, nil
 }
 

@@ -114,7 +114,7 @@ func connect(t *testing.T, addr, room, nick string) *client {
 }
 
 func (c *client) read() (serverMsg, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = c.conn.SetReadDeadline(time.Now().Add(60 * time.Second)) // a hang guard
 	data, op, err := wsutil.ReadServerData(c.rw)
 	if err != nil {
 		return serverMsg{}, err
@@ -156,7 +156,7 @@ func (c *client) expectMsg(nick, text string) serverMsg {
 // frames itself: wsutil refuses close codes it does not know, such as 1013.
 func (c *client) expectClose(code ws.StatusCode, reason string) {
 	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = c.conn.SetReadDeadline(time.Now().Add(60 * time.Second)) // a hang guard
 	for {
 		f, err := ws.ReadFrame(c.rw)
 		if err != nil {
@@ -453,7 +453,7 @@ func TestRoomLimit(t *testing.T) {
 	a.expectMsg("alice", "remember me")
 	b, _ := join(t, addr, "b", "bob")
 	full := connect(t, addr, "c", "carol")
-	full.expectClose(engine.StatusTryAgainLater, "too many rooms")
+	full.expectClose(ws.StatusCode(engine.StatusTryAgainLater), "too many rooms")
 
 	// Once a is empty it can be forgotten to make space.
 	watcher, _ := join(t, addr, "b", "watcher")
@@ -519,10 +519,10 @@ func roomMembers(t *testing.T, addr string) map[string]int {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // a hang guard
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+			t.Fatal("condition not met within 60s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -63,7 +63,9 @@ func newTicker(opts options, logger *slog.Logger) (*ticker, error) {
 	t.srv = srv
 	// A ticker only cares about the newest price: a subscriber that falls
 	// behind gets the latest per symbol once it catches up.
-	t.hub = broadcast.New(srv, broadcast.Options{Policy: broadcast.Conflate})
+	if t.hub, err = broadcast.New(srv, broadcast.Options{Policy: broadcast.Conflate}); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 

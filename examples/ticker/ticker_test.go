@@ -52,7 +52,7 @@ func dialTicker(t *testing.T, addr, query string) io.ReadWriter {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard
 	if br != nil {
 		return struct {
 			io.Reader

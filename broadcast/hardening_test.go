@@ -1,0 +1,153 @@
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/internal/looplink"
+)
+
+func TestNewRefusesOptionsThePolicyCannotHonour(t *testing.T) {
+	srv, err := engine.New(engine.Config{Addr: "127.0.0.1:0", MaxOutboundBytes: 1 << 20, Logger: quiet}, engine.BaseHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{HighWater: 1 << 20}, "Options.HighWater (1048576) must be below the server's MaxOutboundBytes (1048576)"},
+		{Options{HighWater: 2 << 20}, "must be below the server's MaxOutboundBytes"},
+		{Options{HighWater: -1}, "Options.HighWater is negative"},
+		{Options{LowWater: -1}, "Options.LowWater is negative"},
+		{Options{HighWater: 1000, LowWater: 2000}, "Options.LowWater (2000) is above Options.HighWater (1000)"},
+		{Options{Policy: Policy(9)}, "is not a policy"},
+	} {
+		if _, err := New(srv, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want %q", tc.opts, err, tc.want)
+		}
+	}
+	h, err := New(srv, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.opts.HighWater != 512<<10 || h.opts.LowWater != 128<<10 {
+		t.Errorf("defaults under a 1 MiB MaxOutboundBytes: HighWater %d, LowWater %d", h.opts.HighWater, h.opts.LowWater)
+	}
+}
+
+func TestPublishAfterShutdownIsRefused(t *testing.T) {
+	h, srv, _ := newHub(t, Options{}, engine.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := h.Stats().Published
+	if err := h.Publish("t", engine.TextMessage, []byte("late")); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("Publish after Shutdown = %v, want ErrClosed", err)
+	}
+	if err := h.Deliver([]Message{{Topic: "t", Type: engine.TextMessage}}); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("Deliver after Shutdown = %v, want ErrClosed", err)
+	}
+	if after := h.Stats().Published; after != before {
+		t.Fatalf("Published went from %d to %d for refused messages", before, after)
+	}
+}
+
+// A client that has read the 101 triggers a publish at once: subscriptions
+// made in OnOpen must already be in effect, with handlers on the loop and
+// on workers.
+func TestConnectThenPublishLosesNothing(t *testing.T) {
+	const rounds = 1000
+	for _, workers := range []int{0, 4} {
+		t.Run("workers="+strconv.Itoa(workers), func(t *testing.T) {
+			h, srv, _ := newHub(t, Options{}, engine.Config{Workers: workers})
+			for i := 0; i < rounds; i++ {
+				conn, br, _, err := ws.Dialer{Timeout: 60 * time.Second}.Dial(context.Background(), "ws://"+srv.Addr().String()+"/round")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if br != nil {
+					t.Fatal("unexpected frames with the 101")
+				}
+				want := strconv.Itoa(i)
+				if err := h.Publish("round", engine.TextMessage, []byte(want)); err != nil {
+					t.Fatal(err)
+				}
+				if got := readText(t, conn); got != want {
+					t.Fatalf("round %d: got %q", i, got)
+				}
+				conn.Close()
+			}
+		})
+	}
+}
+
+// A subscriber that only receives broadcasts is active: IdleTimeout must not
+// close it while messages flow, and must once they stop. The clock is the
+// test's, so the outcome does not depend on the machine's speed.
+func TestIdleTimeoutCountsBroadcasts(t *testing.T) {
+	var now atomic.Int64
+	now.Store(int64(time.Hour))
+	h, srv, sub := newHubWithClock(t, engine.Config{IdleTimeout: 300 * time.Millisecond}, func() time.Duration {
+		return time.Duration(now.Load())
+	})
+	conn := connect(t, srv, sub, "ticks")
+	waitSubs(t, h, "ticks", 1)
+	for i := 0; i < 20; i++ { // 1 s of 50 ms ticks: over three idle timeouts
+		now.Add(int64(50 * time.Millisecond))
+		looplink.Sweep(srv)
+		if err := h.Publish("ticks", engine.TextMessage, []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		if got := readText(t, conn); got != strconv.Itoa(i) {
+			t.Fatalf("tick %d: got %q", i, got)
+		}
+	}
+	now.Add(int64(299 * time.Millisecond))
+	looplink.Sweep(srv)
+	if n := srv.Stats().IdleClosed; n != 0 {
+		t.Fatalf("IdleClosed = %d while the subscriber was receiving", n)
+	}
+	now.Add(int64(time.Millisecond))
+	looplink.Sweep(srv)
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	f, err := ws.ReadFrame(conn)
+	if code, reason := ws.ParseCloseFrameData(f.Payload); err != nil || code != 1001 || reason != "idle timeout" {
+		t.Fatalf("after the ticks stopped: %v %d %q %v, want close 1001", f.Header.OpCode, code, reason, err)
+	}
+}
+
+// newHubWithClock is newHub on a server whose timer clock is now.
+func newHubWithClock(t *testing.T, cfg engine.Config, now func() time.Duration) (*Hub, *engine.Server, *subscriber) {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.Logger = quiet
+	sub := &subscriber{opened: make(chan *engine.Conn, 100)}
+	srv, err := engine.New(cfg, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	looplink.SetClock(srv, now)
+	if sub.hub, err = New(srv, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return sub.hub, srv, sub
+}
