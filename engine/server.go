@@ -175,8 +175,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Shutdown(sctx)
 }
 
-// Addr returns the address the server listens on, once started.
-func (s *Server) Addr() net.Addr { return s.addr }
+// Addr returns the address the server listens on, or nil until it listens.
+// Safe from any goroutine.
+func (s *Server) Addr() net.Addr {
+	select {
+	case <-s.booted:
+		return s.addr
+	default:
+		return nil
+	}
+}
 
 // Shutdown stops accepting connections, sends close 1001 to every open
 // connection and waits for their close handshakes until ctx is done; then it
