@@ -280,7 +280,7 @@ func TestShutdownSendsGoingAway(t *testing.T) {
 	waitOpen(t, r)
 	done := make(chan error, 1)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a hang guard
 		defer cancel()
 		done <- s.Shutdown(ctx)
 	}()
