@@ -141,7 +141,7 @@ func TestAuthorizeOnlyForValidUpgrades(t *testing.T) {
 	for _, data := range []string{
 		wsHeadWithout([]string{"Sec-WebSocket-Key"}),
 		wsHead("Origin: https://evil.com"),
-		wsHeadWithout([]string{"Upgrade"}, "Upgrade: websocket, h2c"), // refused by gobwas/ws
+		wsHeadWithout([]string{"Upgrade"}, "Upgrade: websocket, h2c"),
 		strings.Replace(wsHead(), "GET", "PUT", 1),
 		head("GET / HTTP/1.1", "Host: example.com"),
 	} {

@@ -20,11 +20,11 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 	h := u.cfg.HTTPHandler
 	if h == nil {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return u.refuse(r, n, errorReply{status: http.StatusUpgradeRequired, reason: "this endpoint speaks WebSocket only"},
-				"", ErrUpgradeRequired)
+			return u.refuse(r, n, refused(http.StatusUpgradeRequired, "this endpoint speaks WebSocket only", "", ErrUpgradeRequired))
 		}
-		return u.refuse(r, n, errorReply{status: http.StatusMethodNotAllowed, reason: ErrMethodNotAllowed.Error(), extra: hdrAllowGet},
-			r.Method, ErrMethodNotAllowed)
+		f := refused(http.StatusMethodNotAllowed, ErrMethodNotAllowed.Error(), r.Method, ErrMethodNotAllowed)
+		f.reply.extra = hdrAllowGet
+		return u.refuse(r, n, f)
 	}
 	target, err := url.ParseRequestURI(r.RequestURI)
 	if err != nil {
@@ -50,11 +50,10 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 	w := &responseWriter{header: make(http.Header), body: pool.Get(0), head: r.Method == http.MethodHead}
 	defer pool.Put(w.body)
 	if err := runHandler(h, w, hr); err != nil {
-		return u.refuse(r, n, errorReply{status: http.StatusInternalServerError, reason: "internal error"}, "", err)
+		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", err))
 	}
 	if w.tooLarge {
-		return u.refuse(r, n, errorReply{status: http.StatusInternalServerError, reason: "internal error"},
-			"", ErrReplyTooLarge)
+		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", ErrReplyTooLarge))
 	}
 	if !w.wroteHeader {
 		w.status = http.StatusOK
