@@ -59,7 +59,8 @@
 //
 // The 101 carries Upgrade, Connection, Sec-WebSocket-Accept (computed
 // without allocating) and, when chosen, Sec-WebSocket-Protocol and
-// Sec-WebSocket-Extensions.
+// Sec-WebSocket-Extensions. A successful upgrade allocates the Request (with
+// its copy of the head) and its header map, nothing else.
 //
 // Other requests go to Config.HTTPHandler, run synchronously with a buffered
 // ResponseWriter (no bodies, no streaming, no hijacking). Without one, GET
