@@ -159,15 +159,3 @@ func TestAuthorizeOnlyForValidUpgrades(t *testing.T) {
 			calls)
 	}
 }
-
-func TestAuthorizePanic(t *testing.T) {
-	u := newTest(t, Config{Authorize: func(*Request) (any, error) { panic("boom") }})
-	res := stepWhole(u, wsHead())
-	defer release(res)
-	_, body := checkReply(t, res)
-	if res.Status != 500 || !errors.Is(res.Err, ErrPanic) || body != "herald: internal error" {
-		t.Fatalf(
-			"got %d %q %v",
-			res.Status, body, res.Err)
-	}
-}

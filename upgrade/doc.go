@@ -74,8 +74,9 @@
 // handler's fields, with Content-Type sniffed when unset as net/http does,
 // and no Content-Length for 204 and 304. Result.Err keeps the full story (an
 // *Error wrapping one of the Err* causes, or Authorize's error) for logs;
-// the peer gets only the short reason. A panicking hook gets a 500 instead
-// of taking the event loop down.
+// the peer gets only the short reason. A panicking hook (Authorize,
+// CheckOrigin, HTTPHandler) gets a 500 instead of taking the event loop
+// down; Result.Err then holds a *PanicError with the panic value and stack.
 //
 // # Origin policy
 //

@@ -39,7 +39,7 @@ var (
 )
 
 // Causes of a refused handshake. Result.Err wraps one of them (test with
-// errors.Is), or the error an Authorize hook returned.
+// errors.Is), a *PanicError, or the error an Authorize hook returned.
 var (
 	// ErrMalformed: the bytes are not an HTTP/1.x request herald accepts
 	// (request line, header syntax, missing or repeated Host, HTTP/1.0
@@ -75,7 +75,8 @@ var (
 	// ErrReplyTooLarge: an HTTPHandler wrote more than MaxHTTPReplyBytes.
 	// 500.
 	ErrReplyTooLarge = errors.New("HTTP reply too large")
-	// ErrPanic: a hook (Authorize, CheckOrigin, HTTPHandler) panicked. 500.
+	// ErrPanic: a hook (Authorize, CheckOrigin, HTTPHandler) panicked; the
+	// cause is then a *PanicError, which matches ErrPanic. 500.
 	ErrPanic = errors.New("hook panicked")
 )
 
@@ -85,7 +86,7 @@ type Error struct {
 	Status int    // the HTTP status sent
 	Reason string // the reply body, after "herald: "
 	Detail string // context not sent to the peer (the offending value); may be empty
-	Err    error  // the cause: one of the Err* variables, or Authorize's error
+	Err    error  // the cause: one of the Err* variables, a *PanicError, or Authorize's error
 }
 
 // Error implements error.

@@ -2,7 +2,6 @@ package upgrade
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/heraldws/herald/pool"
@@ -54,11 +53,11 @@ func (u *Upgrader) append101(b []byte, o offer) []byte {
 	return append(b, "\r\n"...)
 }
 
-// callAuthorize runs the hook, turning a panic into an error.
+// callAuthorize runs the hook, turning a panic into a *PanicError.
 func callAuthorize(f func(*Request) (any, error), r *Request) (sess any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			sess, err = nil, fmt.Errorf("%w: Authorize: %v", ErrPanic, p)
+			sess, err = nil, recovered(hookAuthorize, p)
 		}
 	}()
 	return f(r)
@@ -69,7 +68,7 @@ func callAuthorize(f func(*Request) (any, error), r *Request) (sess any, err err
 // client must not see, so it gets a generic 403.
 func authRejection(err error) (status int, reason string, header http.Header) {
 	var re *RejectError
-	if errors.Is(err, ErrPanic) {
+	if _, ok := err.(*PanicError); ok {
 		return http.StatusInternalServerError, "internal error", nil
 	}
 	if !errors.As(err, &re) {

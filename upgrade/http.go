@@ -49,8 +49,8 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 	}
 	w := &responseWriter{header: make(http.Header), body: pool.Get(0), head: r.Method == http.MethodHead}
 	defer pool.Put(w.body)
-	if err := runHandler(h, w, hr); err != nil {
-		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", err))
+	if pe := runHandler(h, w, hr); pe != nil {
+		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", pe))
 	}
 	if w.tooLarge {
 		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", ErrReplyTooLarge))
@@ -69,10 +69,12 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 	}
 }
 
-func runHandler(h http.Handler, w http.ResponseWriter, r *http.Request) (err error) {
+// runHandler serves r, turning a panic into a *PanicError. What the
+// handler wrote before panicking is dropped with w.
+func runHandler(h http.Handler, w http.ResponseWriter, r *http.Request) (pe *PanicError) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: HTTPHandler: %v", ErrPanic, p)
+			pe = recovered(hookHTTPHandler, p)
 		}
 	}()
 	h.ServeHTTP(w, r)
