@@ -2,8 +2,11 @@ package upgrade
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gobwas/ws/wsflate"
 )
 
 // browserHead is what a browser sends, give or take.
@@ -100,4 +103,80 @@ func BenchmarkStepHTTP(b *testing.B) {
 
 func replaceOrigin(h, origin string) string {
 	return strings.Replace(h, "Origin: https://example.com", "Origin: "+origin, 1)
+}
+
+// sinkHeader makes the maps headerMapAllocs builds escape, as a Request's
+// header map does.
+var sinkHeader http.Header
+
+// headerMapAllocs is what the runtime spends on an http.Header sized for n
+// fields and filled with n distinct ones, as parseRequest builds it. It
+// depends on the Go version's map implementation, not on herald.
+func headerMapAllocs(n int) float64 {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = "X-Field-" + strconv.Itoa(i)
+	}
+	vals := []string{"v"}
+	return testing.AllocsPerRun(100, func() {
+		h := make(http.Header, n)
+		for _, k := range keys {
+			h[k] = vals
+		}
+		sinkHeader = h
+	})
+}
+
+// TestUpgradeAllocs pins what a successful upgrade allocates: the Request,
+// which holds the copy of the head when it fits, and its header map. The
+// subprotocol, the permessage-deflate negotiation, the Origin check,
+// Authorize, the accept key and the 101 cost nothing. A head too long for
+// the Request's room costs one more allocation for its copy.
+func TestUpgradeAllocs(t *testing.T) {
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("instrumented builds allocate more")
+	}
+	full := Config{
+		Subprotocols: []string{"chat.v1", "chat.v2"},
+		Compression:  &wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true},
+		Authorize:    func(*Request) (any, error) { return "alice", nil },
+		CheckOrigin:  func(*Request) bool { return false },
+	}
+	cases := []struct {
+		name    string
+		cfg     Config
+		data    string
+		request float64 // allocations besides the header map
+	}{
+		{name: "minimal", data: wsHead(), request: 1},
+		{name: "browser", cfg: full, data: browserHead, request: 1},
+		{name: "browser, foreign Origin accepted by pattern", cfg: Config{OriginPatterns: []string{"*.example.org"}},
+			data: replaceOrigin(browserHead, "https://app.example.org"), request: 1},
+		{name: "long head", cfg: full, data: wsHead("Cookie: " + strings.Repeat("c", 2100)), request: 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := newTest(t, tc.cfg)
+			buf := []byte(tc.data)
+			var st State
+			got := testing.AllocsPerRun(200, func() {
+				res := u.Step(&st, buf, testRemote)
+				if res.Kind != Upgraded {
+					t.Fatalf(
+						"got %v %d: %v",
+						res.Kind, res.Status, res.Err)
+				}
+				release(res)
+			})
+			fields := strings.Count(tc.data, "\n") - 2
+			want := tc.request + headerMapAllocs(fields)
+			t.Logf("%d fields: %v allocations (%v for the header map)", fields, got, want-tc.request)
+			if got != want {
+				t.Fatalf(
+					"a successful upgrade allocates %v times, want %v: the Request (%v) and its header map; "+
+						"if this went down, lower the pin",
+					got, want, tc.request)
+			}
+		})
+	}
 }

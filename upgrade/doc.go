@@ -33,22 +33,34 @@
 // # Validation
 //
 // A request is a WebSocket upgrade attempt when an Upgrade header mentions
-// "websocket" (any case). The checks run in this order, first failure wins:
+// "websocket" (any case). The head is parsed once, by herald's own parser,
+// and the checks read the parsed Request. They run in this order, first
+// failure wins:
 //
 //   - the head parses as HTTP/1.x with exactly one Host (HTTP/1.1), else 400;
 //   - an upgrade must be HTTP/1.1 (else 400) and a GET (else 405, Allow: GET);
-//   - "Connection" must list "upgrade" and "Upgrade" list "websocket", else 400;
-//   - Sec-WebSocket-Version must be 13, else 426 with Sec-WebSocket-Version: 13;
-//   - Sec-WebSocket-Key must be the base64 of 16 bytes, else 400;
+//   - every Connection line must be a token list holding "upgrade", and
+//     every Upgrade line must be exactly "websocket" (any case), else 400:
+//     a line that fails means a hop rewrote the field, and "websocket, h2c"
+//     asks for more than a WebSocket server can give;
+//   - Sec-WebSocket-Version must be 13 on every line, else 426 with
+//     Sec-WebSocket-Version: 13;
+//   - Sec-WebSocket-Key must be one base64 of 16 bytes, else 400;
+//   - with Config.Subprotocols, each Sec-WebSocket-Protocol line must be a
+//     token list, else 400; the first of Config.Subprotocols that the client
+//     offered is chosen;
+//   - each Sec-WebSocket-Extensions line must parse as an extension list
+//     (RFC 6455 §9.1), else 400, whether or not the server compresses; with
+//     Config.Compression the first compatible permessage-deflate offer is
+//     accepted, and an offer with bad parameters is declined, not refused;
 //   - the Origin policy, below, else 403;
-//   - Sec-WebSocket-Protocol must be a token list, else 400; the first of
-//     Config.Subprotocols that the client offered is chosen;
-//   - gobwas/ws's Upgrader then reads exactly the head bytes again: it is
-//     the final word on the protocol headers (it wants Upgrade and every
-//     Connection line valid on their own), negotiates permessage-deflate and
-//     computes Sec-WebSocket-Accept;
 //   - Authorize runs last, only for otherwise valid upgrades: a *RejectError
 //     refuses with its status, any other error with 403 and a generic body.
+//
+// The 101 carries Upgrade, Connection, Sec-WebSocket-Accept (computed
+// without allocating) and, when chosen, Sec-WebSocket-Protocol and
+// Sec-WebSocket-Extensions. A successful upgrade allocates the Request (with
+// its copy of the head) and its header map, nothing else.
 //
 // Other requests go to Config.HTTPHandler, run synchronously with a buffered
 // ResponseWriter (no bodies, no streaming, no hijacking). Without one, GET
@@ -62,8 +74,9 @@
 // handler's fields, with Content-Type sniffed when unset as net/http does,
 // and no Content-Length for 204 and 304. Result.Err keeps the full story (an
 // *Error wrapping one of the Err* causes, or Authorize's error) for logs;
-// the peer gets only the short reason. A panicking hook gets a 500 instead
-// of taking the event loop down.
+// the peer gets only the short reason. A panicking hook (Authorize,
+// CheckOrigin, HTTPHandler) gets a 500 instead of taking the event loop
+// down; Result.Err then holds a *PanicError with the panic value and stack.
 //
 // # Origin policy
 //

@@ -39,7 +39,7 @@ var (
 )
 
 // Causes of a refused handshake. Result.Err wraps one of them (test with
-// errors.Is), or the error an Authorize hook returned.
+// errors.Is), a *PanicError, or the error an Authorize hook returned.
 var (
 	// ErrMalformed: the bytes are not an HTTP/1.x request herald accepts
 	// (request line, header syntax, missing or repeated Host, HTTP/1.0
@@ -53,8 +53,9 @@ var (
 	// ErrMethodNotAllowed: an upgrade that is not a GET, or a plain request
 	// other than GET/HEAD without an HTTPHandler. 405.
 	ErrMethodNotAllowed = errors.New("method not allowed")
-	// ErrBadUpgrade: an upgrade without "Connection: Upgrade" or
-	// "Upgrade: websocket" as RFC 6455 wants them. 400.
+	// ErrBadUpgrade: an upgrade whose Connection or Upgrade field is not
+	// as RFC 6455 wants it: every Connection line a token list holding
+	// "upgrade", every Upgrade line exactly "websocket". 400.
 	ErrBadUpgrade = errors.New("bad Upgrade or Connection header")
 	// ErrBadVersion: Sec-WebSocket-Version is missing or not 13. 426.
 	ErrBadVersion = errors.New("unsupported Sec-WebSocket-Version")
@@ -65,12 +66,17 @@ var (
 	ErrOriginNotAllowed = errors.New("origin not allowed")
 	// ErrBadSubprotocol: Sec-WebSocket-Protocol is not a token list. 400.
 	ErrBadSubprotocol = errors.New("malformed Sec-WebSocket-Protocol")
+	// ErrBadExtension: Sec-WebSocket-Extensions does not parse as an
+	// extension list (RFC 6455 §9.1), whether or not the server
+	// compresses. 400.
+	ErrBadExtension = errors.New("malformed Sec-WebSocket-Extensions")
 	// ErrUpgradeRequired: a plain GET/HEAD without an HTTPHandler. 426.
 	ErrUpgradeRequired = errors.New("WebSocket upgrade required")
 	// ErrReplyTooLarge: an HTTPHandler wrote more than MaxHTTPReplyBytes.
 	// 500.
 	ErrReplyTooLarge = errors.New("HTTP reply too large")
-	// ErrPanic: a hook (Authorize, CheckOrigin, HTTPHandler) panicked. 500.
+	// ErrPanic: a hook (Authorize, CheckOrigin, HTTPHandler) panicked; the
+	// cause is then a *PanicError, which matches ErrPanic. 500.
 	ErrPanic = errors.New("hook panicked")
 )
 
@@ -80,7 +86,7 @@ type Error struct {
 	Status int    // the HTTP status sent
 	Reason string // the reply body, after "herald: "
 	Detail string // context not sent to the peer (the offending value); may be empty
-	Err    error  // the cause: one of the Err* variables, Authorize's error, or gobwas/ws's rejection
+	Err    error  // the cause: one of the Err* variables, a *PanicError, or Authorize's error
 }
 
 // Error implements error.

@@ -14,6 +14,11 @@ func FuzzStep(f *testing.F) {
 	}
 	f.Add([]byte(wsHead()), []byte{})
 	f.Add([]byte("GET / HTTP/1.1\n\n"), []byte{1})
+	// The protocol rules: per-line Connection and Upgrade, extension lists.
+	f.Add([]byte(wsHeadWithout([]string{"Connection"}, "Connection: keep-alive", "Connection: Upgrade")), []byte{9})
+	f.Add([]byte(wsHeadWithout([]string{"Upgrade"}, "Upgrade: websocket", "Upgrade: h2c")), []byte{5, 2})
+	f.Add([]byte(wsHead("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=\"10\", x; y")), []byte{30})
+	f.Add([]byte(wsHead("Sec-WebSocket-Extensions: permessage-deflate; =")), []byte{})
 	u := splitUpgrader(f)
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
 		whole := stepChunks(t, u, string(data), nil)

@@ -20,11 +20,11 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 	h := u.cfg.HTTPHandler
 	if h == nil {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return u.refuse(r, n, errorReply{status: http.StatusUpgradeRequired, reason: "this endpoint speaks WebSocket only"},
-				"", ErrUpgradeRequired)
+			return u.refuse(r, n, refused(http.StatusUpgradeRequired, "this endpoint speaks WebSocket only", "", ErrUpgradeRequired))
 		}
-		return u.refuse(r, n, errorReply{status: http.StatusMethodNotAllowed, reason: ErrMethodNotAllowed.Error(), extra: hdrAllowGet},
-			r.Method, ErrMethodNotAllowed)
+		f := refused(http.StatusMethodNotAllowed, ErrMethodNotAllowed.Error(), r.Method, ErrMethodNotAllowed)
+		f.reply.extra = hdrAllowGet
+		return u.refuse(r, n, f)
 	}
 	target, err := url.ParseRequestURI(r.RequestURI)
 	if err != nil {
@@ -49,12 +49,11 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 	}
 	w := &responseWriter{header: make(http.Header), body: pool.Get(0), head: r.Method == http.MethodHead}
 	defer pool.Put(w.body)
-	if err := runHandler(h, w, hr); err != nil {
-		return u.refuse(r, n, errorReply{status: http.StatusInternalServerError, reason: "internal error"}, "", err)
+	if pe := runHandler(h, w, hr); pe != nil {
+		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", pe))
 	}
 	if w.tooLarge {
-		return u.refuse(r, n, errorReply{status: http.StatusInternalServerError, reason: "internal error"},
-			"", ErrReplyTooLarge)
+		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", ErrReplyTooLarge))
 	}
 	if !w.wroteHeader {
 		w.status = http.StatusOK
@@ -70,10 +69,12 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 	}
 }
 
-func runHandler(h http.Handler, w http.ResponseWriter, r *http.Request) (err error) {
+// runHandler serves r, turning a panic into a *PanicError. What the
+// handler wrote before panicking is dropped with w.
+func runHandler(h http.Handler, w http.ResponseWriter, r *http.Request) (pe *PanicError) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: HTTPHandler: %v", ErrPanic, p)
+			pe = recovered(hookHTTPHandler, p)
 		}
 	}()
 	h.ServeHTTP(w, r)

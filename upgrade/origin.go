@@ -83,10 +83,11 @@ func (u *Upgrader) originOK(r *Request) (ok bool, detail string, err error) {
 	return false, fmt.Sprintf("origin %q, host %q", origin, r.Host), nil
 }
 
+// callCheckOrigin runs the hook, turning a panic into a *PanicError.
 func callCheckOrigin(f func(*Request) bool, r *Request) (ok bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			ok, err = false, fmt.Errorf("%w: CheckOrigin: %v", ErrPanic, p)
+			ok, err = false, recovered(hookCheckOrigin, p)
 		}
 	}()
 	return f(r), nil

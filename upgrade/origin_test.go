@@ -166,15 +166,3 @@ func TestOriginPolicy(t *testing.T) {
 		})
 	}
 }
-
-func TestCheckOriginPanic(t *testing.T) {
-	u := newTest(t, Config{CheckOrigin: func(*Request) bool { panic("boom") }})
-	res := stepWhole(u, wsHead("Origin: https://evil.com"))
-	defer release(res)
-	checkReply(t, res)
-	if res.Status != 500 || !errors.Is(res.Err, ErrPanic) {
-		t.Fatalf(
-			"got %d %v",
-			res.Status, res.Err)
-	}
-}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // Request is the parsed head of a handshake request. It is built once the
@@ -59,18 +60,58 @@ type requestBuf struct {
 	vals [16]string
 }
 
+// The requestBuf variants below also hold the copy of the head the
+// Request's strings point into, so that a handshake whose head fits costs
+// one allocation for all three. Each is sized to fill a malloc size class
+// (640, 1024 and 2048 bytes), so the head gets the room the allocator would
+// round up to anyway.
+type (
+	requestBufS struct {
+		requestBuf
+		head [640 - unsafe.Sizeof(requestBuf{})]byte
+	}
+	requestBufM struct {
+		requestBuf
+		head [1024 - unsafe.Sizeof(requestBuf{})]byte
+	}
+	requestBufL struct {
+		requestBuf
+		head [2048 - unsafe.Sizeof(requestBuf{})]byte
+	}
+)
+
+// newRequestBuf returns a zero requestBuf and n bytes for the head: inside
+// it when they fit, else on their own.
+func newRequestBuf(n int) (*requestBuf, []byte) {
+	switch {
+	case n <= len(requestBufS{}.head):
+		b := new(requestBufS)
+		return &b.requestBuf, b.head[:n]
+	case n <= len(requestBufM{}.head):
+		b := new(requestBufM)
+		return &b.requestBuf, b.head[:n]
+	case n <= len(requestBufL{}.head):
+		b := new(requestBufL)
+		return &b.requestBuf, b.head[:n]
+	}
+	return new(requestBuf), make([]byte, n)
+}
+
 // parseRequest parses a complete head (ending with its empty line) into a
-// Request. It copies the head once into a string and slices every field out
-// of it. It is strict where RFC 9112 allows a choice: no whitespace before a
+// Request. It copies the head once and slices every field out of the copy.
+// It is strict where RFC 9112 allows a choice: no whitespace before a
 // header's colon, no obs-fold continuation lines, no bare CR, single spaces
 // in the request line.
 func parseRequest(head []byte, remote net.Addr) (*Request, *Error) {
-	s := string(head)
+	rb, cp := newRequestBuf(len(head))
+	copy(cp, head)
+	// cp is never written again, and lives as long as the strings that
+	// point into it.
+	s := unsafe.String(unsafe.SliceData(cp), len(cp))
 	line, p, ok := nextLine(s, 0)
 	if !ok {
 		return nil, malformed("bare CR in request line", "")
 	}
-	rb := &requestBuf{}
 	r := &rb.r
 	r.RemoteAddr = remote
 	if e := r.parseRequestLine(line); e != nil {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/gobwas/ws/wsflate"
@@ -52,7 +50,8 @@ type Config struct {
 
 	// Compression, if set, accepts permessage-deflate (RFC 7692) offers
 	// compatible with these parameters; the 101 then carries exactly them
-	// and Result.Compression is true. Nil ignores the extension.
+	// and Result.Compression is true. Nil declines every offer; offers are
+	// still checked for syntax either way.
 	Compression *wsflate.Parameters
 
 	// HTTPHandler serves requests that are not WebSocket upgrade attempts
@@ -71,7 +70,7 @@ type Upgrader struct {
 	origins   []originPattern
 	anyOrigin bool
 	now       func() time.Time // the clock for Date; tests pin it
-	hsPool    sync.Pool        // *handshake
+	extLine   string           // the 101's Sec-WebSocket-Extensions line when compressing
 }
 
 // New validates cfg and applies its defaults.
@@ -101,8 +100,8 @@ func New(cfg Config) (*Upgrader, error) {
 		}
 		p := *c
 		u.cfg.Compression = &p
+		u.extLine = extensionsLine(p)
 	}
-	u.hsPool.New = func() any { return u.newHandshake() }
 	return u, nil
 }
 
@@ -169,20 +168,22 @@ func (u *Upgrader) Step(st *State, buf []byte, remote net.Addr) Result {
 		return Result{}
 	case scanBad:
 		st.Reset()
-		return u.refuse(nil, n, errorReply{status: http.StatusBadRequest, reason: "malformed request line"},
-			fmt.Sprintf("byte %#02x at offset %d", buf[n-1], n-1), ErrMalformed)
+		return u.refuse(nil, n, refused(http.StatusBadRequest, "malformed request line",
+			fmt.Sprintf("byte %#02x at offset %d", buf[n-1], n-1), ErrMalformed))
 	case scanTooLarge:
 		st.Reset()
-		return u.refuse(nil, n, errorReply{status: http.StatusRequestHeaderFieldsTooLarge, reason: ErrHeaderTooLarge.Error()},
-			fmt.Sprintf("no end of head in %d bytes", n), ErrHeaderTooLarge)
+		return u.refuse(nil, n, refused(http.StatusRequestHeaderFieldsTooLarge, ErrHeaderTooLarge.Error(),
+			fmt.Sprintf("no end of head in %d bytes", n), ErrHeaderTooLarge))
 	}
 	st.Reset()
 	return u.decide(buf[:n], remote)
 }
 
-// refuse builds a Rejected result.
-func (u *Upgrader) refuse(r *Request, consumed int, e errorReply, detail string, cause error) Result {
+// refuse builds a Rejected result: the error reply in a pooled buffer and
+// an *Error for the logs.
+func (u *Upgrader) refuse(r *Request, consumed int, f refusal) Result {
 	b := pool.Get(256)
+	e := f.reply
 	if r != nil {
 		e.head = r.Method == http.MethodHead
 	}
@@ -193,18 +194,18 @@ func (u *Upgrader) refuse(r *Request, consumed int, e errorReply, detail string,
 		Response: b,
 		Request:  r,
 		Status:   e.status,
-		Err:      &Error{Status: e.status, Reason: e.reason, Detail: detail, Err: cause},
+		Err:      &Error{Status: e.status, Reason: e.reason, Detail: f.detail, Err: f.cause},
 	}
 }
 
 // refuseErr refuses with a prepared *Error.
 func (u *Upgrader) refuseErr(r *Request, consumed int, e *Error) Result {
-	return u.refuse(r, consumed, errorReply{status: e.Status, reason: e.Reason}, e.Detail, e.Err)
+	return u.refuse(r, consumed, refused(e.Status, e.Reason, e.Detail, e.Err))
 }
 
 // decide handles a complete head, in the documented order: parse, upgrade
-// or plain HTTP, method, protocol headers, Origin, subprotocol, then
-// gobwas/ws's validation with Authorize as its last step.
+// or plain HTTP, the protocol rules, Origin, then Authorize and the 101.
+// The head is parsed once; every later step reads the Request.
 func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
 	n := len(head)
 	r, perr := parseRequest(head, remote)
@@ -214,139 +215,16 @@ func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
 	if !isUpgradeAttempt(r.Header) {
 		return u.serveHTTP(r, n)
 	}
-	if r.Proto == "HTTP/1.0" {
-		return u.refuseErr(r, n, malformed("WebSocket needs HTTP/1.1", ""))
-	}
-	if r.Method != http.MethodGet {
-		return u.refuse(r, n, errorReply{status: http.StatusMethodNotAllowed, reason: ErrMethodNotAllowed.Error(), extra: hdrAllowGet},
-			r.Method, ErrMethodNotAllowed)
-	}
-	if !headerHasToken(r.Header["Connection"], "upgrade") {
-		return u.refuse(r, n, errorReply{status: http.StatusBadRequest, reason: `missing "Connection: Upgrade"`},
-			strings.Join(r.Header["Connection"], ", "), ErrBadUpgrade)
-	}
-	if !headerHasToken(r.Header["Upgrade"], "websocket") {
-		return u.refuse(r, n, errorReply{status: http.StatusBadRequest, reason: `missing "Upgrade: websocket"`},
-			strings.Join(r.Header["Upgrade"], ", "), ErrBadUpgrade)
-	}
-	if v := r.Header["Sec-Websocket-Version"]; !allEqual(v, "13") {
-		return u.refuse(r, n, errorReply{status: http.StatusUpgradeRequired, reason: ErrBadVersion.Error(), extra: hdrWSVersion},
-			strings.Join(v, ", "), ErrBadVersion)
-	}
-	if k := r.Header["Sec-Websocket-Key"]; len(k) != 1 || !validKey(k[0]) {
-		return u.refuse(r, n, errorReply{status: http.StatusBadRequest, reason: ErrBadKey.Error()},
-			strings.Join(k, ", "), ErrBadKey)
+	o, f := u.checkUpgrade(r)
+	if f.cause != nil {
+		return u.refuse(r, n, f)
 	}
 	ok, detail, err := u.originOK(r)
 	if err != nil {
-		return u.refuse(r, n, errorReply{status: http.StatusInternalServerError, reason: "internal error"}, "", err)
+		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", err))
 	}
 	if !ok {
-		return u.refuse(r, n, errorReply{status: http.StatusForbidden, reason: ErrOriginNotAllowed.Error()}, detail, ErrOriginNotAllowed)
+		return u.refuse(r, n, refused(http.StatusForbidden, ErrOriginNotAllowed.Error(), detail, ErrOriginNotAllowed))
 	}
-	chosen, ok := u.selectSubprotocol(r.Header["Sec-Websocket-Protocol"])
-	if !ok {
-		return u.refuse(r, n, errorReply{status: http.StatusBadRequest, reason: ErrBadSubprotocol.Error()},
-			strings.Join(r.Header["Sec-Websocket-Protocol"], ", "), ErrBadSubprotocol)
-	}
-	return u.handshake(r, head, chosen)
-}
-
-// isUpgradeAttempt: an Upgrade header mentions "websocket" in any case.
-func isUpgradeAttempt(h http.Header) bool {
-	for _, v := range h["Upgrade"] {
-		if containsFold(v, "websocket") {
-			return true
-		}
-	}
-	return false
-}
-
-// containsFold reports whether s contains the lower-case ASCII word sub,
-// ignoring case.
-func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
-}
-
-// headerHasToken reports whether one of the comma-separated lists in vals
-// holds token, ignoring case.
-func headerHasToken(vals []string, token string) bool {
-	for _, v := range vals {
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(trimOWS(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func allEqual(vals []string, want string) bool {
-	for _, v := range vals {
-		if v != want {
-			return false
-		}
-	}
-	return len(vals) > 0
-}
-
-// validKey reports whether k is the base64 of 16 bytes (RFC 6455 §4.1).
-func validKey(k string) bool {
-	if len(k) != 24 || k[22] != '=' || k[23] != '=' {
-		return false
-	}
-	for i := 0; i < 22; i++ {
-		c := k[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/') {
-			return false
-		}
-	}
-	return true
-}
-
-// selectSubprotocol returns the first of Config.Subprotocols the client
-// offered. ok is false if an offer is not a token list. Without configured
-// subprotocols the header is ignored, as gobwas/ws does.
-func (u *Upgrader) selectSubprotocol(offers []string) (chosen string, ok bool) {
-	if len(u.cfg.Subprotocols) == 0 || len(offers) == 0 {
-		return "", true
-	}
-	// 1#token: empty elements are ignored (RFC 9110 §5.6.1.2), but each
-	// field line must hold a token.
-	for _, v := range offers {
-		tokens := 0
-		for v != "" {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if t = trimOWS(t); t == "" {
-				continue
-			}
-			if !isTokenString(t) {
-				return "", false
-			}
-			tokens++
-		}
-		if tokens == 0 {
-			return "", false
-		}
-	}
-	for _, p := range u.cfg.Subprotocols {
-		for _, v := range offers {
-			for v != "" {
-				var t string
-				t, v, _ = strings.Cut(v, ",")
-				if trimOWS(t) == p {
-					return p, true
-				}
-			}
-		}
-	}
-	return "", true
+	return u.finish(r, n, o)
 }
