@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"fmt"
+
+	"github.com/heraldws/herald/upgrade"
 )
 
 // ErrClosed is returned by the Conn methods that send or close once the
@@ -47,19 +49,11 @@ func (e *CloseError) Error() string {
 	return fmt.Sprintf("herald: closed by %s with %d: %s", who, int(e.Code), e.Reason)
 }
 
-// PanicError is a panic recovered from user code: a Handler method, an
-// Authorize, CheckOrigin or HTTPHandler hook. The server logs it through
+// PanicError is a panic recovered from user code: a Handler method (Hook is
+// "OnOpen", "OnMessage", "OnClose", "OnPing" or "OnPong") or a handshake hook
+// ("Authorize", "CheckOrigin", "HTTPHandler"). The server logs it through
 // Config.Logger at Error level with its stack, counts it in Stats.Panics,
 // passes it to Config.OnPanic, and closes only the connection it happened on
-// (1011) or answers 500 before the upgrade. It is also the error OnClose
-// receives for a connection closed that way.
-type PanicError struct {
-	Hook  string // the callback that panicked: "OnOpen", "OnMessage", "Authorize", ...
-	Value any    // what was passed to panic
-	Stack []byte // the goroutine's stack where the panic was recovered
-}
-
-// Error names the callback and the panic value.
-func (e *PanicError) Error() string {
-	return fmt.Sprintf("herald: panic in %s: %v", e.Hook, e.Value)
-}
+// (1011), or answers 500 before the upgrade. It is upgrade.PanicError, so
+// that a handshake hook's panic needs no conversion.
+type PanicError = upgrade.PanicError

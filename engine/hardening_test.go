@@ -272,6 +272,16 @@ func TestHookPanicAnswers500(t *testing.T) {
 	if n := s.Stats().Panics; n != 3 {
 		t.Errorf("Panics = %d, want 3", n)
 	}
+	for _, hook := range []string{"Authorize", "CheckOrigin", "HTTPHandler"} {
+		v, ok := panics.Load(hook)
+		if !ok {
+			t.Errorf("OnPanic not called for %s", hook)
+			continue
+		}
+		if p := v.(*PanicError); !bytes.Contains(p.Stack, []byte("TestHookPanicAnswers500")) {
+			t.Errorf("%s: the stack does not show the hook:\n%s", hook, p.Stack)
+		}
+	}
 	// The server still upgrades.
 	_ = dial(t, s, "/", nil)
 }

@@ -1,6 +1,9 @@
 package engine
 
-import "runtime/debug"
+import (
+	"errors"
+	"runtime/debug"
+)
 
 // recoverHandler is deferred around every call into user code that concerns
 // one connection. A panic there costs that connection only: it is logged
@@ -50,5 +53,9 @@ func (s *Server) callOnPanic(c *Conn, p *PanicError) {
 // handshakePanic turns the error of a handshake refused for a panicking hook
 // into the PanicError the server reports.
 func handshakePanic(err error) *PanicError {
+	var p *PanicError
+	if errors.As(err, &p) {
+		return p
+	}
 	return &PanicError{Hook: "handshake hook", Value: err}
 }

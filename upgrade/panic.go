@@ -24,7 +24,9 @@ const (
 // through its logger at error level, and counts it apart from ordinary
 // refusals.
 type PanicError struct {
-	// Hook names the hook: "Authorize", "CheckOrigin" or "HTTPHandler".
+	// Hook names the hook: "Authorize", "CheckOrigin" or "HTTPHandler"
+	// here; the engine uses the same type for its Handler methods
+	// ("OnOpen", "OnMessage", ...).
 	Hook string
 	// Value is what the hook passed to panic.
 	Value any
