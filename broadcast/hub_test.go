@@ -396,8 +396,10 @@ type stall struct {
 }
 
 func (sc stall) run(t *testing.T) (h *Hub, stalled, reader net.Conn) {
+	// The stalled subscriber must meet the hub's policy, not the engine's
+	// WriteTimeout, however long the run takes on a busy machine.
 	const highWater = 256 << 10
-	h, srv, sub := newHub(t, Options{HighWater: highWater, Policy: sc.policy}, engine.Config{MaxOutboundBytes: 16 << 20})
+	h, srv, sub := newHub(t, Options{HighWater: highWater, Policy: sc.policy}, engine.Config{MaxOutboundBytes: 16 << 20, WriteTimeout: -1})
 	for topic, p := range sc.policies {
 		if err := h.SetPolicy(topic, p); err != nil {
 			t.Fatal(err)

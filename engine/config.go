@@ -22,6 +22,7 @@ const (
 	DefaultPingInterval     = 30 * time.Second
 	DefaultPongTimeout      = 15 * time.Second
 	DefaultCloseTimeout     = 3 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
 	DefaultShutdownTimeout  = 5 * time.Second
 	DefaultWorkerQueue      = 1024
 )
@@ -72,6 +73,13 @@ type Config struct {
 	// Send, the broadcast hub). Zero disables it. Pings and pongs do not
 	// count as activity.
 	IdleTimeout time.Duration
+
+	// WriteTimeout closes (1008) a connection whose outbound backlog — what
+	// the server wrote that the peer has not read — has neither drained nor
+	// shrunk for this long: a peer that does not read is gone, whatever it
+	// sends (its pongs do not keep it alive). A negative value disables it.
+	// Default 10 s.
+	WriteTimeout time.Duration
 
 	// CloseTimeout is how long the server waits for the peer's close frame
 	// after sending its own, before dropping the connection.
@@ -178,6 +186,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -195,7 +206,7 @@ func (c Config) withDefaults() (Config, error) {
 // most a quarter of itself late.
 func (c *Config) sweepEvery() time.Duration {
 	every := time.Second
-	for _, d := range []time.Duration{c.HandshakeTimeout, c.PingInterval, c.PongTimeout, c.IdleTimeout, c.CloseTimeout} {
+	for _, d := range []time.Duration{c.HandshakeTimeout, c.PingInterval, c.PongTimeout, c.IdleTimeout, c.CloseTimeout, c.WriteTimeout} {
 		if d > 0 && d/4 < every {
 			every = d / 4
 		}

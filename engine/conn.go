@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -66,8 +67,11 @@ type Conn struct {
 	// Timer stamps, on the server's monotonic clock (Server.clock).
 	lastRead time.Duration // last bytes received
 	lastMsg  time.Duration // last data message in or out
-	deadline time.Duration // handshake or close deadline
-	slot     int32         // index in loop.conns
+	// deadline is the handshake deadline, then, while open, when the
+	// outbound backlog last began or shrank (Config.WriteTimeout), then the
+	// close deadline.
+	deadline time.Duration
+	slot     int32 // index in loop.conns
 	// fd is the socket, kept here so that the write path (one per
 	// subscriber on a broadcast) need not touch gnet's connection at all.
 	fd int32
@@ -80,7 +84,10 @@ type Conn struct {
 	// what the socket did not take. While it is clear gnet's outbound buffer
 	// is empty and the backlog is 0 without asking gnet (see backlog).
 	gnetHolds bool
-	closed    atomic.Bool
+	// swept is the backlog the last sweep saw, to tell a backlog that
+	// shrinks from one that makes no progress.
+	swept  int32
+	closed atomic.Bool
 }
 
 // ID is unique among the server's connections.
@@ -205,7 +212,7 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 	var hdr [codec.MaxHeaderLen]byte
 	k := codec.PutHeader(hdr[:], op, true, false, len(payload))
 	l.iov[0], l.iov[1] = hdr[:k], payload
-	c.gnetHolds = true
+	c.holdInGnet()
 	_, err := c.gc.Writev(l.iov[:])
 	l.iov[0], l.iov[1] = nil, nil
 	return err
@@ -251,7 +258,7 @@ func (c *Conn) writeQueued(queued int, b []byte) error {
 // gnetWrite hands b to gnet, which writes what the socket takes and keeps
 // the rest until the socket is writable.
 func (c *Conn) gnetWrite(b []byte) error {
-	c.gnetHolds = true
+	c.holdInGnet()
 	_, err := c.gc.Write(b)
 	return err
 }
@@ -268,6 +275,32 @@ func (c *Conn) sendHello() {
 		_ = c.writeQueued(c.backlog(), h.B)
 	}
 	pool.Put(h)
+}
+
+// holdInGnet records that gnet may now hold bytes for c. A backlog that
+// starts now starts the WriteTimeout clock; backlog has cleared gnetHolds if
+// gnet held nothing before.
+func (c *Conn) holdInGnet() {
+	if !c.gnetHolds && c.state == stateOpen {
+		c.deadline = c.loop.now
+		c.swept = 0
+	}
+	c.gnetHolds = true
+}
+
+// stalled reports whether c's backlog has made no progress — neither
+// drained nor shrunk between sweeps — for limit. Sweep only.
+func (c *Conn) stalled(now, limit time.Duration) bool {
+	n := c.backlog()
+	if n == 0 {
+		return false
+	}
+	n = min(n, math.MaxInt32)
+	if n < int(c.swept) {
+		c.deadline = now // the peer reads: progress
+	}
+	c.swept = int32(n)
+	return now-c.deadline >= limit
 }
 
 // backlog returns the bytes queued for c that the peer has not read, asking

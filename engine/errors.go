@@ -17,6 +17,10 @@ var ErrClosed = errors.New("herald: closed")
 // not answer a keepalive ping in time.
 var ErrPongTimeout = errors.New("herald: no pong within the pong timeout")
 
+// ErrWriteTimeout is the reason given to OnClose for a connection whose
+// outbound backlog made no progress for Config.WriteTimeout.
+var ErrWriteTimeout = errors.New("herald: peer read nothing within the write timeout")
+
 // ErrCloseTimeout is the reason given to OnClose when the peer did not answer
 // the server's close frame within Config.CloseTimeout.
 var ErrCloseTimeout = errors.New("herald: peer did not complete the close handshake")

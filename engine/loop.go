@@ -241,6 +241,7 @@ func (l *loop) sweep(now time.Duration) {
 	keepalive := cfg.PingInterval > 0
 	ping, dead := cfg.PingInterval, cfg.PingInterval+cfg.PongTimeout
 	idle := cfg.IdleTimeout
+	write := cfg.WriteTimeout
 	for i := len(l.conns) - 1; i >= 0; i-- {
 		if i >= len(l.conns) {
 			continue
@@ -257,6 +258,12 @@ func (l *loop) sweep(now time.Duration) {
 			switch {
 			case c.hello != nil:
 				// OnOpen still runs on a worker: its timers start after.
+			case write > 0 && c.gnetHolds && c.stalled(now, write):
+				// Whatever it sends, a peer that does not read is gone:
+				// its pongs must not keep its backlog alive.
+				l.stats.writeTimeouts.Add(1)
+				c.startClose(StatusPolicyViolation, "write timeout", false)
+				c.drop(ErrWriteTimeout)
 			case idle > 0 && now-c.lastMsg >= idle:
 				l.stats.idleClosed.Add(1)
 				c.startClose(StatusGoingAway, "idle timeout", false)

@@ -16,6 +16,7 @@ type Stats struct {
 	WorkerBacklogClosed uint64 // connections closed for WorkerQueue (1013)
 	Panics              uint64 // panics recovered from handlers and hooks
 	PongTimeouts        uint64 // connections dropped by keepalive
+	WriteTimeouts       uint64 // connections dropped for a backlog that made no progress (WriteTimeout)
 	IdleClosed          uint64 // connections closed by IdleTimeout
 	MessagesIn          uint64 // data messages received
 	MessagesOut         uint64 // data messages sent with Conn.Send
@@ -27,7 +28,7 @@ type loopStats struct {
 	accepted, upgraded, rejected, httpServed      atomic.Uint64
 	handshakeTimeouts, protocolErrors, slowClosed atomic.Uint64
 	workerBacklogClosed                           atomic.Uint64
-	pongTimeouts, idleClosed                      atomic.Uint64
+	pongTimeouts, idleClosed, writeTimeouts       atomic.Uint64
 	messagesIn, messagesOut                       atomic.Uint64
 }
 
@@ -41,6 +42,7 @@ func (s *loopStats) addTo(t *Stats) {
 	t.SlowClosed += s.slowClosed.Load()
 	t.WorkerBacklogClosed += s.workerBacklogClosed.Load()
 	t.PongTimeouts += s.pongTimeouts.Load()
+	t.WriteTimeouts += s.writeTimeouts.Load()
 	t.IdleClosed += s.idleClosed.Load()
 	t.MessagesIn += s.messagesIn.Load()
 	t.MessagesOut += s.messagesOut.Load()

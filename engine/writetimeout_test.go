@@ -1,0 +1,97 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// backlogOf reads, on c's loop, what the server holds for c.
+func backlogOf(t testing.TB, c *Conn) int {
+	t.Helper()
+	n := make(chan int, 1)
+	if err := c.loop.Post(func() { n <- c.backlog() }); err != nil {
+		t.Fatal(err)
+	}
+	return <-n
+}
+
+// floodOnRequest sends, on the loop, 8 MiB to the client that asks: far
+// more than the socket buffers take, so the server holds a backlog.
+func floodOnRequest() *recorder {
+	r := newRecorder()
+	r.onMsg = func(c *Conn, _ MessageType, _ []byte) {
+		payload := make([]byte, 64<<10)
+		for i := 0; i < 128; i++ {
+			_ = c.SendBinary(payload)
+		}
+	}
+	return r
+}
+
+// A client that never reads is closed after WriteTimeout, however busily it
+// sends pongs; not a moment before.
+func TestWriteTimeoutClosesNonReaders(t *testing.T) {
+	r := floodOnRequest()
+	s := startServer(t, Config{WriteTimeout: 10 * time.Second, MaxOutboundBytes: 64 << 20}, r)
+	clock := fakeClock(s)
+	conn := dial(t, s, "/", nil)
+	c := waitOpen(t, r)
+	_ = wsutil.WriteClientText(conn, []byte("flood me"))
+	waitFor(t, "a backlog", func() bool { return backlogOf(t, c) > 0 })
+	for elapsed := time.Duration(0); elapsed < 10*time.Second-time.Second; elapsed += time.Second {
+		clock.advance(time.Second)
+		// A pong a second: it must not count as life.
+		_ = ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewPongFrame(nil)))
+		s.sweepAll(true)
+	}
+	clock.advance(999 * time.Millisecond)
+	s.sweepAll(true)
+	if n := s.Stats().WriteTimeouts; n != 0 {
+		t.Fatalf("WriteTimeouts = %d before the write timeout", n)
+	}
+	clock.advance(time.Millisecond)
+	s.sweepAll(true)
+	if err := waitClose(t, r); !errors.Is(err, ErrWriteTimeout) && !isCloseCode(err, StatusPolicyViolation) {
+		t.Fatalf("OnClose err = %v, want a write timeout", err)
+	}
+	if n := s.Stats().WriteTimeouts; n != 1 {
+		t.Fatalf("WriteTimeouts = %d", n)
+	}
+}
+
+func isCloseCode(err error, code StatusCode) bool { return CloseStatus(err) == code }
+
+// A client that reads slowly makes progress, and stays, for much longer than
+// the write timeout in all.
+func TestWriteTimeoutSparesSlowReaders(t *testing.T) {
+	r := floodOnRequest()
+	s := startServer(t, Config{WriteTimeout: 10 * time.Second, MaxOutboundBytes: 64 << 20}, r)
+	clock := fakeClock(s)
+	conn := dial(t, s, "/", nil)
+	c := waitOpen(t, r)
+	_ = wsutil.WriteClientText(conn, []byte("flood me"))
+	waitFor(t, "a backlog", func() bool { return backlogOf(t, c) > 0 })
+	for i := 0; i < 5; i++ { // 30 s in all
+		before := backlogOf(t, c)
+		if before == 0 {
+			break
+		}
+		// Read until the server's backlog has shrunk: the peer reads.
+		buf := make([]byte, 256<<10)
+		for backlogOf(t, c) >= before {
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clock.advance(6 * time.Second)
+		s.sweepAll(true)
+	}
+	if st := s.Stats(); st.WriteTimeouts != 0 || st.Active != 1 {
+		t.Fatalf("a reading client was dropped: %+v", st)
+	}
+}
