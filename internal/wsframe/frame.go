@@ -74,6 +74,16 @@ func AppendClose(b []byte, code uint16, key uint32) []byte {
 	return AppendFrame(b, OpClose, body[:], key)
 }
 
+// AppendCloseReply appends the masked close frame that answers a close
+// whose body is p: the same code (RFC 6455 section 5.5.1), or no body when p
+// has none.
+func AppendCloseReply(b, p []byte, key uint32) []byte {
+	if len(p) < 2 {
+		return AppendClose(b, 0, key)
+	}
+	return AppendClose(b, CloseCode(p), key)
+}
+
 // AppendClosePayload appends a close frame's body: the code big-endian, then
 // the reason. It does not check either.
 func AppendClosePayload(b []byte, code uint16, reason string) []byte {

@@ -136,6 +136,13 @@ func TestAppendCloseAndPong(t *testing.T) {
 	if f[0] != 0x88 || f[1] != 0x80 {
 		t.Fatalf("empty close % x", f)
 	}
+	_, _, _, body = unmaskClient(t, AppendCloseReply(nil, AppendClosePayload(nil, 4001, "reason"), 7))
+	if CloseCode(body) != 4001 || len(body) != 2 {
+		t.Fatalf("close reply body % x", body)
+	}
+	if f := AppendCloseReply(nil, nil, 7); f[1] != 0x80 {
+		t.Fatalf("reply to an empty close % x", f)
+	}
 	if CloseCode(nil) != 1005 {
 		t.Fatal("CloseCode of an empty body")
 	}
@@ -363,12 +370,13 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 	resp := []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + Accept(key) + "\r\n\r\n")
 	origin := "Origin: http://127.0.0.1:9001"
 	for name, fn := range map[string]func(){
-		"AppendFrame":   func() { buf = AppendFrame(buf[:0], OpBinary, p, 0x12345678) },
-		"AppendPong":    func() { buf = AppendPong(buf[:0], p[:125], 0x12345678) },
-		"AppendClose":   func() { buf = AppendClose(buf[:0], 1000, 0x12345678) },
-		"Mask":          func() { Mask(p, 0x12345678) },
-		"ParseHeader":   func() { _, _, _ = ParseHeader(server) },
-		"AppendRequest": func() { buf = AppendRequest(buf[:0], "127.0.0.1:9001", "/ws", key, origin) },
+		"AppendFrame":      func() { buf = AppendFrame(buf[:0], OpBinary, p, 0x12345678) },
+		"AppendPong":       func() { buf = AppendPong(buf[:0], p[:125], 0x12345678) },
+		"AppendClose":      func() { buf = AppendClose(buf[:0], 1000, 0x12345678) },
+		"AppendCloseReply": func() { buf = AppendCloseReply(buf[:0], []byte{3, 0xE8}, 0x12345678) },
+		"Mask":             func() { Mask(p, 0x12345678) },
+		"ParseHeader":      func() { _, _, _ = ParseHeader(server) },
+		"AppendRequest":    func() { buf = AppendRequest(buf[:0], "127.0.0.1:9001", "/ws", key, origin) },
 		"ParseResponse": func() {
 			if _, err := ParseResponse(resp, key); err != nil {
 				panic(err)
