@@ -6,11 +6,12 @@ GO        ?= go
 FUZZTIME  ?= 200000x
 PKGS      := ./...
 
-.PHONY: test check vet fmt unit fuzz interop harness bench bench-quick bench-go bench-memory
+.PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-go bench-memory
 
-## test: everything CI checks — vet, gofmt, unit tests with -race, short fuzz
-## runs, interop with real clients and browsers, and the benchmark harness's
-## own tests (installs what it needs: Chromium, npm packages).
+## test: everything CI checks — vet, gofmt, every package's tests with -race
+## (the RFC 6455 conformance suite in tests/conformance among them), short
+## fuzz runs, interop with real clients and browsers, and the benchmark
+## harness's own tests (installs what it needs: Chromium, npm packages).
 test: check unit fuzz interop harness
 
 check: vet fmt
@@ -21,14 +22,20 @@ vet:
 fmt:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Every package of the root module, tests/conformance included.
 unit:
 	$(GO) test -race -count=1 $(PKGS)
+
+## conformance: the RFC 6455 conformance suite alone (part of unit).
+conformance:
+	$(GO) test -race -count=1 ./tests/conformance
 
 # Each fuzz target runs briefly on top of its checked-in seed corpus.
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecoder$$' -fuzztime=$(FUZZTIME) ./codec
 	$(GO) test -run='^$$' -fuzz='^FuzzValidateUTF8$$' -fuzztime=$(FUZZTIME) ./codec
 	$(GO) test -run='^$$' -fuzz='^FuzzStep$$' -fuzztime=$(FUZZTIME) ./upgrade
+	$(GO) test -run='^$$' -fuzz='^FuzzParseHeader$$' -fuzztime=$(FUZZTIME) ./internal/wsframe
 
 interop:
 	bash tests/interop/setup.sh

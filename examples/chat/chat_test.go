@@ -18,6 +18,10 @@ import (
 	"github.com/heraldws/herald/engine"
 )
 
+// hangGuard bounds every wait for the server. It is no speed requirement:
+// it only ends the wait for a server that never answers.
+const hangGuard = time.Minute
+
 // startChat runs the server in-process on a free port.
 func startChat(t *testing.T, tune func(*options)) string {
 	t.Helper()
@@ -68,7 +72,7 @@ func wsURL(addr, room, nick string) string {
 
 // dialRaw connects to u with the given extra headers.
 func dialRaw(u string, header http.Header) (net.Conn, io.ReadWriter, error) {
-	d := ws.Dialer{Timeout: 5 * time.Second}
+	d := ws.Dialer{Timeout: hangGuard}
 	if header != nil {
 		d.Header = ws.HandshakeHeaderHTTP(header)
 	}
@@ -114,7 +118,7 @@ func connect(t *testing.T, addr, room, nick string) *client {
 }
 
 func (c *client) read() (serverMsg, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(60 * time.Second)) // a hang guard
+	_ = c.conn.SetReadDeadline(time.Now().Add(hangGuard))
 	data, op, err := wsutil.ReadServerData(c.rw)
 	if err != nil {
 		return serverMsg{}, err
@@ -156,11 +160,14 @@ func (c *client) expectMsg(nick, text string) serverMsg {
 // frames itself: wsutil refuses close codes it does not know, such as 1013.
 func (c *client) expectClose(code ws.StatusCode, reason string) {
 	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(60 * time.Second)) // a hang guard
+	_ = c.conn.SetReadDeadline(time.Now().Add(hangGuard))
 	for {
 		f, err := ws.ReadFrame(c.rw)
 		if err != nil {
 			c.t.Fatalf("%s: %v, want close %d %q", c.nick, err, code, reason)
+		}
+		if f.Header.OpCode == ws.OpPing {
+			_ = wsutil.WriteClientMessage(c.conn, ws.OpPong, f.Payload)
 		}
 		if f.Header.OpCode != ws.OpClose {
 			continue
@@ -519,10 +526,10 @@ func roomMembers(t *testing.T, addr string) map[string]int {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second) // a hang guard
+	deadline := time.Now().Add(hangGuard)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 60s")
+			t.Fatalf("condition not met (waited %v)", hangGuard)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -9,9 +9,9 @@ package loadclient
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldws/herald/internal/wsframe"
 )
 
 const childEnv = "HERALD_LOAD_CLIENT"
@@ -39,34 +41,28 @@ func RaiseFileLimit() uint64 {
 	return lim.Cur
 }
 
-// Dial upgrades a new TCP connection to addr at path with a fixed request,
-// reading exactly the 101 head so that no frame bytes are swallowed. The
-// i-th connection comes from 127.0.0.(2+i%8), so that no single source
-// address runs out of ephemeral ports.
+// Dial upgrades a new TCP connection to addr at path, checking the 101 and
+// its accept key and reading exactly its head so that no frame bytes are
+// swallowed. The i-th connection comes from 127.0.0.(2+i%8), so that no
+// single source address runs out of ephemeral ports.
 func Dial(addr, path string, i int) (net.Conn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}}
 	conn, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
+	key := wsframe.NewRequestKey()
+	if _, err := conn.Write(wsframe.AppendRequest(nil, addr, path, key)); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	var head []byte
-	b := make([]byte, 1)
-	for !bytes.HasSuffix(head, []byte("\r\n\r\n")) {
-		if _, err := conn.Read(b); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("handshake: %w", err)
-		}
-		head = append(head, b[0])
+	head, err := wsframe.ReadHead(conn)
+	if err == nil {
+		_, err = wsframe.ParseResponse(head, key)
 	}
-	if !bytes.HasPrefix(head, []byte("HTTP/1.1 101")) {
+	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("handshake: %q", head)
+		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	return conn, nil
 }
@@ -153,12 +149,39 @@ func run(addr, path string, count int, drain bool) int {
 	return 0
 }
 
-// Discard reads and drops everything c receives, without allocating per
-// read, until c fails or is closed.
+// Discard reads and drops every message c receives, without allocating
+// per read, and answers the server's pings as any client would (a
+// keepalive drops a client that does not), until c fails, is closed, or the
+// server closes it (its close frame is answered).
 func Discard(c net.Conn) {
-	buf := make([]byte, 16<<10)
+	r := bufio.NewReaderSize(c, 16<<10)
+	var ctl [wsframe.MaxControlPayload]byte
+	out := make([]byte, 0, 2*wsframe.MaxControlPayload)
 	for {
-		if _, err := c.Read(buf); err != nil {
+		h, err := wsframe.ReadHeader(r, 1<<62)
+		if err != nil {
+			return
+		}
+		if h.Op < wsframe.OpClose {
+			if _, err := r.Discard(int(h.Length)); err != nil {
+				return
+			}
+			continue
+		}
+		p := ctl[:h.Length]
+		if _, err := io.ReadFull(r, p); err != nil {
+			return
+		}
+		switch h.Op {
+		case wsframe.OpPing:
+			out = wsframe.AppendPong(out[:0], p, wsframe.NewKey())
+		case wsframe.OpClose:
+			_, _ = c.Write(wsframe.AppendCloseReply(out[:0], p, wsframe.NewKey()))
+			return
+		default:
+			continue
+		}
+		if _, err := c.Write(out); err != nil {
 			return
 		}
 	}

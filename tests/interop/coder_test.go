@@ -14,7 +14,7 @@ import (
 
 func coderDial(t *testing.T, s *echoServer, opts *websocket.DialOptions) (*websocket.Conn, *http.Response) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, s.URL, opts)
 	if err != nil {
@@ -240,7 +240,7 @@ func TestCoderGoingAwayOnSIGTERM(t *testing.T) {
 		cs[i], _ = coderDial(t, s, nil)
 		coderEcho(t, cs[i], i%2 == 1, 100, 14)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
 	results := make(chan error, conns)
 	for i, c := range cs {

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/heraldws/herald/benchmarks/internal/histo"
-	"github.com/heraldws/herald/benchmarks/internal/wsclient"
+	"github.com/heraldws/herald/internal/wsframe"
 )
 
 // Connection states.
@@ -30,6 +30,9 @@ const (
 
 // maxMessage bounds what a server may send in one message.
 const maxMessage = 64 << 20
+
+// errContinuation is a server that broke the fragmentation rules.
+const errContinuation = "continuation without a message, or a new message inside one"
 
 // maxSymbols bounds the ticker symbols tracked per connection.
 const maxSymbols = 4096
@@ -56,6 +59,7 @@ type engine struct {
 	cfg    Config
 	sa     unix.SockaddrInet4
 	host   string
+	origin string // the upgrade request's Origin header line
 	loops  []*loop
 	start  time.Time
 	phase  atomic.Int32 // 0 connect, 1 traffic, 2 stop
@@ -114,7 +118,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil || !ap.Addr().Is4() {
 		return nil, fmt.Errorf("server address %q: want IPv4 host:port", cfg.Addr)
 	}
-	e := &engine{cfg: cfg, host: cfg.Addr}
+	e := &engine{cfg: cfg, host: cfg.Addr, origin: "Origin: http://" + cfg.Addr}
 	e.sa.Addr = ap.Addr().As4()
 	e.sa.Port = int(ap.Port())
 
@@ -508,7 +512,7 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 			path = l.e.cfg.ChurnPath
 		}
 		key := l.key(c)
-		l.wb = wsclient.AppendRequest(l.wb[:0], l.e.host, path, key)
+		l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin)
 		c.state = stHandshake
 		if !l.write(c, idx, l.wb) {
 			return
@@ -549,7 +553,7 @@ func (l *loop) key(c *conn) string {
 	if c.churn {
 		id |= 1 << 40
 	}
-	return wsclient.Key(id, uint32(c.attempt))
+	return wsframe.Key(id, uint32(c.attempt))
 }
 
 func (l *loop) eof(c *conn, idx int32, now int64, why string) {
@@ -582,7 +586,7 @@ func (l *loop) input(c *conn, idx int32, data []byte, now int64, traffic bool) {
 	}
 	if c.state == stHandshake {
 		key := l.key(c)
-		n, err := wsclient.ParseResponse(data, key)
+		n, err := wsframe.ParseResponse(data, key)
 		if err != nil {
 			l.protoErrs++
 			end := min(len(data), 80)
@@ -602,7 +606,7 @@ func (l *loop) input(c *conn, idx int32, data []byte, now int64, traffic bool) {
 		histo.Record(l.hConn, now-c.t0)
 		if c.churn {
 			key := l.rand32()
-			l.wb = wsclient.AppendClose(l.wb[:0], 1000, key)
+			l.wb = wsframe.AppendClose(l.wb[:0], 1000, key)
 			c.state = stClosing
 			if !l.write(c, idx, l.wb) {
 				return
@@ -634,7 +638,7 @@ func (l *loop) input(c *conn, idx int32, data []byte, now int64, traffic bool) {
 func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 	off := 0
 	for off < len(data) {
-		h, ok, err := wsclient.ParseHeader(data[off:])
+		h, ok, err := wsframe.ParseHeader(data[off:])
 		if err != nil {
 			l.protocolError(c, idx, err.Error())
 			return -1
@@ -653,9 +657,9 @@ func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 		p := data[off+h.Size : end]
 		off = end
 		switch h.Op {
-		case wsclient.OpText, wsclient.OpBinary:
+		case wsframe.OpText, wsframe.OpBinary:
 			if c.fragOp != 0 {
-				l.protocolError(c, idx, wsclient.ErrContinuation.Error())
+				l.protocolError(c, idx, errContinuation)
 				return -1
 			}
 			if !h.Fin {
@@ -664,9 +668,9 @@ func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 				continue
 			}
 			l.message(c, idx, h.Op, p, now)
-		case wsclient.OpContinuation:
+		case wsframe.OpContinuation:
 			if c.fragOp == 0 {
-				l.protocolError(c, idx, wsclient.ErrContinuation.Error())
+				l.protocolError(c, idx, errContinuation)
 				return -1
 			}
 			if len(c.frag)+len(p) > maxMessage {
@@ -683,19 +687,19 @@ func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 					c.frag = nil
 				}
 			}
-		case wsclient.OpPing:
-			l.wb = wsclient.AppendFrame(l.wb[:0], wsclient.OpPong, p, l.rand32())
+		case wsframe.OpPing:
+			l.wb = wsframe.AppendPong(l.wb[:0], p, l.rand32())
 			if !l.write(c, idx, l.wb) {
 				return -1
 			}
-		case wsclient.OpPong:
-		case wsclient.OpClose:
+		case wsframe.OpPong:
+		case wsframe.OpClose:
 			if c.churn && c.state == stClosing {
 				// Wait for the server to close TCP (EOF); scan() bounds the wait.
 				continue
 			}
-			code := wsclient.CloseCode(p)
-			l.wb = wsclient.AppendClose(l.wb[:0], code, l.rand32())
+			code := wsframe.CloseCode(p)
+			l.wb = wsframe.AppendCloseReply(l.wb[:0], p, l.rand32())
 			_, _ = unix.Write(int(c.fd), l.wb)
 			l.drop(c, idx, fmt.Sprintf("server sent close %d", code))
 			return -1
@@ -740,8 +744,8 @@ func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
 			l.sendEcho(c, idx, 1, now)
 		}
 	case Ticker, Churn:
-		sym, seq, ts, ok := wsclient.TickerFields(p)
-		if !ok || op != wsclient.OpText || sym >= maxSymbols {
+		sym, seq, ts, ok := TickerFields(p)
+		if !ok || op != wsframe.OpText || sym >= maxSymbols {
 			l.protocolError(c, idx, "ticker message without sym/seq/ts")
 			return
 		}
@@ -773,10 +777,10 @@ func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
 // sendEcho sends n echo messages stamped with now.
 func (l *loop) sendEcho(c *conn, idx int32, n int, now int64) {
 	binary.LittleEndian.PutUint64(l.msg, uint64(now))
-	const op = wsclient.OpBinary
+	const op = wsframe.OpBinary
 	l.wb = l.wb[:0]
 	for i := 0; i < n; i++ {
-		l.wb = wsclient.AppendFrame(l.wb, op, l.msg, l.rand32())
+		l.wb = wsframe.AppendFrame(l.wb, op, l.msg, l.rand32())
 	}
 	c.inflight += int32(n)
 	if l.inWindow(now) {

@@ -42,7 +42,7 @@ export async function startEcho() {
   const lines = createInterface({ input: proc.stdout });
   const first = new Promise((res) => lines.once('line', res));
   const timeout = new Promise((_, rej) => {
-    const t = setTimeout(() => rej(new Error(`echo printed no address within 15s; stderr:\n${err}`)), 15000);
+    const t = setTimeout(() => rej(new Error(`echo printed no address within 60s; stderr:\n${err}`)), 60000);
     t.unref();
   });
   const line = await Promise.race([

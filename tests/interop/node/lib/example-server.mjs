@@ -49,7 +49,7 @@ export async function startExample(name, args = []) {
   const first = new Promise((res) => lines.once('line', res));
   let timer;
   const timeout = new Promise((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`${name} printed no address within 15s; stderr:\n${err}`)), 15000);
+    timer = setTimeout(() => rej(new Error(`${name} printed no address within 60s; stderr:\n${err}`)), 60000);
     timer.unref();
   });
   let line;

@@ -1,0 +1,9 @@
+// Package conformance is herald's RFC 6455 conformance suite. It drives the
+// engine with raw frames, in-process, through an echo handler configured as
+// the bench contract's echo target (any Origin, messages up to 64 MiB); see
+// conformance_test.go for the categories and what every case must end with.
+//
+//	go test -race ./tests/conformance
+//
+// The package holds tests only.
+package conformance
