@@ -51,18 +51,18 @@ async function joinAs(nick, room, problems) {
   return page;
 }
 
-const live = (page) => page.waitForSelector('#status[data-state="live"]', { timeout: 10000 });
+const live = (page) => page.waitForSelector('#status[data-state="live"]', { timeout: 60000 });
 
 /** Waits for a log entry of type with text in it. */
 const seeEntry = (page, type, text) => page.waitForFunction(([ty, tx]) =>
   [...document.querySelectorAll(`#log li[data-type="${ty}"]`)].some((li) => li.textContent.includes(tx)),
-[type, text], { timeout: 10000 });
+[type, text], { timeout: 60000 });
 
 /** Waits for a chat message from nick with exactly text. */
 const seeMessage = (page, nick, text) => page.waitForFunction(([n, tx]) =>
   [...document.querySelectorAll('#log li.msg')].some((li) =>
     li.querySelector('.nick').textContent === n && li.querySelector('.text').textContent === tx),
-[nick, text], { timeout: 10000 });
+[nick, text], { timeout: 60000 });
 
 test('two pages in one room see each other join and talk', async (t) => {
   const problems = [];
@@ -92,7 +92,7 @@ test('two pages in one room see each other join and talk', async (t) => {
 
   // A taken nickname (case aside) is refused with the server's reason.
   const dup = await joinAs('Alice', room, problems);
-  await dup.waitForSelector('#status[data-state="closed"]', { timeout: 10000 });
+  await dup.waitForSelector('#status[data-state="closed"]', { timeout: 60000 });
   assert.match(await dup.textContent('#join-error'), /taken/);
   await dup.close();
 
