@@ -207,7 +207,11 @@ func TestHandlerPanicCostsOnlyItsConnection(t *testing.T) {
 			// OnClose panics: logged and counted, nothing else to do.
 			conn = dial(t, s, "/close", nil)
 			conn.Close()
-			waitFor(t, "three panics", func() bool { return s.Stats().Panics == 3 })
+			// Counted first, then handed to OnPanic: wait for the hook.
+			waitFor(t, "three panics", func() bool {
+				_, closed := hooks.Load("OnClose")
+				return closed && s.Stats().Panics == 3
+			})
 
 			_ = wsutil.WriteClientText(bystander, []byte("still here"))
 			if got, err := wsutil.ReadServerText(bystander); err != nil || string(got) != "still here" {
