@@ -127,11 +127,21 @@ func headerMapAllocs(n int) float64 {
 	})
 }
 
+// manyFields returns n header lines with distinct names.
+func manyFields(n int) []string {
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = "X-Field-" + strconv.Itoa(i) + ": v"
+	}
+	return lines
+}
+
 // TestUpgradeAllocs pins what a successful upgrade allocates: the Request,
 // which holds the copy of the head when it fits, and its header map. The
 // subprotocol, the permessage-deflate negotiation, the Origin check,
-// Authorize, the accept key and the 101 cost nothing. A head too long for
-// the Request's room costs one more allocation for its copy.
+// Authorize, the accept key and the 101 cost nothing. A head too long (or
+// with too many fields) for the Request's room costs two more: its copy and
+// the values' backing array.
 func TestUpgradeAllocs(t *testing.T) {
 	if testing.CoverMode() != "" || raceEnabled {
 		t.Skip("instrumented builds allocate more")
@@ -152,7 +162,9 @@ func TestUpgradeAllocs(t *testing.T) {
 		{name: "browser", cfg: full, data: browserHead, request: 1},
 		{name: "browser, foreign Origin accepted by pattern", cfg: Config{OriginPatterns: []string{"*.example.org"}},
 			data: replaceOrigin(browserHead, "https://app.example.org"), request: 1},
-		{name: "long head", cfg: full, data: wsHead("Cookie: " + strings.Repeat("c", 2100)), request: 2},
+		{name: "head with cookies", cfg: full, data: wsHead("Cookie: " + strings.Repeat("c", 3000)), request: 1},
+		{name: "head too long for the Request", cfg: full, data: wsHead("Cookie: " + strings.Repeat("c", 4000)), request: 3},
+		{name: "many fields", data: wsHead(manyFields(40)...), request: 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,10 +14,10 @@ import (
 // whether or not the server compresses, so it is refused either way.
 //
 // The grammar is httphead's and the decision wsflate's, so that what the
-// codec is later told matches what wsflate agreed to: the offers are tried in
-// the client's order and the first compatible one wins; an offer with bad
-// parameters is declined, not fatal (RFC 7692 §5). An accepted offer is answered with Config.Compression's
-// parameters, written once by New.
+// codec is later told matches what wsflate agreed to: the offers are tried
+// in the client's order and the first compatible one wins; an offer with
+// bad parameters is declined, not fatal (RFC 7692 §5). An accepted offer is
+// answered with Config.Compression's parameters, written once by New.
 func (u *Upgrader) negotiateExtensions(lines []string) (accepted, ok bool) {
 	var ext wsflate.Extension
 	negotiate := u.cfg.Compression != nil

@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"bytes"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -53,48 +54,59 @@ func headerFirst(h http.Header, key string) string {
 	return ""
 }
 
-// requestBuf holds a Request and the backing array of its header values,
-// so that a typical head costs one allocation for both.
-type requestBuf struct {
-	r    Request
-	vals [16]string
-}
+// A Request is allocated together with the backing array of its header
+// values and its copy of the head, so that a handshake costs one allocation
+// for the three, plus the header map. Each variant fills a malloc size
+// class, so the head gets the room the allocator would round up to anyway:
+// the smallest holds a minimal client's head (about 190 bytes), the next a
+// browser's, the larger ones heads with cookies.
+//
+// The runtime puts an 8-byte header before objects with pointers that are
+// larger than 512 bytes, so the variants above 512 bytes leave room for it.
+const mallocHeader = 8
 
-// The requestBuf variants below also hold the copy of the head the
-// Request's strings point into, so that a handshake whose head fits costs
-// one allocation for all three. Each is sized to fill a malloc size class
-// (640, 1024 and 2048 bytes), so the head gets the room the allocator would
-// round up to anyway.
 type (
-	requestBufS struct {
-		requestBuf
-		head [640 - unsafe.Sizeof(requestBuf{})]byte
+	requestS struct {
+		r    Request
+		vals [8]string
+		head [512 - unsafe.Sizeof(Request{}) - unsafe.Sizeof([8]string{})]byte
 	}
-	requestBufM struct {
-		requestBuf
-		head [1024 - unsafe.Sizeof(requestBuf{})]byte
+	requestM struct {
+		r    Request
+		vals [16]string
+		head [1024 - mallocHeader - unsafe.Sizeof(Request{}) - unsafe.Sizeof([16]string{})]byte
 	}
-	requestBufL struct {
-		requestBuf
-		head [2048 - unsafe.Sizeof(requestBuf{})]byte
+	requestL struct {
+		r    Request
+		vals [24]string
+		head [2048 - mallocHeader - unsafe.Sizeof(Request{}) - unsafe.Sizeof([24]string{})]byte
+	}
+	requestXL struct {
+		r    Request
+		vals [32]string
+		head [4096 - mallocHeader - unsafe.Sizeof(Request{}) - unsafe.Sizeof([32]string{})]byte
 	}
 )
 
-// newRequestBuf returns a zero requestBuf and n bytes for the head: inside
-// it when they fit, else on their own.
-func newRequestBuf(n int) (*requestBuf, []byte) {
+// newRequest returns a zero Request with room for the given number of
+// header values and a head of headLen bytes: in one allocation when a
+// variant fits them, else in three.
+func newRequest(headLen, fields int) (*Request, []string, []byte) {
 	switch {
-	case n <= len(requestBufS{}.head):
-		b := new(requestBufS)
-		return &b.requestBuf, b.head[:n]
-	case n <= len(requestBufM{}.head):
-		b := new(requestBufM)
-		return &b.requestBuf, b.head[:n]
-	case n <= len(requestBufL{}.head):
-		b := new(requestBufL)
-		return &b.requestBuf, b.head[:n]
+	case headLen <= len(requestS{}.head) && fields <= len(requestS{}.vals):
+		b := new(requestS)
+		return &b.r, b.vals[:fields], b.head[:headLen]
+	case headLen <= len(requestM{}.head) && fields <= len(requestM{}.vals):
+		b := new(requestM)
+		return &b.r, b.vals[:fields], b.head[:headLen]
+	case headLen <= len(requestL{}.head) && fields <= len(requestL{}.vals):
+		b := new(requestL)
+		return &b.r, b.vals[:fields], b.head[:headLen]
+	case headLen <= len(requestXL{}.head) && fields <= len(requestXL{}.vals):
+		b := new(requestXL)
+		return &b.r, b.vals[:fields], b.head[:headLen]
 	}
-	return new(requestBuf), make([]byte, n)
+	return new(Request), make([]string, fields), make([]byte, headLen)
 }
 
 // parseRequest parses a complete head (ending with its empty line) into a
@@ -103,7 +115,9 @@ func newRequestBuf(n int) (*requestBuf, []byte) {
 // header's colon, no obs-fold continuation lines, no bare CR, single spaces
 // in the request line.
 func parseRequest(head []byte, remote net.Addr) (*Request, *Error) {
-	rb, cp := newRequestBuf(len(head))
+	// At most one field per line but the request line and the empty one.
+	fields := max(bytes.Count(head, []byte{'\n'})-2, 0)
+	r, vals, cp := newRequest(len(head), fields)
 	copy(cp, head)
 	// cp is never written again, and lives as long as the strings that
 	// point into it.
@@ -112,7 +126,6 @@ func parseRequest(head []byte, remote net.Addr) (*Request, *Error) {
 	if !ok {
 		return nil, malformed("bare CR in request line", "")
 	}
-	r := &rb.r
 	r.RemoteAddr = remote
 	if e := r.parseRequestLine(line); e != nil {
 		return nil, e
@@ -120,12 +133,7 @@ func parseRequest(head []byte, remote net.Addr) (*Request, *Error) {
 	// Header values share one backing array, inside the Request's own
 	// allocation for a typical head; a repeated field's append copies out
 	// of it (the slices are capped).
-	n := max(strings.Count(s, "\n")-2, 0)
-	vals := rb.vals[:]
-	if n > len(vals) {
-		vals = make([]string, n)
-	}
-	r.Header = make(http.Header, n)
+	r.Header = make(http.Header, fields)
 	for i := 0; ; i++ {
 		line, p, ok = nextLine(s, p)
 		if !ok {
