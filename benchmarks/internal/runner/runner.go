@@ -133,11 +133,19 @@ type lg struct {
 	mu        sync.Mutex
 }
 
+// maxPendingConnects bounds the connections in connect or handshake at
+// once, over all load generator processes of a run. It stays below the
+// smallest listen backlog among the servers (uWebSockets.js: 512): a
+// backlog overflow drops SYNs, each costing the client a one-second retry,
+// and would measure the kernel's retry timer instead of the server.
+const maxPendingConnects = 256
+
 func (r *Runner) startLoadgen(sc Scenario, addr string, shard int, tag string, progress func(map[string]any)) (*lg, error) {
 	args := []string{
 		"-scenario", sc.Kind, "-addr", addr, "-path", sc.Path(), "-conns", strconv.Itoa(sc.Conns),
 		"-shard", strconv.Itoa(shard), "-shards", strconv.Itoa(sc.Procs), "-start", "stdin",
 		"-duration", sc.Duration.String(), "-src", r.Src,
+		"-pending", strconv.Itoa(max(1, maxPendingConnects/sc.Procs)),
 	}
 	switch sc.Kind {
 	case "echo":
