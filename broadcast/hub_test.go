@@ -397,9 +397,12 @@ type stall struct {
 
 func (sc stall) run(t *testing.T) (h *Hub, stalled, reader net.Conn) {
 	// The stalled subscriber must meet the hub's policy, not the engine's
-	// WriteTimeout, however long the run takes on a busy machine.
+	// WriteTimeout, however long the run takes on a busy machine; and a
+	// subscriber closed by the policy reads its close frame only after the
+	// run, so the close handshake must not time out first.
 	const highWater = 256 << 10
-	h, srv, sub := newHub(t, Options{HighWater: highWater, Policy: sc.policy}, engine.Config{MaxOutboundBytes: 16 << 20, WriteTimeout: -1})
+	h, srv, sub := newHub(t, Options{HighWater: highWater, Policy: sc.policy},
+		engine.Config{MaxOutboundBytes: 16 << 20, WriteTimeout: -1, CloseTimeout: time.Hour})
 	for topic, p := range sc.policies {
 		if err := h.SetPolicy(topic, p); err != nil {
 			t.Fatal(err)
