@@ -17,6 +17,13 @@ import (
 
 func TestNewRefusesOptionsThePolicyCannotHonour(t *testing.T) {
 	srv, err := engine.New(engine.Config{Addr: "127.0.0.1:0", MaxOutboundBytes: 1 << 20, Logger: quiet}, engine.BaseHandler{})
+	small, err2 := engine.New(engine.Config{Addr: "127.0.0.1:0", MaxOutboundBytes: 64 << 10, Logger: quiet}, engine.BaseHandler{})
+	if err != nil || err2 != nil {
+		t.Fatal(err, err2)
+	}
+	if h, err := New(small, Options{}); err != nil || h.opts.HighWater != 32<<10 {
+		t.Errorf("default HighWater under a 64 KiB MaxOutboundBytes: %v %v, want half of it", h.opts.HighWater, err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +46,8 @@ func TestNewRefusesOptionsThePolicyCannotHonour(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.opts.HighWater != 512<<10 || h.opts.LowWater != 128<<10 {
-		t.Errorf("defaults under a 1 MiB MaxOutboundBytes: HighWater %d, LowWater %d", h.opts.HighWater, h.opts.LowWater)
+	if h.opts.HighWater != DefaultHighWater || h.opts.LowWater != DefaultHighWater/4 {
+		t.Errorf("defaults: HighWater %d, LowWater %d", h.opts.HighWater, h.opts.LowWater)
 	}
 }
 
@@ -150,4 +157,37 @@ func newHubWithClock(t *testing.T, cfg engine.Config, now func() time.Duration) 
 		_ = srv.Shutdown(ctx)
 	})
 	return sub.hub, srv, sub
+}
+
+// With many stalled subscribers, the server's outbound budget binds before
+// their HighWater marks add up: past it, every subscriber with a backlog
+// gets its topic's policy (here: conflation), none is closed, and the total
+// held stays within the budget plus one message per subscriber.
+func TestOutboundBudgetMakesSubscribersSlow(t *testing.T) {
+	const budget, stalled, size = 2 << 20, 8, 16 << 10
+	h, srv, sub := newHub(t, Options{HighWater: 512 << 10, Policy: Conflate},
+		engine.Config{MaxOutboundBytes: 1 << 20, MaxOutboundTotal: budget, WriteTimeout: -1})
+	for i := 0; i < stalled; i++ {
+		connect(t, srv, sub, "tick") // never read
+	}
+	reader := connect(t, srv, sub, "tick")
+	waitSubs(t, h, "tick", stalled+1)
+	payload := strings.Repeat("p", size)
+	maxHeld := int64(0)
+	for i := 0; i < 1000; i++ { // 16 MiB to each stalled subscriber
+		if err := h.Publish("tick", engine.TextMessage, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+		if got := readText(t, reader); len(got) != size {
+			t.Fatalf("reader got %d bytes", len(got))
+		}
+		maxHeld = max(maxHeld, srv.Stats().OutboundBytes)
+	}
+	st, est := h.Stats(), srv.Stats()
+	if bound := int64(budget + stalled*(size+16)); maxHeld > bound {
+		t.Fatalf("the server held up to %d bytes, over the budget and one message per subscriber (%d)", maxHeld, bound)
+	}
+	if st.Conflated == 0 || st.SlowClosed != 0 || est.BudgetShed != 0 || est.SlowClosed != 0 {
+		t.Fatalf("hub %+v, server %+v: want conflation and no close", st, est)
+	}
 }

@@ -65,8 +65,11 @@ func (p Policy) String() string {
 
 // Default thresholds.
 const (
-	// DefaultHighWater is Options.HighWater when it is left zero.
-	DefaultHighWater = 1 << 20
+	// DefaultHighWater is Options.HighWater when it is left zero: 64 KiB
+	// beyond what the kernel's socket buffers already hold, as
+	// uWebSockets' maxBackpressure. A ticker's slow subscriber then
+	// conflates within a few ticks instead of buffering a megabyte.
+	DefaultHighWater = 64 << 10
 	// MaxTopicLen is the longest topic name, in bytes.
 	MaxTopicLen = 256
 )
@@ -76,8 +79,10 @@ type Options struct {
 	// HighWater is the unread backlog, in bytes, above which a subscriber is
 	// slow. It must be below the server's MaxOutboundBytes, which closes
 	// any connection outright: New refuses a HighWater the hub's policy
-	// could never act on. Default 1 MiB (or half of MaxOutboundBytes, if
-	// that is smaller).
+	// could never act on. Default 64 KiB (or half of MaxOutboundBytes, if
+	// that is smaller). While the server's outbound budget
+	// (engine.Config.MaxOutboundTotal) is used up, any backlog counts as
+	// over HighWater.
 	HighWater int
 	// LowWater is the backlog at or below which a slow subscriber counts as
 	// drained again; it then gets the conflated latest messages. It must

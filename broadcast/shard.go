@@ -258,14 +258,16 @@ func (sh *shard) flush() {
 }
 
 // updateSlow moves m in or out of the slow state by its backlog and reports
-// whether it is slow.
+// whether it is slow. While the loop's share of the server's outbound budget
+// is used up, any backlog makes a subscriber slow: the topic's policy then
+// keeps it from growing, instead of the engine closing it.
 func (sh *shard) updateSlow(m *member) bool {
 	opts := &sh.hub.opts
 	backlog := m.c.Buffered()
 	if m.slow && backlog <= opts.LowWater {
 		m.slow = false
 	}
-	if !m.slow && backlog > opts.HighWater {
+	if !m.slow && (backlog > opts.HighWater || backlog > 0 && sh.loop.OverBudget()) {
 		m.slow = true
 	}
 	return m.slow

@@ -19,6 +19,7 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultMaxMessageBytes  = codec.DefaultMaxMessageBytes
 	DefaultMaxOutboundBytes = 4 << 20
+	DefaultMaxOutboundTotal = 256 << 20
 	DefaultPingInterval     = 30 * time.Second
 	DefaultPongTimeout      = 15 * time.Second
 	DefaultCloseTimeout     = 3 * time.Second
@@ -60,6 +61,18 @@ type Config struct {
 	// with 1008. A single message larger than the bound is still sent when
 	// nothing else is queued.
 	MaxOutboundBytes int
+
+	// MaxOutboundTotal bounds the sum of all connections' backlogs, so that
+	// memory is a budget the operator sets, not the number of slow clients
+	// times MaxOutboundBytes. It is divided evenly among the loops. While a
+	// loop's share is used up, a Send that would leave a backlog closes its
+	// connection with 1008 instead of buffering, and the broadcast hub
+	// treats every subscriber with a backlog as slow (the topic's policy
+	// applies: conflate, drop or close). A subscriber that had no backlog
+	// may still start one with one batch, so the total can pass the budget
+	// by one batch per such subscriber. Default 256 MiB, or MaxOutboundBytes
+	// times Loops if that is more; it must be at least MaxOutboundBytes.
+	MaxOutboundTotal int64
 
 	// PingInterval is how long a connection may stay silent before the
 	// server pings it; PongTimeout is how long it then has to send anything
@@ -143,7 +156,8 @@ func (c Config) withDefaults() (Config, error) {
 	}{
 		{"Loops", int64(c.Loops)}, {"MaxHeaderBytes", int64(c.MaxHeaderBytes)},
 		{"MaxMessageBytes", c.MaxMessageBytes}, {"MaxFrameBytes", c.MaxFrameBytes},
-		{"MaxOutboundBytes", int64(c.MaxOutboundBytes)}, {"Workers", int64(c.Workers)},
+		{"MaxOutboundBytes", int64(c.MaxOutboundBytes)}, {"MaxOutboundTotal", c.MaxOutboundTotal},
+		{"Workers", int64(c.Workers)},
 		{"WorkerQueue", int64(c.WorkerQueue)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"PongTimeout", int64(c.PongTimeout)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"CloseTimeout", int64(c.CloseTimeout)},
@@ -176,6 +190,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxOutboundBytes == 0 {
 		c.MaxOutboundBytes = DefaultMaxOutboundBytes
+	}
+	if c.MaxOutboundTotal == 0 {
+		// Never below what each loop's connections may hold one at a time.
+		c.MaxOutboundTotal = max(DefaultMaxOutboundTotal, int64(c.MaxOutboundBytes)*int64(c.Loops))
+	}
+	if c.MaxOutboundTotal < int64(c.MaxOutboundBytes) {
+		return c, fmt.Errorf("herald: Config.MaxOutboundTotal (%d) is below Config.MaxOutboundBytes (%d): one connection could never use its own bound",
+			c.MaxOutboundTotal, c.MaxOutboundBytes)
 	}
 	if c.PingInterval == 0 {
 		c.PingInterval = DefaultPingInterval

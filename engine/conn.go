@@ -84,10 +84,11 @@ type Conn struct {
 	// what the socket did not take. While it is clear gnet's outbound buffer
 	// is empty and the backlog is 0 without asking gnet (see backlog).
 	gnetHolds bool
-	// swept is the backlog the last sweep saw, to tell a backlog that
-	// shrinks from one that makes no progress.
-	swept  int32
-	closed atomic.Bool
+	// counted is c's backlog when last looked at: its part of loop.held,
+	// and what tells a backlog that shrinks from one that makes no
+	// progress (Config.WriteTimeout).
+	counted int32
+	closed  atomic.Bool
 }
 
 // ID is unique among the server's connections.
@@ -138,7 +139,13 @@ func (c *Conn) Send(typ MessageType, data []byte) error {
 		}
 		c.lastMsg = c.loop.now
 		c.loop.stats.messagesOut.Add(1)
-		return c.writeFrame(ws.OpCode(typ), data)
+		if err := c.writeFrame(ws.OpCode(typ), data); err != nil {
+			return err
+		}
+		if !c.checkBudget() {
+			return ErrClosed
+		}
+		return nil
 	}
 	if c.closed.Load() {
 		return ErrClosed
@@ -212,9 +219,10 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 	var hdr [codec.MaxHeaderLen]byte
 	k := codec.PutHeader(hdr[:], op, true, false, len(payload))
 	l.iov[0], l.iov[1] = hdr[:k], payload
-	c.holdInGnet()
+	c.gnetHolds = true
 	_, err := c.gc.Writev(l.iov[:])
 	l.iov[0], l.iov[1] = nil, nil
+	c.account(c.gc.OutboundBuffered())
 	return err
 }
 
@@ -258,8 +266,9 @@ func (c *Conn) writeQueued(queued int, b []byte) error {
 // gnetWrite hands b to gnet, which writes what the socket takes and keeps
 // the rest until the socket is writable.
 func (c *Conn) gnetWrite(b []byte) error {
-	c.holdInGnet()
+	c.gnetHolds = true
 	_, err := c.gc.Write(b)
+	c.account(c.gc.OutboundBuffered())
 	return err
 }
 
@@ -277,32 +286,6 @@ func (c *Conn) sendHello() {
 	pool.Put(h)
 }
 
-// holdInGnet records that gnet may now hold bytes for c. A backlog that
-// starts now starts the WriteTimeout clock; backlog has cleared gnetHolds if
-// gnet held nothing before.
-func (c *Conn) holdInGnet() {
-	if !c.gnetHolds && c.state == stateOpen {
-		c.deadline = c.loop.now
-		c.swept = 0
-	}
-	c.gnetHolds = true
-}
-
-// stalled reports whether c's backlog has made no progress — neither
-// drained nor shrunk between sweeps — for limit. Sweep only.
-func (c *Conn) stalled(now, limit time.Duration) bool {
-	n := c.backlog()
-	if n == 0 {
-		return false
-	}
-	n = min(n, math.MaxInt32)
-	if n < int(c.swept) {
-		c.deadline = now // the peer reads: progress
-	}
-	c.swept = int32(n)
-	return now-c.deadline >= limit
-}
-
 // backlog returns the bytes queued for c that the peer has not read, asking
 // gnet only when it may hold some: most connections never have a backlog,
 // and reading gnet's connection for each of them would cost a cache miss per
@@ -315,10 +298,31 @@ func (c *Conn) backlog() int {
 		return 0
 	}
 	n := c.gc.OutboundBuffered()
+	c.account(n)
 	if n == 0 {
 		c.gnetHolds = false
 	}
 	return n
+}
+
+// account records that gnet holds n bytes for c, so that the loop's total
+// (loop.held, bounded by Config.MaxOutboundTotal) is exact as of the last
+// look at each connection. A backlog that drained unseen is counted until
+// the next look: the total errs on the high side.
+//
+// While c is open, a backlog that begins, or one seen smaller than at the
+// previous look (the peer read some of it), restarts the WriteTimeout
+// clock, which Conn.deadline holds while open.
+func (c *Conn) account(n int) {
+	n32 := int32(min(n, math.MaxInt32))
+	if n32 == c.counted {
+		return
+	}
+	if c.state == stateOpen && (c.counted == 0 || n32 < c.counted) {
+		c.deadline = c.loop.now
+	}
+	c.loop.held.Add(int64(n32 - c.counted))
+	c.counted = n32
 }
 
 // admit reports whether n more bytes may be queued; if not, the connection
@@ -337,10 +341,27 @@ func (c *Conn) admitQueued(queued, n int) bool {
 		return true
 	}
 	c.loop.stats.slowClosed.Add(1)
-	c.startClose(StatusPolicyViolation, "outbound buffer limit exceeded", false)
-	// The peer is not reading: waiting for its close frame is pointless.
-	c.drop(nil)
+	c.shed("outbound buffer limit exceeded")
 	return false
+}
+
+// checkBudget sheds c if a direct send left it a backlog while its loop is
+// over its share of Config.MaxOutboundTotal: what the socket did not take
+// must not stay in memory past the budget. It reports whether c is still
+// open. (The hub's writes skip it: the hub applies the topic's policy.)
+func (c *Conn) checkBudget() bool {
+	if c.counted > 0 && c.state == stateOpen && c.loop.overBudget(0) {
+		c.loop.stats.budgetShed.Add(1)
+		c.shed("server outbound budget exceeded")
+	}
+	return c.state == stateOpen
+}
+
+// shed closes a connection that is not reading with 1008: waiting for its
+// close frame is pointless.
+func (c *Conn) shed(reason string) {
+	c.startClose(StatusPolicyViolation, reason, false)
+	c.drop(nil)
 }
 
 // startClose sends a close frame and waits for the peer's (stateClosing).

@@ -207,6 +207,7 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.closed.Store(true)
 	c.loop.remove(c)
 	c.dec.Release()
+	c.account(0)
 	if c.hello != nil {
 		pool.Put(c.hello)
 		c.hello = nil

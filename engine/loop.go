@@ -49,6 +49,12 @@ type loop struct {
 	// sweepers run at every sweep (see OnSweep).
 	sweepers []func(now time.Duration)
 
+	// held is the sum of the backlogs gnet holds for this loop's
+	// connections (Conn.account); share is the loop's part of
+	// Config.MaxOutboundTotal.
+	held  atomic.Int64
+	share int64
+
 	stats loopStats
 }
 
@@ -65,6 +71,16 @@ func (l *loop) Post(fn func()) error {
 
 // OnLoop reports whether the caller is running on this loop.
 func (l *loop) OnLoop() bool { return l.onLoop() }
+
+// OverBudget reports whether the loop's share of Config.MaxOutboundTotal is
+// used up: the broadcast hub then treats every subscriber with a backlog as
+// slow. Safe from any goroutine.
+func (l *loop) OverBudget() bool { return l.overBudget(0) }
+
+// overBudget reports whether n more bytes would pass the loop's share.
+func (l *loop) overBudget(n int) bool {
+	return l.held.Load()+int64(n) > l.share
+}
 
 // Defer runs fn on the loop once the work currently being drained from its
 // inbox is done, so that the effects of many posts are acted on once (the
@@ -170,7 +186,9 @@ func (l *loop) run(t *task) {
 		c := t.c
 		if c.state == stateOpen {
 			c.lastMsg = l.now
-			c.writeEncoded(t.buf.B)
+			if c.writeEncoded(t.buf.B) {
+				c.checkBudget()
+			}
 			l.stats.messagesOut.Add(1)
 		}
 		pool.Put(t.buf)
@@ -255,10 +273,13 @@ func (l *loop) sweep(now time.Duration) {
 				_ = c.gc.Close()
 			}
 		case stateOpen:
+			if c.gnetHolds {
+				c.backlog() // recount: what the peer read since the last look
+			}
 			switch {
 			case c.hello != nil:
 				// OnOpen still runs on a worker: its timers start after.
-			case write > 0 && c.gnetHolds && c.stalled(now, write):
+			case write > 0 && c.counted > 0 && now-c.deadline >= write:
 				// Whatever it sends, a peer that does not read is gone:
 				// its pongs must not keep its backlog alive.
 				l.stats.writeTimeouts.Add(1)

@@ -247,6 +247,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{Active: s.active.Load(), Panics: s.panics.Load()}
 	for _, l := range *s.loopList.Load() {
 		l.stats.addTo(&st)
+		st.OutboundBytes += l.held.Load()
 	}
 	return st
 }
@@ -302,7 +303,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	defer s.mu.Unlock()
 	l := s.loops[el]
 	if l == nil {
-		l = &loop{srv: s, el: el, index: len(*s.loopList.Load())}
+		l = &loop{srv: s, el: el, index: len(*s.loopList.Load()), share: s.cfg.MaxOutboundTotal / int64(s.cfg.Loops)}
 		l.g.Store(currentG())
 		s.loops[el] = l
 		list := append(append([]*loop(nil), *s.loopList.Load()...), l)

@@ -13,6 +13,8 @@ type Stats struct {
 	HandshakeTimeouts   uint64 // connections dropped for a slow handshake
 	ProtocolErrors      uint64 // connections closed for a bad frame (1002, 1007, 1009)
 	SlowClosed          uint64 // connections closed for MaxOutboundBytes (1008)
+	BudgetShed          uint64 // connections closed for MaxOutboundTotal (1008)
+	OutboundBytes       int64  // bytes written and not yet taken by the peers' sockets, now
 	WorkerBacklogClosed uint64 // connections closed for WorkerQueue (1013)
 	Panics              uint64 // panics recovered from handlers and hooks
 	PongTimeouts        uint64 // connections dropped by keepalive
@@ -27,7 +29,7 @@ type Stats struct {
 type loopStats struct {
 	accepted, upgraded, rejected, httpServed      atomic.Uint64
 	handshakeTimeouts, protocolErrors, slowClosed atomic.Uint64
-	workerBacklogClosed                           atomic.Uint64
+	workerBacklogClosed, budgetShed               atomic.Uint64
 	pongTimeouts, idleClosed, writeTimeouts       atomic.Uint64
 	messagesIn, messagesOut                       atomic.Uint64
 }
@@ -40,6 +42,7 @@ func (s *loopStats) addTo(t *Stats) {
 	t.HandshakeTimeouts += s.handshakeTimeouts.Load()
 	t.ProtocolErrors += s.protocolErrors.Load()
 	t.SlowClosed += s.slowClosed.Load()
+	t.BudgetShed += s.budgetShed.Load()
 	t.WorkerBacklogClosed += s.workerBacklogClosed.Load()
 	t.PongTimeouts += s.pongTimeouts.Load()
 	t.WriteTimeouts += s.writeTimeouts.Load()

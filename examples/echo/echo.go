@@ -19,15 +19,22 @@ func (echoHandler) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte
 	_ = c.Send(typ, data)
 }
 
+// defaultOutboundTotal bounds the unread echoes of all clients together:
+// room for several whole 64 MiB echoes at once, not for hundreds of clients
+// that never read.
+const defaultOutboundTotal = 512 << 20
+
 // newServer builds the echo server: any path, any Origin (it is an interop
 // target that pages from other local origins must reach; herald's default is
-// same-origin), messages up to 64 MiB.
-func newServer(addr string, logger *slog.Logger) (*engine.Server, error) {
+// same-origin), messages up to 64 MiB, outbound memory bounded by budget.
+func newServer(addr string, budget int64, logger *slog.Logger) (*engine.Server, error) {
 	return engine.New(engine.Config{
 		Addr:            addr,
 		MaxMessageBytes: maxMessage,
-		// Room for a whole 64 MiB echo plus what the client pipelines.
-		MaxOutboundBytes: 2*maxMessage + 1<<20,
+		// Room for one whole 64 MiB echo and a little behind it: a client
+		// that pipelines more without reading is not reading.
+		MaxOutboundBytes: maxMessage + 1<<20,
+		MaxOutboundTotal: budget,
 		OriginPatterns:   []string{"*"},
 		Logger:           logger,
 	}, echoHandler{})

@@ -4,7 +4,10 @@
 //	go run ./examples/echo -addr 127.0.0.1:9001
 //
 // It upgrades on any path, accepts any Origin, messages up to 64 MiB, and
-// stops cleanly on SIGINT or SIGTERM, closing every client with 1001.
+// stops cleanly on SIGINT or SIGTERM, closing every client with 1001. A
+// client holds at most one unread 64 MiB echo (plus 1 MiB); all clients
+// together at most -max-outbound-total (512 MiB); a client that reads
+// nothing for 10 s is closed.
 package main
 
 import (
@@ -32,6 +35,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:9001", "address to listen on (host:port; port 0 picks one)")
 	verbose := fs.Bool("v", false, "log handshake rejections and other debug events")
+	budget := fs.Int64("max-outbound-total", defaultOutboundTotal,
+		"bytes of unread echoes the server holds for all clients together; past it, a client that does not read is closed (1008)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -42,7 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	srv, err := newServer(*addr, logger)
+	srv, err := newServer(*addr, *budget, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -7,6 +7,11 @@
 // subscribes to every symbol unless ?symbols=S0,S3 narrows it. Each tick
 // publishes one JSON text message per symbol with "sym", "seq" (+1 per tick)
 // and "ts" (Unix ns at publish), padded to about -size bytes.
+//
+// Memory is bounded by its flags: a client that falls more than -high-water
+// behind gets only the latest price per symbol until it catches up, all
+// clients together hold at most -max-outbound-total, and a client that
+// reads nothing for 10 s is closed.
 package main
 
 import (
@@ -27,6 +32,10 @@ func main() {
 	flag.IntVar(&opts.symbols, "symbols", 20, "number of symbols, S0 to S<n-1>")
 	flag.IntVar(&opts.size, "size", 128, "approximate size of each message in bytes")
 	flag.IntVar(&opts.loops, "loops", 0, "event loops (default: one per core)")
+	flag.Int64Var(&opts.budget, "max-outbound-total", 64<<20,
+		"bytes of unsent ticks the server holds for all clients together; past it, every client with a backlog gets only the latest price per symbol")
+	flag.IntVar(&opts.highWater, "high-water", 64<<10,
+		"bytes of unsent ticks one client may have before it gets only the latest price per symbol")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 

@@ -26,6 +26,9 @@ type options struct {
 	symbols  int
 	size     int
 	loops    int
+	// budget and highWater bound what slow clients cost (see main's flags).
+	budget    int64
+	highWater int
 }
 
 // ticker is the example's server: a hub with one topic per symbol and a
@@ -52,10 +55,11 @@ func newTicker(opts options, logger *slog.Logger) (*ticker, error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /stats", t.serveStats)
 	srv, err := engine.New(engine.Config{
-		Addr:        opts.addr,
-		Loops:       opts.loops,
-		HTTPHandler: mux,
-		Logger:      logger,
+		Addr:             opts.addr,
+		Loops:            opts.loops,
+		MaxOutboundTotal: opts.budget,
+		HTTPHandler:      mux,
+		Logger:           logger,
 	}, t)
 	if err != nil {
 		return nil, err
@@ -63,7 +67,7 @@ func newTicker(opts options, logger *slog.Logger) (*ticker, error) {
 	t.srv = srv
 	// A ticker only cares about the newest price: a subscriber that falls
 	// behind gets the latest per symbol once it catches up.
-	if t.hub, err = broadcast.New(srv, broadcast.Options{Policy: broadcast.Conflate}); err != nil {
+	if t.hub, err = broadcast.New(srv, broadcast.Options{Policy: broadcast.Conflate, HighWater: opts.highWater}); err != nil {
 		return nil, err
 	}
 	return t, nil

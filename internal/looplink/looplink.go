@@ -28,6 +28,10 @@ type Loop interface {
 	// is done, so that the effects of many posts are acted on once. Loop
 	// only.
 	Defer(fn func())
+	// OverBudget reports whether the loop's share of the server's outbound
+	// budget is used up: every connection with a backlog then counts as
+	// slow. Safe from any goroutine.
+	OverBudget() bool
 	// OnSweep registers fn to run on the loop at every timer sweep (at
 	// most a second apart), with the sweep's clock. Loop only.
 	OnSweep(fn func(now time.Duration))

@@ -43,6 +43,9 @@ func echoConfig(logger *slog.Logger) engine.Config {
 		Addr:             "127.0.0.1:0",
 		MaxMessageBytes:  contractMaxMessage,
 		MaxOutboundBytes: 2*contractMaxMessage + 1<<20,
+		// Cases run in parallel, several with 64 MiB echoes: the
+		// server-wide budget must not be what a case meets.
+		MaxOutboundTotal: 4 << 30,
 		OriginPatterns:   []string{"*"},
 		Logger:           logger,
 		HandshakeTimeout: timerOff,
