@@ -105,7 +105,7 @@ func TestConnectThenPublishLosesNothing(t *testing.T) {
 func TestIdleTimeoutCountsBroadcasts(t *testing.T) {
 	var now atomic.Int64
 	now.Store(int64(time.Hour))
-	h, srv, sub := newHubWithClock(t, engine.Config{IdleTimeout: 300 * time.Millisecond}, func() time.Duration {
+	h, srv, sub := newHubWithClock(t, Options{}, engine.Config{IdleTimeout: 300 * time.Millisecond}, func() time.Duration {
 		return time.Duration(now.Load())
 	})
 	conn := connect(t, srv, sub, "ticks")
@@ -132,31 +132,6 @@ func TestIdleTimeoutCountsBroadcasts(t *testing.T) {
 	if code, reason := ws.ParseCloseFrameData(f.Payload); err != nil || code != 1001 || reason != "idle timeout" {
 		t.Fatalf("after the ticks stopped: %v %d %q %v, want close 1001", f.Header.OpCode, code, reason, err)
 	}
-}
-
-// newHubWithClock is newHub on a server whose timer clock is now.
-func newHubWithClock(t *testing.T, cfg engine.Config, now func() time.Duration) (*Hub, *engine.Server, *subscriber) {
-	t.Helper()
-	cfg.Addr = "127.0.0.1:0"
-	cfg.Logger = quiet
-	sub := &subscriber{opened: make(chan *engine.Conn, 100)}
-	srv, err := engine.New(cfg, sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	looplink.SetClock(srv, now)
-	if sub.hub, err = New(srv, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return sub.hub, srv, sub
 }
 
 // With many stalled subscribers, the server's outbound budget binds before

@@ -43,6 +43,11 @@ func (s *subscriber) OnOpen(c *engine.Conn) {
 
 // newHub starts a server with two loops and a hub on it.
 func newHub(t testing.TB, opts Options, cfg engine.Config) (*Hub, *engine.Server, *subscriber) {
+	return newHubWithClock(t, opts, cfg, nil)
+}
+
+// newHubWithClock is newHub on a server whose timer clock is now, if set.
+func newHubWithClock(t testing.TB, opts Options, cfg engine.Config, now func() time.Duration) (*Hub, *engine.Server, *subscriber) {
 	t.Helper()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Loops = 2
@@ -52,6 +57,9 @@ func newHub(t testing.TB, opts Options, cfg engine.Config) (*Hub, *engine.Server
 	if err != nil {
 		t.Fatal(err)
 	}
+	if now != nil {
+		looplink.SetClock(srv, now)
+	}
 	if h.hub, err = New(srv, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +67,7 @@ func newHub(t testing.TB, opts Options, cfg engine.Config) (*Hub, *engine.Server
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a hang guard
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})

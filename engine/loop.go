@@ -284,7 +284,8 @@ func (l *loop) sweep(now time.Duration) {
 				// its pongs must not keep its backlog alive.
 				l.stats.writeTimeouts.Add(1)
 				c.startClose(StatusPolicyViolation, "write timeout", false)
-				c.drop(ErrWriteTimeout)
+				c.closeErr = ErrWriteTimeout // for OnClose: clearer than the 1008 it was sent
+				c.drop(nil)
 			case idle > 0 && now-c.lastMsg >= idle:
 				l.stats.idleClosed.Add(1)
 				c.startClose(StatusGoingAway, "idle timeout", false)
