@@ -47,6 +47,10 @@ type Config struct {
 	// StartAt, when set, is called once every connection is up and returns
 	// the shared window start.
 	StartAt func() (time.Time, error)
+	// WindowDone, when set, ends the measured window early once closed:
+	// a test ends it when its server has seen the client take everything,
+	// instead of betting that a fixed Duration is long enough.
+	WindowDone <-chan struct{}
 	// ConnectTimeout bounds the connect phase.
 	ConnectTimeout time.Duration
 	// Event, when set, receives progress events (one JSON object each).

@@ -237,7 +237,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Event != nil {
 		cfg.Event(map[string]any{"event": "window", "shard": cfg.Shard, "start_ns": winStart.UnixNano(), "end_ns": winEnd.UnixNano()})
 	}
-	ok := sleepUntil(ctx, winEnd)
+	ok := sleepUntil(ctx, winEnd, cfg.WindowDone)
+	if now := time.Now(); ok && now.Before(winEnd) {
+		winEnd = now // ended early by WindowDone
+		e.winHi.Store(winEnd.UnixNano())
+	}
 	ru1 := rusage()
 	// Let replies to messages sent inside the window arrive before stopping.
 	if ok {
@@ -281,10 +285,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-func sleepUntil(ctx context.Context, t time.Time) bool {
+// sleepUntil waits until t, or until early is closed (a nil early never
+// is); it returns false if ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time, early ...<-chan struct{}) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil
+	}
+	var stop <-chan struct{}
+	if len(early) > 0 {
+		stop = early[0]
 	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -292,6 +302,8 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-ctx.Done():
 		return false
 	case <-timer.C:
+		return true
+	case <-stop:
 		return true
 	}
 }

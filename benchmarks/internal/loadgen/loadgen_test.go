@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -117,7 +118,7 @@ func holdOpen(stop <-chan struct{}, c net.Conn) {
 // write, pings, fragments a message and skips a sequence number, so the
 // client's incremental parsing, pong and gap counting are all exercised. It
 // sends them once started is closed: when the run's window has begun.
-func rawTicker(t *testing.T, started <-chan struct{}) (addr string, pongs func() int) {
+func rawTicker(t *testing.T, started <-chan struct{}, conns int) (addr string, pongs func() int, done <-chan struct{}) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +127,8 @@ func rawTicker(t *testing.T, started <-chan struct{}) (addr string, pongs func()
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
 	var mu sync.Mutex
-	n := 0
+	n, finished := 0, 0
+	allDone := make(chan struct{})
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -171,16 +173,42 @@ func rawTicker(t *testing.T, started <-chan struct{}) (addr string, pongs func()
 					n++
 					mu.Unlock()
 				}
+				// A second ping: its pong (masked, 4-byte key, "hi")
+				// comes after the client took every frame before it, so
+				// the window can end then, however slow the machine.
+				if _, err := c.Write([]byte{0x89, 2, 'h', 'i'}); err != nil {
+					return
+				}
+				var rest [1 + 4 + 2]byte
+				if _, err := io.ReadFull(br, rest[:]); err != nil {
+					return
+				}
+				for {
+					if _, err := io.ReadFull(br, hdr[:1]); err != nil {
+						return
+					}
+					if hdr[0] == 0x8A {
+						break
+					}
+				}
+				mu.Lock()
+				finished++
+				if finished == conns {
+					close(allDone)
+				}
+				mu.Unlock()
 			}(c)
 		}
 	}()
-	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }
+	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }, allDone
 }
 
 func TestTickerIncrementalFramesGapsAndPong(t *testing.T) {
 	started := make(chan struct{})
-	addr, pongs := rawTicker(t, started)
-	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: 3, Duration: 1500 * time.Millisecond,
+	addr, pongs, done := rawTicker(t, started, 3)
+	// The window ends once every connection answered a ping sent after all
+	// its frames; the long Duration is only a hang guard.
+	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: 3, Duration: 60 * time.Second, WindowDone: done,
 		StartAt: func() (time.Time, error) {
 			now := time.Now()
 			close(started)
