@@ -14,7 +14,12 @@ func init() {
 	looplink.ConnOf = func(c any) looplink.Conn { return (*linkConn)(c.(*Conn)) }
 	looplink.ServerOf = func(s any) looplink.Server { return (*linkServer)(s.(*Server)) }
 	looplink.SetClock = func(s any, now func() time.Duration) { s.(*Server).testClock.Store(&now) }
-	looplink.Sweep = func(s any) { s.(*Server).sweepAll(true) }
+	looplink.Sweep = func(s any) {
+		if ls, ok := s.(*linkServer); ok { // what a hub holds
+			s = (*Server)(ls)
+		}
+		s.(*Server).sweepAll(true)
+	}
 }
 
 // linkConn is a Conn seen through the door.

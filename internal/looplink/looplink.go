@@ -86,5 +86,9 @@ var (
 	// SetClock replaces the server's timer clock.
 	SetClock func(s any, now func() time.Duration)
 	// Sweep runs a timer sweep on every loop and waits until all are done.
+	// s is an *engine.Server or the Server that ServerOf returned. Work
+	// posted to the loops before it has run when it returns, but for what
+	// that work deferred to the end of the same drain: a second Sweep
+	// waits for that too.
 	Sweep func(s any)
 )
