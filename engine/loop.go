@@ -186,10 +186,12 @@ func (l *loop) run(t *task) {
 		c := t.c
 		if c.state == stateOpen {
 			c.lastMsg = l.now
+			// Counted before the write, so that a client that has read
+			// the message also sees it counted.
+			l.stats.messagesOut.Add(1)
 			if c.writeEncoded(t.buf.B) {
 				c.checkBudget()
 			}
-			l.stats.messagesOut.Add(1)
 		}
 		pool.Put(t.buf)
 	case taskClose:
