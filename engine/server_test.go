@@ -111,7 +111,6 @@ type recorder struct {
 	mu       sync.Mutex
 	opened   []*Conn
 	messages []string
-	closes   []error
 	openCh   chan *Conn
 	closeCh  chan error
 	onOpen   func(c *Conn)

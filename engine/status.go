@@ -3,6 +3,10 @@ package engine
 import (
 	"errors"
 	"strconv"
+
+	"github.com/gobwas/ws"
+
+	"github.com/heraldws/herald/codec"
 )
 
 // StatusCode is a WebSocket close code (RFC 6455 section 7.4), with the names
@@ -61,11 +65,7 @@ func (c StatusCode) String() string {
 // (registered for the protocol; 1004 is reserved and 1005, 1006 and 1015 only
 // describe a close) and 3000-4999 (libraries, frameworks and applications).
 func (c StatusCode) Sendable() bool {
-	switch {
-	case c >= 1000 && c <= 1003, c >= 1007 && c <= 1014, c >= 3000 && c <= 4999:
-		return true
-	}
-	return false
+	return c >= 0 && c <= 0xffff && codec.ValidCloseCode(ws.StatusCode(c))
 }
 
 // CloseStatus returns the close code of err if it is, or wraps, a
@@ -81,4 +81,4 @@ func CloseStatus(err error) StatusCode {
 
 // MaxCloseReason is the longest close reason, in bytes: a control frame
 // carries at most 125 bytes and the code takes 2.
-const MaxCloseReason = 123
+const MaxCloseReason = ws.MaxControlFramePayloadSize - 2

@@ -93,11 +93,6 @@ func pause(d time.Duration) step {
 	return func(c *wsConn) { c.queueSleep(d) }
 }
 
-// flushed waits until every queued write has gone out.
-func flushed() step {
-	return func(c *wsConn) { c.flush() }
-}
-
 func expectMsg(op byte, p []byte) step {
 	return func(c *wsConn) { c.t.Helper(); c.expectEvent(op, p) }
 }

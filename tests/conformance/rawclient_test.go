@@ -137,8 +137,6 @@ type wsConn struct {
 
 	wq    chan writeJob
 	wdone chan struct{}
-	wmu   sync.Mutex
-	werr  error
 	wrng  *mrand.Rand // writer goroutine only
 
 	sentClose bool // a frame with the close opcode was queued
@@ -205,12 +203,9 @@ func (c *wsConn) writer() {
 			time.Sleep(job.sleep)
 		}
 		if !failed && len(job.data) > 0 {
-			if err := c.writeChunks(job.data, job.mode); err != nil {
-				failed = true
-				c.wmu.Lock()
-				c.werr = err
-				c.wmu.Unlock()
-			}
+			// Writes fail legitimately once the server has closed a
+			// connection it failed: the rest are skipped.
+			failed = c.writeChunks(job.data, job.mode) != nil
 		}
 		if job.done != nil {
 			close(job.done)
@@ -240,14 +235,6 @@ func (c *wsConn) writeChunks(b []byte, m wmode) error {
 		}
 	}
 	return nil
-}
-
-// writeErr reports the first failed write, if any. Writes fail legitimately
-// once the server has closed a connection it failed.
-func (c *wsConn) writeErr() error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.werr
 }
 
 // queue hands bytes to the writer without waiting.
