@@ -26,6 +26,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultShutdownTimeout  = 5 * time.Second
 	DefaultWorkerQueue      = 1024
+	DefaultReturnMemory     = 8 << 20
 )
 
 // Config configures a Server. The zero value of every field is replaced by a
@@ -73,6 +74,16 @@ type Config struct {
 	// by one batch per such subscriber. Default 256 MiB, or MaxOutboundBytes
 	// times Loops if that is more; it must be at least MaxOutboundBytes.
 	MaxOutboundTotal int64
+
+	// ReturnMemoryAfter makes memory go back to the OS after a burst: when
+	// what the server holds for connections (their backlogs, plus about
+	// 1 KiB per open connection) has fallen by at least this many bytes
+	// from its peak, and to half of it or less, the server collects garbage
+	// twice and returns the free pages (debug.FreeOSMemory), on a goroutine
+	// of its own and at most once every 10 s. Without it the Go runtime
+	// keeps a burst's peak for minutes on an idle server. Steady traffic
+	// never triggers it. Default 8 MiB; a negative value disables it.
+	ReturnMemoryAfter int64
 
 	// PingInterval is how long a connection may stay silent before the
 	// server pings it; PongTimeout is how long it then has to send anything
@@ -219,6 +230,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.WorkerQueue == 0 {
 		c.WorkerQueue = DefaultWorkerQueue
+	}
+	if c.ReturnMemoryAfter == 0 {
+		c.ReturnMemoryAfter = DefaultReturnMemory
 	}
 	return c, nil
 }

@@ -40,6 +40,12 @@ type Server struct {
 	panics   atomic.Uint64
 	draining atomic.Bool
 
+	// memReturn is owned by the timer goroutine (tick); returning is set
+	// while a return runs.
+	memReturn     memoryReturn
+	returning     atomic.Bool
+	memoryReturns atomic.Uint64
+
 	mu       sync.Mutex
 	loops    map[gnet.EventLoop]*loop
 	loopList atomic.Pointer[[]*loop]
@@ -93,6 +99,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 		stopped:  make(chan struct{}),
 		stopTick: make(chan struct{}),
 	}
+	s.memReturn.threshold = cfg.ReturnMemoryAfter
 	s.pingH, _ = h.(PingHandler)
 	s.pongH, _ = h.(PongHandler)
 	if cfg.Workers > 0 {
@@ -244,7 +251,7 @@ wait:
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Active: s.active.Load(), Panics: s.panics.Load()}
+	st := Stats{Active: s.active.Load(), Panics: s.panics.Load(), MemoryReturns: s.memoryReturns.Load()}
 	for _, l := range *s.loopList.Load() {
 		l.stats.addTo(&st)
 		st.OutboundBytes += l.held.Load()
@@ -274,6 +281,7 @@ func (s *Server) tick() {
 			return
 		case <-t.C:
 			s.sweepAll(false)
+			s.maybeReturnMemory()
 		}
 	}
 }

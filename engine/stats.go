@@ -22,6 +22,7 @@ type Stats struct {
 	IdleClosed          uint64 // connections closed by IdleTimeout
 	MessagesIn          uint64 // data messages received
 	MessagesOut         uint64 // data messages sent with Conn.Send
+	MemoryReturns       uint64 // times freed memory was given back to the OS (Config.ReturnMemoryAfter)
 }
 
 // loopStats are one loop's counters. Each is written by its loop only, so
