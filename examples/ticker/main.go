@@ -10,8 +10,13 @@
 //
 // Memory is bounded by its flags: a client that falls more than -high-water
 // behind gets only the latest price per symbol until it catches up, all
-// clients together hold at most -max-outbound-total, and a client that
-// reads nothing for 10 s is closed.
+// clients together hold at most -max-outbound-total, a client that reads
+// nothing for 10 s is closed, and -memory-limit is the process's budget:
+// the Go runtime's soft memory limit (what GOMEMLIMIT sets), which keeps
+// the garbage collector's headroom inside it. Backlogs cost about 2.5 times
+// their bytes in RSS under the default garbage collector settings (buffers
+// rounded up to powers of two, the collector's headroom), so the limit is
+// at least four times -max-outbound-total.
 package main
 
 import (
@@ -21,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
@@ -36,7 +42,13 @@ func main() {
 		"bytes of unsent ticks the server holds for all clients together; past it, every client with a backlog gets only the latest price per symbol")
 	flag.IntVar(&opts.highWater, "high-water", 64<<10,
 		"bytes of unsent ticks one client may have before it gets only the latest price per symbol")
+	memoryLimit := flag.Int64("memory-limit", 256<<20,
+		"the process's memory budget in bytes: the Go runtime's soft memory limit, at least 4 × -max-outbound-total (0 leaves the runtime's default; GOMEMLIMIT, if set, wins)")
 	flag.Parse()
+	if err := applyMemoryLimit(*memoryLimit, opts.budget); err != nil {
+		fmt.Fprintln(os.Stderr, "ticker:", err)
+		os.Exit(2)
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
 	t, err := newTicker(opts, logger)
@@ -62,4 +74,22 @@ func main() {
 	if err := t.srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("shutdown", "err", err)
 	}
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit to limit, unless
+// limit is 0 or the operator set GOMEMLIMIT. A limit that backlogs alone
+// could fill is refused: the collector would run without pause.
+func applyMemoryLimit(limit, outboundTotal int64) error {
+	switch {
+	case limit == 0:
+		return nil
+	case limit < 0:
+		return fmt.Errorf("-memory-limit is negative (%d): give bytes, or 0 for the runtime's default", limit)
+	case outboundTotal > 0 && limit < 4*outboundTotal:
+		return fmt.Errorf("-memory-limit (%d) is below 4 × -max-outbound-total (%d): backlogs alone could fill it", limit, outboundTotal)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(limit)
+	}
+	return nil
 }

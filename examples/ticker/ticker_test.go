@@ -168,3 +168,21 @@ func TestAppendTickSize(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryLimitFlag(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "") // set, so a valid limit leaves the runtime alone
+	for _, tc := range []struct {
+		limit, outbound int64
+		wantErr         string
+	}{
+		{0, 64 << 20, ""},
+		{256 << 20, 64 << 20, ""},
+		{-1, 64 << 20, "negative"},
+		{128 << 20, 64 << 20, "below 4 × -max-outbound-total"},
+	} {
+		err := applyMemoryLimit(tc.limit, tc.outbound)
+		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("applyMemoryLimit(%d, %d) = %v, want an error containing %q", tc.limit, tc.outbound, err, tc.wantErr)
+		}
+	}
+}
