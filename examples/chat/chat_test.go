@@ -118,19 +118,25 @@ func connect(t *testing.T, addr, room, nick string) *client {
 }
 
 func (c *client) read() (serverMsg, error) {
+	m, _, err := c.readRaw()
+	return m, err
+}
+
+// readRaw reads the next message and returns it parsed and as sent.
+func (c *client) readRaw() (serverMsg, []byte, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(hangGuard))
 	data, op, err := wsutil.ReadServerData(c.rw)
 	if err != nil {
-		return serverMsg{}, err
+		return serverMsg{}, nil, err
 	}
 	if op != ws.OpText {
-		return serverMsg{}, errors.New("server sent a binary message")
+		return serverMsg{}, nil, errors.New("server sent a binary message")
 	}
 	var m serverMsg
 	if err := json.Unmarshal(data, &m); err != nil {
-		return serverMsg{}, err
+		return serverMsg{}, nil, err
 	}
-	return m, nil
+	return m, data, nil
 }
 
 // expect reads the next message and checks its type.
@@ -183,7 +189,7 @@ func (c *client) expectClose(code ws.StatusCode, reason string) {
 
 func (c *client) say(text string) {
 	c.t.Helper()
-	c.sendRaw(mustMarshal(map[string]string{"type": "msg", "text": text}))
+	c.sendRaw(marshal(map[string]string{"type": "msg", "text": text}))
 }
 
 func (c *client) sendRaw(b []byte) {
@@ -533,4 +539,25 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// '<', '>' and '&' are sent as themselves, not as six-byte escapes: a text
+// of them costs its own size on the wire, and reaches members unchanged.
+func TestNoHTMLEscaping(t *testing.T) {
+	addr := startChat(t, nil)
+	alice, _ := join(t, addr, "html", "alice")
+	text := strings.Repeat("<b>&amp;</b>", 100)
+	alice.say(text)
+	_, raw, err := alice.readRaw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), `\u003c`) || !strings.Contains(string(raw), text) {
+		t.Fatalf("message as sent: %.120s, want the text unescaped", raw)
+	}
+	bob, h := join(t, addr, "html", "bob")
+	if len(h.Messages) != 1 || h.Messages[0].Text != text {
+		t.Fatalf("history: %+v, want alice's message", h.Messages)
+	}
+	bob.leave()
 }
