@@ -34,20 +34,73 @@ const (
 	maxFrameBytes = 16 << 10 // room for 2000 bytes of text however JSON escapes it
 	maxNicksSent  = 200      // nicknames listed in a history message, at most
 	topicPrefix   = "room."
+
+	// maxEscape is the most bytes JSON needs for one byte of text: a
+	// control character other than \n, \r and \t becomes \u00XX. (HTML
+	// characters are not escaped, see marshal; U+2028 and U+2029 grow from
+	// 3 bytes to 6.)
+	maxEscape = 6
+	// maxNickJSON bounds a nickname as sent, quotes included: a printable
+	// rune is at most 4 bytes, and the only printable characters JSON
+	// escapes, '"' and '\', grow from 1 byte to 2.
+	maxNickJSON = maxNickRunes*utf8.UTFMax + 2
+	// maxEventBytes bounds a "msg" event as sent: the text escaped at
+	// worst, the nickname and room at their longest, and 128 bytes for the
+	// field names and the two numbers (20 digits each at most).
+	// -history-bytes must leave room for it, so that any message the
+	// server accepts fits in the history.
+	maxEventBytes = 128 + maxRoomLen + maxNickJSON + maxTextBytes*maxEscape
+	// minHistoryBytes is the smallest -history-bytes: the largest event in
+	// its array's brackets.
+	minHistoryBytes = maxEventBytes + 2
+	// maxNickListBytes bounds the "nicks" array of a history message.
+	maxNickListBytes = 2 + maxNicksSent*(maxNickJSON+1)
+	// historyFixedBytes bounds a history message without its "nicks" and
+	// "messages" arrays' contents.
+	historyFixedBytes = 256
+	// maxHistoryBytes is the largest -history-bytes: a history message is
+	// sent behind the 101 in one go, and with its nick list it must stay
+	// within a connection's outbound bound (engine MaxOutboundBytes, left
+	// at its default), or the joiner would be closed as a slow consumer.
+	maxHistoryBytes = engine.DefaultMaxOutboundBytes - 64<<10
 )
 
 // options are the server's settings; the command line sets them.
 type options struct {
-	addr     string
-	history  int     // messages kept per room
-	rate     float64 // messages per second per connection, sustained
-	burst    int     // messages per connection in a burst
-	maxRooms int     // rooms kept at most
-	loops    int
+	addr         string
+	history      int     // messages kept per room
+	historyBytes int     // bytes of "messages", as sent, per room
+	rate         float64 // messages per second per connection, sustained
+	burst        int     // messages per connection in a burst
+	maxRooms     int     // rooms kept at most
+	loops        int
 }
 
 func defaultOptions() options {
-	return options{addr: "127.0.0.1:8081", history: 50, rate: 10, burst: 10, maxRooms: 1024}
+	return options{
+		addr:         "127.0.0.1:8081",
+		history:      50,
+		historyBytes: 64 << 10,
+		rate:         10,
+		burst:        10,
+		maxRooms:     1024,
+	}
+}
+
+// check refuses settings that contradict each other, naming the flags.
+func (o options) check() error {
+	switch {
+	case o.history < 0:
+		return fmt.Errorf("-history must not be negative, not %d", o.history)
+	case o.history > 0 && (o.historyBytes < minHistoryBytes || o.historyBytes > maxHistoryBytes):
+		return fmt.Errorf("-history-bytes must be from %d, room for the largest message as sent (%d bytes of text, JSON-escaped), to %d, what a connection may be sent at once, not %d",
+			minHistoryBytes, maxTextBytes, maxHistoryBytes, o.historyBytes)
+	case o.rate <= 0 || o.burst < 1:
+		return fmt.Errorf("-rate must be positive and -burst at least 1, not %v and %d", o.rate, o.burst)
+	case o.maxRooms < 1:
+		return fmt.Errorf("-rooms must be at least 1, not %d", o.maxRooms)
+	}
+	return nil
 }
 
 // chat is the server: the engine handler, the hub that carries each room's
@@ -76,8 +129,7 @@ type room struct {
 	mu      sync.Mutex         // guards the fields below
 	members map[string]*member // by lower-cased nickname
 	seq     uint64             // id of the room's latest event
-	history [][]byte           // encoded "msg" events, a ring of opts.history
-	head    int                // index of the oldest in history once it is full
+	history history            // the latest "msg" events, as sent
 	gone    bool               // forgotten by chat.rooms: join another
 }
 
@@ -94,14 +146,8 @@ type member struct {
 }
 
 func newChat(opts options, logger *slog.Logger) (*chat, error) {
-	if opts.history < 0 {
-		return nil, fmt.Errorf("-history must not be negative, not %d", opts.history)
-	}
-	if opts.rate <= 0 || opts.burst < 1 {
-		return nil, fmt.Errorf("-rate must be positive and -burst at least 1, not %v and %d", opts.rate, opts.burst)
-	}
-	if opts.maxRooms < 1 {
-		return nil, fmt.Errorf("-rooms must be at least 1, not %d", opts.maxRooms)
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	ch := &chat{opts: opts, log: logger, rooms: make(map[string]*room)}
 	mux := http.NewServeMux()
@@ -224,7 +270,7 @@ func (ch *chat) OnOpen(c *engine.Conn) {
 	}
 	r.members[m.key] = m
 	m.room = r
-	history = r.historyLocked()
+	history = r.history.snapshot()
 	count = len(r.members)
 	nicks = make([]string, 0, min(count, maxNicksSent))
 	for _, other := range r.members {
@@ -344,13 +390,43 @@ func (ch *chat) forgetEmptyLocked() bool {
 	return false
 }
 
-// historyLocked returns the room's history, oldest first. r.mu must be held.
-// The messages themselves are never modified, so sharing them is safe.
-func (r *room) historyLocked() [][]byte {
-	out := make([][]byte, 0, len(r.history))
-	out = append(out, r.history[r.head:]...)
-	return append(out, r.history[:r.head]...)
+// history holds a room's latest "msg" events as sent, oldest first, within
+// two bounds: at most maxEvents events, and at most maxBytes bytes for the
+// JSON array that lists them (brackets and commas included). Adding an
+// event drops the oldest ones until it fits. The room's lock guards it.
+type history struct {
+	events [][]byte
+	size   int // bytes of the events and the commas between them
 }
+
+// add appends ev, dropping the oldest events as the bounds require. An event
+// that could never fit is not kept (option checks make that impossible:
+// -history-bytes is at least minHistoryBytes); the history is then unchanged.
+func (h *history) add(ev []byte, maxEvents, maxBytes int) {
+	if maxEvents < 1 || 2+len(ev) > maxBytes {
+		return
+	}
+	for len(h.events) > 0 && (len(h.events) >= maxEvents || 2+h.size+1+len(ev) > maxBytes) {
+		h.size -= len(h.events[0]) + min(len(h.events)-1, 1)
+		// Cleared so that the dropped event is garbage now, not when
+		// append next moves the slice.
+		h.events[0] = nil
+		h.events = h.events[1:]
+	}
+	if len(h.events) > 0 {
+		h.size++
+	}
+	h.size += len(ev)
+	h.events = append(h.events, ev)
+}
+
+// bytes returns the size of the JSON array that lists the events.
+func (h *history) bytes() int { return 2 + h.size }
+
+// snapshot returns the events, oldest first. The events themselves are never
+// modified, so sharing them is safe; the slice is a copy because add
+// clears the entries it drops.
+func (h *history) snapshot() [][]byte { return slices.Clone(h.events) }
 
 // event is what the server sends about a room. Fields a type does not use
 // are left out.
@@ -373,22 +449,23 @@ func (ch *chat) publishLocked(r *room, ev event, keep bool) {
 // the history. r.mu must be held: ids, history and publish order agree.
 func (ch *chat) publishBodyLocked(r *room, body []byte, keep bool) {
 	r.seq++
-	msg := make([]byte, 0, len(body)+28)
-	msg = append(msg, `{"id":`...)
-	msg = strconv.AppendUint(msg, r.seq, 10)
-	msg = append(msg, ',')
-	msg = append(msg, body[1:]...)
-	if keep && ch.opts.history > 0 {
-		if len(r.history) < ch.opts.history {
-			r.history = append(r.history, msg)
-		} else {
-			r.history[r.head] = msg
-			r.head = (r.head + 1) % len(r.history)
-		}
+	msg := withID(r.seq, body)
+	if keep {
+		r.history.add(msg, ch.opts.history, ch.opts.historyBytes)
 	}
 	if err := ch.hub.Publish(r.topic, engine.TextMessage, msg); err != nil && !errors.Is(err, engine.ErrClosed) {
 		ch.log.Warn("publish", "room", r.name, "err", err)
 	}
+}
+
+// withID returns the encoded event body (a JSON object without "id") with
+// "id" first.
+func withID(id uint64, body []byte) []byte {
+	msg := make([]byte, 0, len(body)+28)
+	msg = append(msg, `{"id":`...)
+	msg = strconv.AppendUint(msg, id, 10)
+	msg = append(msg, ',')
+	return append(msg, body[1:]...)
 }
 
 // encodeHistory builds the message a member gets on joining:
@@ -409,14 +486,21 @@ func encodeHistory(roomName string, lastID uint64, members int, nicks []string, 
 	b = strconv.AppendInt(b, int64(members), 10)
 	b = append(b, `,"nicks":`...)
 	b = append(b, marshal(nicks)...)
-	b = append(b, `,"messages":[`...)
-	for i, m := range msgs {
+	b = append(b, `,"messages":`...)
+	b = appendArray(b, msgs)
+	return append(b, '}')
+}
+
+// appendArray appends a JSON array of already encoded values.
+func appendArray(b []byte, items [][]byte) []byte {
+	b = append(b, '[')
+	for i, it := range items {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, m...)
+		b = append(b, it...)
 	}
-	return append(b, "]}"...)
+	return append(b, ']')
 }
 
 // sendError tells the connection what was wrong with its last message.

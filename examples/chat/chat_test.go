@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -25,6 +26,13 @@ const hangGuard = time.Minute
 // startChat runs the server in-process on a free port.
 func startChat(t *testing.T, tune func(*options)) string {
 	t.Helper()
+	return startServer(t, tune).srv.Addr().String()
+}
+
+// startServer runs the server in-process on a free port and returns it, for
+// tests that look inside.
+func startServer(t *testing.T, tune func(*options)) *chat {
+	t.Helper()
 	opts := defaultOptions()
 	opts.addr = "127.0.0.1:0"
 	if tune != nil {
@@ -42,7 +50,7 @@ func startChat(t *testing.T, tune func(*options)) string {
 		defer cancel()
 		_ = ch.srv.Shutdown(ctx)
 	})
-	return ch.srv.Addr().String()
+	return ch
 }
 
 // serverMsg is any message the server sends.
@@ -538,6 +546,278 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatalf("condition not met (waited %v)", hangGuard)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// preload puts n messages with text into the room's history (and publishes
+// them to its members), as a member would, without a connection or its rate
+// limit. It returns the room.
+func preload(t *testing.T, ch *chat, roomName, text string, n int) *room {
+	t.Helper()
+	r, err := ch.room(roomName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		body := marshal(event{Type: "msg", Room: roomName, Nick: "filler", Text: text, TS: nowMillis()})
+		r.mu.Lock()
+		ch.publishBodyLocked(r, body, true)
+		r.mu.Unlock()
+	}
+	return r
+}
+
+// historyParts splits a history message as sent into its "messages" and
+// "nicks" arrays, as sent.
+func historyParts(t *testing.T, payload []byte) (msgs, nicks []byte) {
+	t.Helper()
+	var h struct {
+		Messages json.RawMessage `json:"messages"`
+		Nicks    json.RawMessage `json:"nicks"`
+	}
+	if err := json.Unmarshal(payload, &h); err != nil {
+		t.Fatalf("history %.200s: %v", payload, err)
+	}
+	return h.Messages, h.Nicks
+}
+
+// joinRaw joins and returns the history as sent; the join notice is read too.
+func joinRaw(t *testing.T, addr, room, nick string) (*client, serverMsg, []byte) {
+	t.Helper()
+	c := connect(t, addr, room, nick)
+	h, raw, err := c.readRaw()
+	if err != nil || h.Type != "history" {
+		t.Fatalf("%s: %+v %v, want the history", nick, h, err)
+	}
+	c.expect("join")
+	return c, h, raw
+}
+
+// checkNewest checks that msgs are the newest messages of a room whose
+// latest message has id last, oldest first, all with text.
+func checkNewest(t *testing.T, msgs []serverMsg, last uint64, text string) {
+	t.Helper()
+	for i, m := range msgs {
+		want := last - uint64(len(msgs)-1-i)
+		if m.Type != "msg" || m.ID != want || m.Text != text {
+			t.Fatalf("history[%d] = id %d type %q text %.20q, want id %d with the text sent", i, m.ID, m.Type, m.Text, want)
+		}
+	}
+}
+
+// Every bound derived from the protocol's limits holds for the worst input
+// those limits let in, and the defaults agree with one another.
+func TestLimitsAgree(t *testing.T) {
+	if err := defaultOptions().check(); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	texts := map[string]string{
+		"control":   strings.Repeat("\x01", maxTextBytes),
+		"quotes":    strings.Repeat(`"`, maxTextBytes),
+		"backslash": strings.Repeat(`\`, maxTextBytes),
+		"u2028":     strings.Repeat("\u2028", maxTextBytes/3),
+		"html":      strings.Repeat("<", maxTextBytes),
+		"emoji":     strings.Repeat("🙂", maxTextBytes/4),
+	}
+	nicks := map[string]string{
+		"quotes":    strings.Repeat(`"`, maxNickRunes),
+		"backslash": strings.Repeat(`\`, maxNickRunes),
+		"emoji":     strings.Repeat("🙂", maxNickRunes),
+	}
+	room := strings.Repeat("r", maxRoomLen)
+	biggest := 0
+	for tn, text := range texts {
+		for nn, nick := range nicks {
+			if !validNick(nick) {
+				t.Fatalf("nick %s is refused: the case is not a worst case", nn)
+			}
+			ev := withID(math.MaxUint64, marshal(event{Type: "msg", Room: room, Nick: nick, Text: text, TS: math.MinInt64}))
+			biggest = max(biggest, len(ev))
+			if len(ev) > maxEventBytes {
+				t.Errorf("text %s, nick %s: event of %d bytes, over maxEventBytes %d", tn, nn, len(ev), maxEventBytes)
+			}
+			if n := len(marshal(nick)); n > maxNickJSON {
+				t.Errorf("nick %s: %d bytes as sent, over maxNickJSON %d", nn, n, maxNickJSON)
+			}
+			// What a client sends for it, escaped the same way, passes the
+			// engine's message limit.
+			if in := marshal(map[string]string{"type": "msg", "text": text}); len(in) > maxFrameBytes {
+				t.Errorf("text %s: the client's message is %d bytes, over maxFrameBytes %d", tn, len(in), maxFrameBytes)
+			}
+		}
+	}
+	t.Logf("largest event: %d bytes (bound %d)", biggest, maxEventBytes)
+	if d := defaultOptions(); d.historyBytes < minHistoryBytes {
+		t.Errorf("default -history-bytes %d cannot hold the largest event", d.historyBytes)
+	}
+	list := make([][]byte, maxNicksSent)
+	for i := range list {
+		list[i] = marshal(nicks["emoji"])
+	}
+	if n := len(appendArray(nil, list)); n > maxNickListBytes {
+		t.Errorf("nick list of %d bytes, over maxNickListBytes %d", n, maxNickListBytes)
+	}
+	// The largest history message, behind the 101 (a few hundred bytes)
+	// and its frame header, is within a connection's outbound bound.
+	if n := maxHistoryBytes + maxNickListBytes + historyFixedBytes + 1<<10; n > engine.DefaultMaxOutboundBytes {
+		t.Errorf("the largest history message and the 101 take %d bytes, over a connection's %d", n, engine.DefaultMaxOutboundBytes)
+	}
+	// The package documentation, the flags' help and README quote these.
+	for _, c := range []struct {
+		name      string
+		got, want int
+	}{
+		{"maxEventBytes", maxEventBytes, 12258},
+		{"minHistoryBytes", minHistoryBytes, 12260},
+		{"maxHistoryBytes", maxHistoryBytes, 4128768},
+		{"maxNickListBytes", maxNickListBytes, 19802},
+		{"historyFixedBytes", historyFixedBytes, 256},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s is %d, the documentation says %d: update both", c.name, c.got, c.want)
+		}
+	}
+	fixed := encodeHistory(room, math.MaxUint64, math.MaxInt, []string{}, nil)
+	if len(fixed)-4 > historyFixedBytes { // less the two empty arrays' brackets
+		t.Errorf("history message without its arrays is %d bytes, over historyFixedBytes %d", len(fixed)-4, historyFixedBytes)
+	}
+}
+
+func TestOptionsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tune func(*options)
+		want string // the flag the error names
+	}{
+		{"negative history", func(o *options) { o.history = -1 }, "-history "},
+		{"history bytes below the largest event", func(o *options) { o.historyBytes = minHistoryBytes - 1 }, "-history-bytes"},
+		{"history bytes over a connection's bound", func(o *options) { o.historyBytes = maxHistoryBytes + 1 }, "-history-bytes"},
+		{"zero rate", func(o *options) { o.rate = 0 }, "-rate"},
+		{"zero rooms", func(o *options) { o.maxRooms = 0 }, "-rooms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := defaultOptions()
+			opts.addr = "127.0.0.1:0"
+			tc.tune(&opts)
+			_, err := newChat(opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("newChat: %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+	// Without history its size does not matter.
+	opts := defaultOptions()
+	opts.addr, opts.history, opts.historyBytes = "127.0.0.1:0", 0, 0
+	if _, err := newChat(opts, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatalf("-history 0: %v", err)
+	}
+}
+
+// The history keeps the newest events that fit both bounds, oldest dropped
+// first, and its array never passes maxBytes.
+func TestHistoryAdd(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		maxEvents int
+		maxBytes  int
+		sizes     []int // events added, in order
+		wantKept  int   // events kept at the end (the newest)
+	}{
+		{"count bound", 3, 1000, []int{10, 10, 10, 10, 10}, 3},
+		{"byte bound", 100, 2 + 10 + 1 + 10, []int{10, 10, 10, 10}, 2},
+		{"exactly full", 100, 2 + 3*10 + 2, []int{10, 10, 10}, 3},
+		{"one byte short", 100, 2 + 3*10 + 1, []int{10, 10, 10}, 2},
+		{"big one evicts many", 100, 100, []int{10, 10, 10, 10, 10, 10, 90}, 1},
+		{"small ones after a big one", 100, 100, []int{90, 10, 10}, 2},
+		{"too big is not kept", 100, 50, []int{10, 10, 49}, 2},
+		{"no history", 0, 1000, []int{10}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h history
+			var added [][]byte
+			for i, n := range tc.sizes {
+				ev := []byte(strings.Repeat(string(rune('a'+i)), n))
+				added = append(added, ev)
+				h.add(ev, tc.maxEvents, tc.maxBytes)
+				got := h.snapshot()
+				if b := len(appendArray(nil, got)); b != h.bytes() || (len(got) > 0 && b > tc.maxBytes) {
+					t.Fatalf("after %d adds: array of %d bytes, accounted %d, bound %d", i+1, b, h.bytes(), tc.maxBytes)
+				}
+				if len(got) > tc.maxEvents {
+					t.Fatalf("after %d adds: %d events, bound %d", i+1, len(got), tc.maxEvents)
+				}
+			}
+			got := h.snapshot()
+			if len(got) != tc.wantKept {
+				t.Fatalf("kept %d events, want %d", len(got), tc.wantKept)
+			}
+			// The newest that fit, in order: the last ones added, less an
+			// event that never fit.
+			want := added
+			if n := len(want); n > 0 && 2+len(want[n-1]) > tc.maxBytes {
+				want = want[:n-1]
+			}
+			want = want[len(want)-len(got):]
+			for i := range got {
+				if string(got[i]) != string(want[i]) {
+					t.Fatalf("kept[%d] = %.5q, want %.5q", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+// Through the server: a joiner's "messages" never pass -history-bytes as
+// sent, whatever JSON makes of the text, and hold as many of the newest
+// messages as fit.
+func TestHistoryBytesBound(t *testing.T) {
+	const bound = 16 << 10
+	ch := startServer(t, func(o *options) {
+		o.history = 1000
+		o.historyBytes = bound
+	})
+	addr := ch.srv.Addr().String()
+	for _, tc := range []struct {
+		name string
+		text string
+	}{
+		{"ascii", strings.Repeat("a", maxTextBytes)},
+		{"html", strings.Repeat("<", maxTextBytes)},
+		{"quotes", strings.Repeat(`"`, maxTextBytes)},
+		{"control", strings.Repeat("\x01", maxTextBytes)},
+		{"u2028", strings.Repeat("\u2028", maxTextBytes/3)},
+		{"short", "hi <b>&amp;</b>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const sent = 40
+			r := preload(t, ch, tc.name, tc.text, sent)
+			c, h, raw := joinRaw(t, addr, tc.name, "reader")
+			defer c.leave()
+			msgs, _ := historyParts(t, raw)
+			if len(msgs) > bound {
+				t.Fatalf("messages array of %d bytes, over -history-bytes %d", len(msgs), bound)
+			}
+			if len(h.Messages) == 0 {
+				t.Fatalf("no messages: want the history")
+			}
+			r.mu.Lock()
+			last := r.seq - 1 // the reader's own join came after
+			r.mu.Unlock()
+			checkNewest(t, h.Messages, last, tc.text)
+			if len(h.Messages) < sent {
+				// The one before the oldest kept (same text, an id as
+				// long or one digit shorter) would not have fit.
+				var events []json.RawMessage
+				_ = json.Unmarshal(msgs, &events)
+				if len(msgs)+1+len(events[0])-1 <= bound {
+					t.Fatalf("%d messages in %d bytes: another of %d would have fit in %d", len(h.Messages), len(msgs), len(events[0]), bound)
+				}
+			}
+			if tc.name == "html" && strings.Contains(string(raw), `\u003c`) {
+				t.Fatalf("'<' is HTML-escaped: 6 bytes instead of 1")
+			}
+			t.Logf("%s: %d of %d messages in %d bytes", tc.name, len(h.Messages), sent, len(msgs))
+		})
 	}
 }
 

@@ -24,8 +24,9 @@
 //	{"id":44,"type":"leave","room":"lobby","nick":"bob","ts":1700000000000,"members":1}
 //	{"type":"error","error":"message too long: 2400 bytes, the limit is 2000"}
 //
-// "messages" holds the room's last -history (default 50) "msg" events,
-// oldest first. Every room event carries an id, +1 per event in the room;
+// "messages" holds the room's latest "msg" events, oldest first: at most
+// -history (50) of them, in at most -history-bytes (64 KiB) as sent (see
+// Limits). Every room event carries an id, +1 per event in the room;
 // the history's id is the latest event it accounts for, so a client skips
 // live events with an id not above it (a member joining while others talk
 // may get an event both ways). "ts" is Unix milliseconds; "members" counts
@@ -54,7 +55,21 @@
 // What JSON still escapes costs more than the text: '"' and '\' 2 bytes,
 // U+2028 and U+2029 6 bytes for 3, and a control character other than
 // newline, return and tab 6 bytes for 1. So a 2000-byte text is at most
-// 12,000 bytes as sent.
+// 12,000 bytes as sent, and a whole "msg" event at most 12,258 bytes.
+//
+// # Limits
+//
+//   - -history-bytes (64 KiB): a room's history, as sent, JSON escaping
+//     included: its "messages" array is at most this many bytes. Adding a
+//     message drops the oldest ones until it fits (and -history, 50, bounds
+//     their count). It must be at least 12,260 bytes, the largest message
+//     in the array's brackets, so that any message the server accepts fits,
+//     and at most 4,128,768 (4 MiB less 64 KiB), so that a history message
+//     with its nick list stays within what the engine lets a connection be
+//     sent at once. A history message is then at most -history-bytes plus
+//     19,802 bytes of nicknames plus 256 (about 84 KiB at the defaults).
+//     Rooms hold at most -rooms times -history-bytes (64 MiB at the
+//     defaults).
 package main
 
 import (
@@ -71,7 +86,9 @@ import (
 func main() {
 	opts := defaultOptions()
 	flag.StringVar(&opts.addr, "addr", opts.addr, "address to listen on (host:port; port 0 picks one)")
-	flag.IntVar(&opts.history, "history", opts.history, "messages of history kept per room and sent on join")
+	flag.IntVar(&opts.history, "history", opts.history, "messages of history kept per room and sent on join (0: no history)")
+	flag.IntVar(&opts.historyBytes, "history-bytes", opts.historyBytes,
+		fmt.Sprintf("bytes of history kept per room, as sent (JSON escaping included); the oldest messages are dropped first; from %d (the largest message) to %d", minHistoryBytes, maxHistoryBytes))
 	flag.Float64Var(&opts.rate, "rate", opts.rate, "messages per second a connection may send, sustained")
 	flag.IntVar(&opts.burst, "burst", opts.burst, "messages a connection may send in a burst")
 	flag.IntVar(&opts.maxRooms, "rooms", opts.maxRooms, "rooms kept at most (empty ones are forgotten first)")
