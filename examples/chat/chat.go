@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -46,9 +47,9 @@ const (
 	maxNickJSON = maxNickRunes*utf8.UTFMax + 2
 	// maxEventBytes bounds a "msg" event as sent: the text escaped at
 	// worst, the nickname and room at their longest, and 128 bytes for the
-	// field names and the two numbers (20 digits each at most).
-	// -history-bytes must leave room for it, so that any message the
-	// server accepts fits in the history.
+	// field names and the two numbers (20 digits each at most). Every
+	// history bound (-history-bytes, -history-rate) must leave room for
+	// it, so that any message the server accepts fits in the history.
 	maxEventBytes = 128 + maxRoomLen + maxNickJSON + maxTextBytes*maxEscape
 	// minHistoryBytes is the smallest -history-bytes: the largest event in
 	// its array's brackets.
@@ -56,7 +57,8 @@ const (
 	// maxNickListBytes bounds the "nicks" array of a history message.
 	maxNickListBytes = 2 + maxNicksSent*(maxNickJSON+1)
 	// historyFixedBytes bounds a history message without its "nicks" and
-	// "messages" arrays' contents.
+	// "messages" arrays' contents: what any join gets, whatever the
+	// history budget says.
 	historyFixedBytes = 256
 	// maxHistoryBytes is the largest -history-bytes: a history message is
 	// sent behind the 101 in one go, and with its nick list it must stay
@@ -67,23 +69,34 @@ const (
 
 // options are the server's settings; the command line sets them.
 type options struct {
-	addr         string
-	history      int     // messages kept per room
-	historyBytes int     // bytes of "messages", as sent, per room
-	rate         float64 // messages per second per connection, sustained
-	burst        int     // messages per connection in a burst
-	maxRooms     int     // rooms kept at most
-	loops        int
+	addr             string
+	history          int     // messages kept per room
+	historyBytes     int     // bytes of "messages", as sent, per room
+	historyRate      int     // history bytes per second, server-wide
+	historyBacklog   int64   // no history while the server holds more unread bytes than this
+	maxOutboundTotal int64   // unread bytes the server holds for all clients, at most
+	rate             float64 // messages per second per connection, sustained
+	burst            int     // messages per connection in a burst
+	maxRooms         int     // rooms kept at most
+	loops            int
+
+	// Test hooks, nil in the command: the clock of the rate limits and the
+	// server's unread outbound bytes (engine Stats.OutboundBytes).
+	clock func() time.Time
+	held  func() int64
 }
 
 func defaultOptions() options {
 	return options{
-		addr:         "127.0.0.1:8081",
-		history:      50,
-		historyBytes: 64 << 10,
-		rate:         10,
-		burst:        10,
-		maxRooms:     1024,
+		addr:             "127.0.0.1:8081",
+		history:          50,
+		historyBytes:     64 << 10,
+		historyRate:      1 << 20,
+		historyBacklog:   8 << 20,
+		maxOutboundTotal: 64 << 20,
+		rate:             10,
+		burst:            10,
+		maxRooms:         1024,
 	}
 }
 
@@ -95,12 +108,30 @@ func (o options) check() error {
 	case o.history > 0 && (o.historyBytes < minHistoryBytes || o.historyBytes > maxHistoryBytes):
 		return fmt.Errorf("-history-bytes must be from %d, room for the largest message as sent (%d bytes of text, JSON-escaped), to %d, what a connection may be sent at once, not %d",
 			minHistoryBytes, maxTextBytes, maxHistoryBytes, o.historyBytes)
+	case o.historyRate < o.minHistoryRate():
+		return fmt.Errorf("-history-rate must be at least %d, -history-bytes and the longest nick list (%d bytes): a whole history message must fit in one second's worth; not %d",
+			o.minHistoryRate(), maxNickListBytes, o.historyRate)
+	case o.maxOutboundTotal < engine.DefaultMaxOutboundBytes:
+		return fmt.Errorf("-max-outbound-total must be at least %d (one connection's outbound bound), not %d",
+			engine.DefaultMaxOutboundBytes, o.maxOutboundTotal)
+	case o.historyBacklog < 1 || o.historyBacklog >= o.maxOutboundTotal:
+		return fmt.Errorf("-history-backlog must be positive and below -max-outbound-total (%d), not %d",
+			o.maxOutboundTotal, o.historyBacklog)
 	case o.rate <= 0 || o.burst < 1:
 		return fmt.Errorf("-rate must be positive and -burst at least 1, not %v and %d", o.rate, o.burst)
 	case o.maxRooms < 1:
 		return fmt.Errorf("-rooms must be at least 1, not %d", o.maxRooms)
 	}
 	return nil
+}
+
+// minHistoryRate is the smallest -history-rate: one second's worth must hold
+// a room's whole history and the longest nick list.
+func (o options) minHistoryRate() int {
+	if o.history == 0 {
+		return maxNickListBytes
+	}
+	return o.historyBytes + maxNickListBytes
 }
 
 // chat is the server: the engine handler, the hub that carries each room's
@@ -112,10 +143,18 @@ func (o options) check() error {
 // to the loops and returns).
 type chat struct {
 	engine.BaseHandler
-	opts options
-	srv  *engine.Server
-	hub  *broadcast.Hub
-	log  *slog.Logger
+	opts  options
+	srv   *engine.Server
+	hub   *broadcast.Hub
+	log   *slog.Logger
+	now   func() time.Time // the rate limits' clock
+	held  func() int64     // bytes the server holds that its clients have not read
+	quota historyQuota
+
+	// Counted for the tests: history bytes sent (what the quota charged)
+	// and joins that got less than the room's whole history.
+	historySent    atomic.Int64
+	historyTrimmed atomic.Int64
 
 	mu    sync.Mutex // guards rooms
 	rooms map[string]*room
@@ -140,6 +179,7 @@ type member struct {
 	roomName string
 	nick     string
 	key      string // lower-cased nick, unique in the room
+	nickJSON []byte // nick as a JSON string, for history messages
 	room     *room  // set once joined
 	tokens   float64
 	last     time.Time
@@ -149,19 +189,24 @@ func newChat(opts options, logger *slog.Logger) (*chat, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	ch := &chat{opts: opts, log: logger, rooms: make(map[string]*room)}
+	ch := &chat{opts: opts, log: logger, now: opts.clock, rooms: make(map[string]*room)}
+	if ch.now == nil {
+		ch.now = time.Now
+	}
+	ch.quota.rate = float64(opts.historyRate)
 	mux := http.NewServeMux()
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /", http.FileServerFS(web))
 	mux.HandleFunc("GET /rooms", ch.serveRooms)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	srv, err := engine.New(engine.Config{
-		Addr:            opts.addr,
-		Loops:           opts.loops,
-		MaxMessageBytes: maxFrameBytes,
-		HTTPHandler:     mux,
-		Authorize:       ch.authorize,
-		Logger:          logger,
+		Addr:             opts.addr,
+		Loops:            opts.loops,
+		MaxMessageBytes:  maxFrameBytes,
+		MaxOutboundTotal: opts.maxOutboundTotal,
+		HTTPHandler:      mux,
+		Authorize:        ch.authorize,
+		Logger:           logger,
 		// OriginPatterns stays empty: only pages from this server's own
 		// origin may open a chat socket with the user's cookies.
 	}, ch)
@@ -169,6 +214,10 @@ func newChat(opts options, logger *slog.Logger) (*chat, error) {
 		return nil, err
 	}
 	ch.srv = srv
+	ch.held = opts.held
+	if ch.held == nil {
+		ch.held = func() int64 { return srv.Stats().OutboundBytes }
+	}
 	if ch.hub, err = broadcast.New(srv, broadcast.Options{}); err != nil {
 		return nil, err
 	}
@@ -190,7 +239,7 @@ func (ch *chat) authorize(r *upgrade.Request) (any, error) {
 	if !validNick(nick) {
 		return nil, upgrade.Reject(http.StatusBadRequest, "nick must be 1 to 24 printable characters, no leading or trailing space")
 	}
-	return &member{roomName: roomName, nick: nick, key: strings.ToLower(nick)}, nil
+	return &member{roomName: roomName, nick: nick, key: strings.ToLower(nick), nickJSON: marshal(nick)}, nil
 }
 
 // validRoom reports whether name is 1 to 32 characters a-z, 0-9 or '-'.
@@ -228,21 +277,15 @@ func validNick(nick string) bool {
 }
 
 // OnOpen joins the room: the nickname must be free there. The new member
-// gets the history, then everybody in the room (the new member included)
-// gets the join notice.
+// gets the history, as much of it as the history quota allows, then
+// everybody in the room (the new member included) gets the join notice.
 func (ch *chat) OnOpen(c *engine.Conn) {
 	m, _ := c.Session().(*member)
 	if m == nil {
 		_ = c.Close(engine.StatusInternalError, "no session")
 		return
 	}
-	var (
-		r       *room
-		history [][]byte
-		nicks   []string
-		count   int
-		lastID  uint64
-	)
+	var r *room
 	for {
 		var err error
 		if r, err = ch.room(m.roomName); err != nil {
@@ -270,21 +313,79 @@ func (ch *chat) OnOpen(c *engine.Conn) {
 	}
 	r.members[m.key] = m
 	m.room = r
-	history = r.history.snapshot()
-	count = len(r.members)
-	nicks = make([]string, 0, min(count, maxNicksSent))
+	msgs := r.history.snapshot()
+	count := len(r.members)
+	others := make([]*member, 0, min(count, maxNicksSent))
 	for _, other := range r.members {
-		if len(nicks) == maxNicksSent {
+		if len(others) == maxNicksSent {
 			break
 		}
-		nicks = append(nicks, other.nick)
+		others = append(others, other)
 	}
-	lastID = r.seq
+	lastID := r.seq
 	ch.publishLocked(r, event{Type: "join", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: count}, false)
 	r.mu.Unlock()
 
-	slices.SortFunc(nicks, func(a, b string) int { return cmp.Compare(strings.ToLower(a), strings.ToLower(b)) })
-	_ = c.Send(engine.TextMessage, encodeHistory(r.name, lastID, count, nicks, history))
+	slices.SortFunc(others, func(a, b *member) int { return cmp.Compare(a.key, b.key) })
+	nicks := make([][]byte, len(others))
+	for i, other := range others {
+		nicks[i] = other.nickJSON
+	}
+	sentMsgs, sentNicks := ch.grantHistory(msgs, nicks)
+	_ = c.Send(engine.TextMessage, encodeHistory(r.name, lastID, count, len(msgs)-len(sentMsgs), sentNicks, sentMsgs))
+}
+
+// grantHistory decides how much of a history message a join gets: the
+// newest messages, then the nicknames (alphabetically), as many as the
+// history quota has bytes for, and nothing while the server already holds
+// more than -history-backlog bytes that its clients have not read. It
+// returns the messages and nicknames to send.
+func (ch *chat) grantHistory(msgs, nicks [][]byte) (sentMsgs, sentNicks [][]byte) {
+	if ch.held() > ch.opts.historyBacklog {
+		if len(msgs) > 0 {
+			ch.historyTrimmed.Add(1)
+		}
+		return nil, nil
+	}
+	used := ch.quota.spend(ch.now(), func(avail int) int {
+		k, used := fitNewest(msgs, avail)
+		sentMsgs = msgs[len(msgs)-k:]
+		j, more := fitOldest(nicks, avail-used)
+		sentNicks = nicks[:j]
+		return used + more
+	})
+	ch.historySent.Add(int64(used))
+	if len(sentMsgs) < len(msgs) {
+		ch.historyTrimmed.Add(1)
+	}
+	return sentMsgs, sentNicks
+}
+
+// fitNewest returns how many of the newest items fit in avail bytes as the
+// contents of a JSON array (commas between them), and their bytes.
+func fitNewest(items [][]byte, avail int) (n, used int) {
+	for i := len(items) - 1; i >= 0; i-- {
+		cost := len(items[i]) + min(n, 1)
+		if used+cost > avail {
+			break
+		}
+		used += cost
+		n++
+	}
+	return n, used
+}
+
+// fitOldest is fitNewest from the other end.
+func fitOldest(items [][]byte, avail int) (n, used int) {
+	for _, it := range items {
+		cost := len(it) + min(n, 1)
+		if used+cost > avail {
+			break
+		}
+		used += cost
+		n++
+	}
+	return n, used
 }
 
 // OnMessage takes one chat message: {"type":"msg","text":"..."}.
@@ -297,7 +398,7 @@ func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 		_ = c.Close(engine.StatusUnsupportedData, "text messages only")
 		return
 	}
-	if !m.allow(time.Now(), ch.opts.rate, float64(ch.opts.burst)) {
+	if !m.allow(ch.now(), ch.opts.rate, float64(ch.opts.burst)) {
 		_ = c.Close(engine.StatusPolicyViolation, "rate limit")
 		return
 	}
@@ -428,6 +529,38 @@ func (h *history) bytes() int { return 2 + h.size }
 // clears the entries it drops.
 func (h *history) snapshot() [][]byte { return slices.Clone(h.events) }
 
+// historyQuota is the server-wide budget of history bytes: a token bucket
+// that refills at rate bytes per second and holds at most one second's worth.
+// Every history message takes from it what its "messages" and "nicks"
+// arrays hold, so a flood of joins makes the server emit at most rate bytes
+// of history per second (plus the one-second burst), however large the
+// rooms' histories are.
+type historyQuota struct {
+	mu     sync.Mutex
+	rate   float64 // bytes per second, and the bucket's capacity
+	tokens float64
+	last   time.Time
+}
+
+// spend refills the bucket as of now and lets pick choose what to send
+// within the whole bytes available; what pick returns is taken from the
+// bucket and returned. pick runs under the bucket's lock: it must be quick.
+func (q *historyQuota) spend(now time.Time, pick func(avail int) int) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.last.IsZero() {
+		q.tokens = q.rate
+	} else if elapsed := now.Sub(q.last); elapsed > 0 {
+		q.tokens = min(q.rate, q.tokens+elapsed.Seconds()*q.rate)
+	}
+	if now.After(q.last) {
+		q.last = now // a clock that steps back does not refill twice
+	}
+	used := max(pick(int(q.tokens)), 0)
+	q.tokens -= float64(used)
+	return used
+}
+
 // event is what the server sends about a room. Fields a type does not use
 // are left out.
 type event struct {
@@ -469,13 +602,19 @@ func withID(id uint64, body []byte) []byte {
 }
 
 // encodeHistory builds the message a member gets on joining:
-// {"type":"history","room":..,"id":..,"members":..,"nicks":[..],"messages":[..]}
+// {"type":"history","room":..,"id":..,"members":..,"omitted":..,"nicks":[..],"messages":[..]}
 // where id is the room's latest event included (live events up to it are
-// repeats) and messages are "msg" events, oldest first.
-func encodeHistory(roomName string, lastID uint64, members int, nicks []string, msgs [][]byte) []byte {
-	n := 128
+// repeats), omitted counts the older messages of the history left out (only
+// when there are some), nicks are JSON strings and messages are "msg"
+// events, oldest first. Everything but the two arrays' contents is at most
+// historyFixedBytes.
+func encodeHistory(roomName string, lastID uint64, members, omitted int, nicks, msgs [][]byte) []byte {
+	n := historyFixedBytes
 	for _, m := range msgs {
 		n += len(m) + 1
+	}
+	for _, s := range nicks {
+		n += len(s) + 1
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"type":"history","room":`...)
@@ -484,8 +623,12 @@ func encodeHistory(roomName string, lastID uint64, members int, nicks []string, 
 	b = strconv.AppendUint(b, lastID, 10)
 	b = append(b, `,"members":`...)
 	b = strconv.AppendInt(b, int64(members), 10)
+	if omitted > 0 {
+		b = append(b, `,"omitted":`...)
+		b = strconv.AppendInt(b, int64(omitted), 10)
+	}
 	b = append(b, `,"nicks":`...)
-	b = append(b, marshal(nicks)...)
+	b = appendArray(b, nicks)
 	b = append(b, `,"messages":`...)
 	b = appendArray(b, msgs)
 	return append(b, '}')

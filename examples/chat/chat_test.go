@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,7 +35,8 @@ func startChat(t *testing.T, tune func(*options)) string {
 }
 
 // startServer runs the server in-process on a free port and returns it, for
-// tests that look inside.
+// tests that look inside. tune runs before the server starts, so test hooks
+// it sets (options.clock, options.held) are seen by every loop.
 func startServer(t *testing.T, tune func(*options)) *chat {
 	t.Helper()
 	opts := defaultOptions()
@@ -62,6 +68,7 @@ type serverMsg struct {
 	Text     string      `json:"text"`
 	TS       int64       `json:"ts"`
 	Members  int         `json:"members"`
+	Omitted  int         `json:"omitted"`
 	Nicks    []string    `json:"nicks"`
 	Messages []serverMsg `json:"messages"`
 	Error    string      `json:"error"`
@@ -549,6 +556,27 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// fakeClock is the rate limits' clock in tests: it moves only when told, so
+// what a budget allows is decided by counts, not by the machine's speed.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // preload puts n messages with text into the room's history (and publishes
 // them to its members), as a member would, without a connection or its rate
 // limit. It returns the room.
@@ -579,6 +607,13 @@ func historyParts(t *testing.T, payload []byte) (msgs, nicks []byte) {
 		t.Fatalf("history %.200s: %v", payload, err)
 	}
 	return h.Messages, h.Nicks
+}
+
+// charged is what the history quota takes for a history message as sent:
+// its two arrays' contents.
+func charged(t *testing.T, payload []byte) int {
+	msgs, nicks := historyParts(t, payload)
+	return len(msgs) - 2 + len(nicks) - 2
 }
 
 // joinRaw joins and returns the history as sent; the join notice is read too.
@@ -647,8 +682,8 @@ func TestLimitsAgree(t *testing.T) {
 		}
 	}
 	t.Logf("largest event: %d bytes (bound %d)", biggest, maxEventBytes)
-	if d := defaultOptions(); d.historyBytes < minHistoryBytes {
-		t.Errorf("default -history-bytes %d cannot hold the largest event", d.historyBytes)
+	if d := defaultOptions(); d.historyBytes < minHistoryBytes || d.historyRate < d.historyBytes+maxNickListBytes {
+		t.Errorf("default -history-bytes %d or -history-rate %d cannot hold the largest event or a whole history", d.historyBytes, d.historyRate)
 	}
 	list := make([][]byte, maxNicksSent)
 	for i := range list {
@@ -677,7 +712,7 @@ func TestLimitsAgree(t *testing.T) {
 			t.Errorf("%s is %d, the documentation says %d: update both", c.name, c.got, c.want)
 		}
 	}
-	fixed := encodeHistory(room, math.MaxUint64, math.MaxInt, []string{}, nil)
+	fixed := encodeHistory(room, math.MaxUint64, math.MaxInt, math.MaxInt, nil, nil)
 	if len(fixed)-4 > historyFixedBytes { // less the two empty arrays' brackets
 		t.Errorf("history message without its arrays is %d bytes, over historyFixedBytes %d", len(fixed)-4, historyFixedBytes)
 	}
@@ -691,7 +726,13 @@ func TestOptionsRefused(t *testing.T) {
 	}{
 		{"negative history", func(o *options) { o.history = -1 }, "-history "},
 		{"history bytes below the largest event", func(o *options) { o.historyBytes = minHistoryBytes - 1 }, "-history-bytes"},
-		{"history bytes over a connection's bound", func(o *options) { o.historyBytes = maxHistoryBytes + 1 }, "-history-bytes"},
+		{"history bytes over a connection's bound", func(o *options) { o.historyBytes, o.historyRate = maxHistoryBytes+1, 8<<20 }, "-history-bytes"},
+		{"history rate below history bytes", func(o *options) { o.historyRate = o.historyBytes - 1 }, "-history-rate"},
+		{"history rate without room for the nicks", func(o *options) { o.historyRate = o.historyBytes + maxNickListBytes - 1 }, "-history-rate"},
+		{"no history, no room for the nicks", func(o *options) { o.history, o.historyRate = 0, maxNickListBytes-1 }, "-history-rate"},
+		{"zero history backlog", func(o *options) { o.historyBacklog = 0 }, "-history-backlog"},
+		{"history backlog at the total", func(o *options) { o.historyBacklog = o.maxOutboundTotal }, "-history-backlog"},
+		{"tiny outbound total", func(o *options) { o.maxOutboundTotal = 1 << 10 }, "-max-outbound-total"},
 		{"zero rate", func(o *options) { o.rate = 0 }, "-rate"},
 		{"zero rooms", func(o *options) { o.maxRooms = 0 }, "-rooms"},
 	} {
@@ -707,7 +748,7 @@ func TestOptionsRefused(t *testing.T) {
 	}
 	// Without history its size does not matter.
 	opts := defaultOptions()
-	opts.addr, opts.history, opts.historyBytes = "127.0.0.1:0", 0, 0
+	opts.addr, opts.history, opts.historyBytes, opts.historyRate = "127.0.0.1:0", 0, 0, maxNickListBytes
 	if _, err := newChat(opts, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatalf("-history 0: %v", err)
 	}
@@ -775,6 +816,7 @@ func TestHistoryBytesBound(t *testing.T) {
 	ch := startServer(t, func(o *options) {
 		o.history = 1000
 		o.historyBytes = bound
+		o.held = func() int64 { return 0 }
 	})
 	addr := ch.srv.Addr().String()
 	for _, tc := range []struct {
@@ -797,8 +839,8 @@ func TestHistoryBytesBound(t *testing.T) {
 			if len(msgs) > bound {
 				t.Fatalf("messages array of %d bytes, over -history-bytes %d", len(msgs), bound)
 			}
-			if len(h.Messages) == 0 {
-				t.Fatalf("no messages: want the history")
+			if len(h.Messages) == 0 || h.Omitted != 0 {
+				t.Fatalf("%d messages, %d omitted: want the whole history", len(h.Messages), h.Omitted)
 			}
 			r.mu.Lock()
 			last := r.seq - 1 // the reader's own join came after
@@ -818,6 +860,231 @@ func TestHistoryBytesBound(t *testing.T) {
 			}
 			t.Logf("%s: %d of %d messages in %d bytes", tc.name, len(h.Messages), sent, len(msgs))
 		})
+	}
+}
+
+// The server sends at most -history-rate bytes of history per second of its
+// clock, in total, whatever joins: a join that finds the quota short gets
+// the newest messages that fit (or none) and the count of the others.
+func TestHistoryRate(t *testing.T) {
+	const (
+		histBytes = 16 << 10
+		rate      = 40 << 10 // two whole histories and a half, the nick lists aside
+	)
+	clock := newFakeClock()
+	ch := startServer(t, func(o *options) {
+		o.historyBytes = histBytes
+		o.historyRate = rate
+		o.clock = clock.Now
+		o.held = func() int64 { return 0 }
+	})
+	addr := ch.srv.Addr().String()
+	text := strings.Repeat("<", maxTextBytes)
+	r := preload(t, ch, "busy", text, 50)
+	r.mu.Lock()
+	whole, lastMsg := len(r.history.snapshot()), r.seq
+	r.mu.Unlock()
+
+	joins := 0
+	joinBusy := func() (serverMsg, []byte) {
+		joins++
+		c, h, raw := joinRaw(t, addr, "busy", "j"+strconv.Itoa(joins))
+		t.Cleanup(c.leave)
+		if len(h.Messages)+h.Omitted != whole {
+			t.Fatalf("join %d: %d messages + %d omitted, want the history's %d", joins, len(h.Messages), h.Omitted, whole)
+		}
+		checkNewest(t, h.Messages, lastMsg, text)
+		return h, raw
+	}
+	// The quota as specified: one second's worth at most, refilled at rate
+	// by the clock. Every step's joins together take no more than it holds.
+	avail := float64(rate)
+	for _, step := range []struct {
+		name    string
+		advance time.Duration // on the clock before the step's joins
+		joins   int
+		full    int // of them, this many first get the whole history
+	}{
+		{"a burst takes one second's worth", 0, 6, 2},
+		{"a second later, one more second's worth", time.Second, 4, 1},
+		{"no time, no history", 0, 3, 0},
+		{"half a second, half the quota", time.Second / 2, 3, 1},
+		{"an idle minute still holds one second's worth", time.Minute, 6, 2},
+	} {
+		clock.Advance(step.advance)
+		avail = min(rate, avail+step.advance.Seconds()*rate)
+		before := ch.historySent.Load()
+		took := 0
+		for i := 0; i < step.joins; i++ {
+			h, raw := joinBusy()
+			took += charged(t, raw)
+			if i < step.full && h.Omitted != 0 {
+				t.Fatalf("%s: join %d of the step got %d of %d messages, want all", step.name, i+1, len(h.Messages), whole)
+			}
+		}
+		if float64(took) > avail {
+			t.Fatalf("%s: %d joins took %d history bytes, over the %.0f available", step.name, step.joins, took, avail)
+		}
+		if got := ch.historySent.Load() - before; got != int64(took) {
+			t.Fatalf("%s: the server counted %d history bytes, the clients got %d", step.name, got, took)
+		}
+		t.Logf("%s: %d joins took %d of %.0f bytes", step.name, step.joins, took, avail)
+		avail -= float64(took)
+	}
+	// What the last step left is less than a message: the next join gets
+	// none, and learns how many it missed.
+	h, raw := joinBusy()
+	if len(h.Messages) != 0 || h.Omitted != whole || h.Members != joins || float64(charged(t, raw)) > avail {
+		t.Fatalf("join with the quota spent: %d messages, %d omitted, %d members, %d bytes; want none, %d, %d, at most %.0f",
+			len(h.Messages), h.Omitted, h.Members, charged(t, raw), whole, joins, avail)
+	}
+}
+
+// While the server holds more than -history-backlog unread bytes, a join
+// gets no history at all; once below, the whole of it again.
+func TestHistoryWithheldWhileBacklogged(t *testing.T) {
+	var held atomic.Int64
+	ch := startServer(t, func(o *options) { o.held = held.Load })
+	addr := ch.srv.Addr().String()
+	preload(t, ch, "backlog", "hello", 5)
+	for i, tc := range []struct {
+		held     int64
+		wantMsgs int
+	}{
+		{0, 5},
+		{defaultOptions().historyBacklog, 5},
+		{defaultOptions().historyBacklog + 1, 0},
+		{0, 5},
+	} {
+		held.Store(tc.held)
+		c, h, _ := joinRaw(t, addr, "backlog", "j"+strconv.Itoa(i))
+		c.leave()
+		if len(h.Messages) != tc.wantMsgs || h.Omitted != 5-tc.wantMsgs {
+			t.Fatalf("held %d: %d messages, %d omitted; want %d and %d", tc.held, len(h.Messages), h.Omitted, tc.wantMsgs, 5-tc.wantMsgs)
+		}
+		if tc.wantMsgs == 0 && len(h.Nicks) != 0 {
+			t.Fatalf("held %d: nicks %v, want none", tc.held, h.Nicks)
+		}
+	}
+}
+
+// dialSmallWindow connects as nick to room with a small receive buffer, as a
+// client that never reads would look to the server after its first packets,
+// and reads nothing but the 101.
+func dialSmallWindow(addr, room, nick string) (net.Conn, error) {
+	d := ws.Dialer{
+		Timeout: hangGuard,
+		NetDial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+				})
+				return cmp.Or(err, serr)
+			}}
+			return nd.DialContext(ctx, network, address)
+		},
+	}
+	conn, _, _, err := d.Dial(context.Background(), wsURL(addr, room, nick))
+	return conn, err
+}
+
+// A burst of joiners that never read, to a room with a long history of
+// escaping-heavy messages, leaves the server holding a bounded amount,
+// whichever of the two history bounds acts first: the quota (bytes sent per
+// second of the clock, which stands still here) or the backlog (no history
+// while the server holds more than -history-backlog). The joiners' own join
+// notices reach every earlier joiner: that part grows with the square of
+// their number, whatever the history, and is bounded apart.
+func TestJoinFloodStaysBounded(t *testing.T) {
+	const (
+		joiners   = 200
+		loops     = 2
+		histBytes = maxHistoryBytes // so large that sockets' buffers cannot take it all
+		backlog   = 8 << 20
+		perJoin   = 1 << 10 // the 101, the history without its arrays, the join notice
+		notice    = 128     // another joiner's join notice, framed
+		// One history message being sent per loop as the backlog bound is
+		// crossed.
+		inFlight = loops * (histBytes + maxNickListBytes + historyFixedBytes)
+	)
+	for _, tc := range []struct {
+		name     string
+		rate     int
+		maxSent  int64 // history bytes sent at most (0: not bounded by the quota)
+		maxHistH int64 // history bytes held at most
+	}{
+		{"quota", histBytes + maxNickListBytes, histBytes + maxNickListBytes, histBytes + maxNickListBytes},
+		{"backlog", 1 << 40, 0, backlog + inFlight},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			ch := startServer(t, func(o *options) {
+				o.loops = loops
+				o.history = 10000
+				o.historyBytes = histBytes
+				o.historyRate = tc.rate
+				o.historyBacklog = backlog
+				o.clock = clock.Now
+			})
+			addr := ch.srv.Addr().String()
+			r := preload(t, ch, "attack", strings.Repeat("<", maxTextBytes), histBytes/maxTextBytes+10)
+			r.mu.Lock()
+			whole := r.history.bytes()
+			r.mu.Unlock()
+			var held int64 // the most the server held at any look
+			for i := 0; i < joiners; i++ {
+				conn, err := dialSmallWindow(addr, "attack", "j"+strconv.Itoa(i))
+				if err != nil {
+					t.Fatalf("joiner %d: %v", i, err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				held = max(held, ch.srv.Stats().OutboundBytes)
+			}
+			sent := ch.historySent.Load()
+			t.Logf("%d joiners, a history of %d bytes: %d history bytes sent (%d joins trimmed), at most %d bytes held; without the bounds %d sent",
+				joiners, whole, sent, ch.historyTrimmed.Load(), held, joiners*whole)
+			if tc.maxSent > 0 && sent > tc.maxSent {
+				t.Fatalf("%d history bytes sent, over the quota of %d", sent, tc.maxSent)
+			}
+			if limit := tc.maxHistH + joiners*perJoin + joiners*(joiners+1)/2*notice; held > limit {
+				t.Fatalf("the server held %d unread bytes, over %d (%d of history, %d per join, the notices)", held, limit, tc.maxHistH, perJoin)
+			}
+		})
+	}
+}
+
+// Once the flood is over, the quota refills and a member who reads gets the
+// whole history again.
+func TestHistoryAfterFlood(t *testing.T) {
+	clock := newFakeClock()
+	ch := startServer(t, func(o *options) {
+		o.historyRate = o.historyBytes + maxNickListBytes
+		o.clock = clock.Now
+		o.held = func() int64 { return 0 }
+	})
+	addr := ch.srv.Addr().String()
+	r := preload(t, ch, "refill", strings.Repeat("<", maxTextBytes), 100)
+	r.mu.Lock()
+	whole := r.history.bytes()
+	r.mu.Unlock()
+	for i := 0; i < 20; i++ {
+		conn, err := dialSmallWindow(addr, "refill", "j"+strconv.Itoa(i))
+		if err != nil {
+			t.Fatalf("joiner %d: %v", i, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+	}
+	c, h, _ := joinRaw(t, addr, "refill", "late")
+	if len(h.Messages) != 0 {
+		t.Fatalf("quota spent by the flood, yet %d messages", len(h.Messages))
+	}
+	c.leave()
+	clock.Advance(time.Second)
+	c, h, raw := joinRaw(t, addr, "refill", "reader")
+	defer c.leave()
+	if msgs, _ := historyParts(t, raw); h.Omitted != 0 || len(msgs) != whole {
+		t.Fatalf("a second later: %d messages (%d bytes), %d omitted; want the whole history of %d bytes", len(h.Messages), len(msgs), h.Omitted, whole)
 	}
 }
 
