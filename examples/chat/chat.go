@@ -80,10 +80,12 @@ type options struct {
 	maxRooms         int     // rooms kept at most
 	loops            int
 
-	// Test hooks, nil in the command: the clock of the rate limits and the
-	// server's unread outbound bytes (engine Stats.OutboundBytes).
-	clock func() time.Time
-	held  func() int64
+	// Test hooks, zero in the command: the clock of the rate limits, the
+	// server's unread outbound bytes (engine Stats.OutboundBytes) and the
+	// engine's WriteTimeout.
+	clock        func() time.Time
+	held         func() int64
+	writeTimeout time.Duration
 }
 
 func defaultOptions() options {
@@ -204,6 +206,7 @@ func newChat(opts options, logger *slog.Logger) (*chat, error) {
 		Loops:            opts.loops,
 		MaxMessageBytes:  maxFrameBytes,
 		MaxOutboundTotal: opts.maxOutboundTotal,
+		WriteTimeout:     opts.writeTimeout,
 		HTTPHandler:      mux,
 		Authorize:        ch.authorize,
 		Logger:           logger,
