@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"embed"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -33,20 +35,105 @@ const (
 	maxFrameBytes = 16 << 10 // room for 2000 bytes of text however JSON escapes it
 	maxNicksSent  = 200      // nicknames listed in a history message, at most
 	topicPrefix   = "room."
+
+	// maxEscape is the most bytes JSON needs for one byte of text: a
+	// control character other than \n, \r and \t becomes \u00XX. (HTML
+	// characters are not escaped, see marshal; U+2028 and U+2029 grow from
+	// 3 bytes to 6.)
+	maxEscape = 6
+	// maxNickJSON bounds a nickname as sent, quotes included: a printable
+	// rune is at most 4 bytes, and the only printable characters JSON
+	// escapes, '"' and '\', grow from 1 byte to 2.
+	maxNickJSON = maxNickRunes*utf8.UTFMax + 2
+	// maxEventBytes bounds a "msg" event as sent: the text escaped at
+	// worst, the nickname and room at their longest, and 128 bytes for the
+	// field names and the two numbers (20 digits each at most). Every
+	// history bound (-history-bytes, -history-rate) must leave room for
+	// it, so that any message the server accepts fits in the history.
+	maxEventBytes = 128 + maxRoomLen + maxNickJSON + maxTextBytes*maxEscape
+	// minHistoryBytes is the smallest -history-bytes: the largest event in
+	// its array's brackets.
+	minHistoryBytes = maxEventBytes + 2
+	// maxNickListBytes bounds the "nicks" array of a history message.
+	maxNickListBytes = 2 + maxNicksSent*(maxNickJSON+1)
+	// historyFixedBytes bounds a history message without its "nicks" and
+	// "messages" arrays' contents: what any join gets, whatever the
+	// history budget says.
+	historyFixedBytes = 256
+	// maxHistoryBytes is the largest -history-bytes: a history message is
+	// sent behind the 101 in one go, and with its nick list it must stay
+	// within a connection's outbound bound (engine MaxOutboundBytes, left
+	// at its default), or the joiner would be closed as a slow consumer.
+	maxHistoryBytes = engine.DefaultMaxOutboundBytes - 64<<10
 )
 
 // options are the server's settings; the command line sets them.
 type options struct {
-	addr     string
-	history  int     // messages kept per room
-	rate     float64 // messages per second per connection, sustained
-	burst    int     // messages per connection in a burst
-	maxRooms int     // rooms kept at most
-	loops    int
+	addr             string
+	history          int     // messages kept per room
+	historyBytes     int     // bytes of "messages", as sent, per room
+	historyRate      int     // history bytes per second, server-wide
+	historyBacklog   int64   // no history while the server holds more unread bytes than this
+	maxOutboundTotal int64   // unread bytes the server holds for all clients, at most
+	rate             float64 // messages per second per connection, sustained
+	burst            int     // messages per connection in a burst
+	maxRooms         int     // rooms kept at most
+	loops            int
+
+	// Test hooks, zero in the command: the clock of the rate limits, the
+	// server's unread outbound bytes (engine Stats.OutboundBytes) and the
+	// engine's WriteTimeout.
+	clock        func() time.Time
+	held         func() int64
+	writeTimeout time.Duration
 }
 
 func defaultOptions() options {
-	return options{addr: "127.0.0.1:8081", history: 50, rate: 10, burst: 10, maxRooms: 1024}
+	return options{
+		addr:             "127.0.0.1:8081",
+		history:          50,
+		historyBytes:     64 << 10,
+		historyRate:      1 << 20,
+		historyBacklog:   8 << 20,
+		maxOutboundTotal: 64 << 20,
+		rate:             10,
+		burst:            10,
+		maxRooms:         1024,
+	}
+}
+
+// check refuses settings that contradict each other, naming the flags.
+func (o options) check() error {
+	switch {
+	case o.history < 0:
+		return fmt.Errorf("-history must not be negative, not %d", o.history)
+	case o.history > 0 && (o.historyBytes < minHistoryBytes || o.historyBytes > maxHistoryBytes):
+		return fmt.Errorf("-history-bytes must be from %d, room for the largest message as sent (%d bytes of text, JSON-escaped), to %d, what a connection may be sent at once, not %d",
+			minHistoryBytes, maxTextBytes, maxHistoryBytes, o.historyBytes)
+	case o.historyRate < o.minHistoryRate():
+		return fmt.Errorf("-history-rate must be at least %d, -history-bytes and the longest nick list (%d bytes): a whole history message must fit in one second's worth; not %d",
+			o.minHistoryRate(), maxNickListBytes, o.historyRate)
+	case o.maxOutboundTotal < engine.DefaultMaxOutboundBytes:
+		return fmt.Errorf("-max-outbound-total must be at least %d (one connection's outbound bound), not %d",
+			engine.DefaultMaxOutboundBytes, o.maxOutboundTotal)
+	case o.historyBacklog < 1 || o.historyBacklog >= o.maxOutboundTotal:
+		return fmt.Errorf("-history-backlog must be positive and below -max-outbound-total (%d), not %d",
+			o.maxOutboundTotal, o.historyBacklog)
+	case o.rate <= 0 || o.burst < 1:
+		return fmt.Errorf("-rate must be positive and -burst at least 1, not %v and %d", o.rate, o.burst)
+	case o.maxRooms < 1:
+		return fmt.Errorf("-rooms must be at least 1, not %d", o.maxRooms)
+	}
+	return nil
+}
+
+// minHistoryRate is the smallest -history-rate: one second's worth must hold
+// a room's whole history and the longest nick list.
+func (o options) minHistoryRate() int {
+	if o.history == 0 {
+		return maxNickListBytes
+	}
+	return o.historyBytes + maxNickListBytes
 }
 
 // chat is the server: the engine handler, the hub that carries each room's
@@ -58,10 +145,18 @@ func defaultOptions() options {
 // to the loops and returns).
 type chat struct {
 	engine.BaseHandler
-	opts options
-	srv  *engine.Server
-	hub  *broadcast.Hub
-	log  *slog.Logger
+	opts  options
+	srv   *engine.Server
+	hub   *broadcast.Hub
+	log   *slog.Logger
+	now   func() time.Time // the rate limits' clock
+	held  func() int64     // bytes the server holds that its clients have not read
+	quota historyQuota
+
+	// Counted for the tests: history bytes sent (what the quota charged)
+	// and joins that got less than the room's whole history.
+	historySent    atomic.Int64
+	historyTrimmed atomic.Int64
 
 	mu    sync.Mutex // guards rooms
 	rooms map[string]*room
@@ -75,8 +170,7 @@ type room struct {
 	mu      sync.Mutex         // guards the fields below
 	members map[string]*member // by lower-cased nickname
 	seq     uint64             // id of the room's latest event
-	history [][]byte           // encoded "msg" events, a ring of opts.history
-	head    int                // index of the oldest in history once it is full
+	history history            // the latest "msg" events, as sent
 	gone    bool               // forgotten by chat.rooms: join another
 }
 
@@ -87,34 +181,35 @@ type member struct {
 	roomName string
 	nick     string
 	key      string // lower-cased nick, unique in the room
+	nickJSON []byte // nick as a JSON string, for history messages
 	room     *room  // set once joined
 	tokens   float64
 	last     time.Time
 }
 
 func newChat(opts options, logger *slog.Logger) (*chat, error) {
-	if opts.history < 0 {
-		return nil, fmt.Errorf("-history must not be negative, not %d", opts.history)
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
-	if opts.rate <= 0 || opts.burst < 1 {
-		return nil, fmt.Errorf("-rate must be positive and -burst at least 1, not %v and %d", opts.rate, opts.burst)
+	ch := &chat{opts: opts, log: logger, now: opts.clock, rooms: make(map[string]*room)}
+	if ch.now == nil {
+		ch.now = time.Now
 	}
-	if opts.maxRooms < 1 {
-		return nil, fmt.Errorf("-rooms must be at least 1, not %d", opts.maxRooms)
-	}
-	ch := &chat{opts: opts, log: logger, rooms: make(map[string]*room)}
+	ch.quota.rate = float64(opts.historyRate)
 	mux := http.NewServeMux()
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /", http.FileServerFS(web))
 	mux.HandleFunc("GET /rooms", ch.serveRooms)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	srv, err := engine.New(engine.Config{
-		Addr:            opts.addr,
-		Loops:           opts.loops,
-		MaxMessageBytes: maxFrameBytes,
-		HTTPHandler:     mux,
-		Authorize:       ch.authorize,
-		Logger:          logger,
+		Addr:             opts.addr,
+		Loops:            opts.loops,
+		MaxMessageBytes:  maxFrameBytes,
+		MaxOutboundTotal: opts.maxOutboundTotal,
+		WriteTimeout:     opts.writeTimeout,
+		HTTPHandler:      mux,
+		Authorize:        ch.authorize,
+		Logger:           logger,
 		// OriginPatterns stays empty: only pages from this server's own
 		// origin may open a chat socket with the user's cookies.
 	}, ch)
@@ -122,6 +217,10 @@ func newChat(opts options, logger *slog.Logger) (*chat, error) {
 		return nil, err
 	}
 	ch.srv = srv
+	ch.held = opts.held
+	if ch.held == nil {
+		ch.held = func() int64 { return srv.Stats().OutboundBytes }
+	}
 	if ch.hub, err = broadcast.New(srv, broadcast.Options{}); err != nil {
 		return nil, err
 	}
@@ -143,7 +242,7 @@ func (ch *chat) authorize(r *upgrade.Request) (any, error) {
 	if !validNick(nick) {
 		return nil, upgrade.Reject(http.StatusBadRequest, "nick must be 1 to 24 printable characters, no leading or trailing space")
 	}
-	return &member{roomName: roomName, nick: nick, key: strings.ToLower(nick)}, nil
+	return &member{roomName: roomName, nick: nick, key: strings.ToLower(nick), nickJSON: marshal(nick)}, nil
 }
 
 // validRoom reports whether name is 1 to 32 characters a-z, 0-9 or '-'.
@@ -181,21 +280,15 @@ func validNick(nick string) bool {
 }
 
 // OnOpen joins the room: the nickname must be free there. The new member
-// gets the history, then everybody in the room (the new member included)
-// gets the join notice.
+// gets the history, as much of it as the history quota allows, then
+// everybody in the room (the new member included) gets the join notice.
 func (ch *chat) OnOpen(c *engine.Conn) {
 	m, _ := c.Session().(*member)
 	if m == nil {
 		_ = c.Close(engine.StatusInternalError, "no session")
 		return
 	}
-	var (
-		r       *room
-		history [][]byte
-		nicks   []string
-		count   int
-		lastID  uint64
-	)
+	var r *room
 	for {
 		var err error
 		if r, err = ch.room(m.roomName); err != nil {
@@ -223,21 +316,79 @@ func (ch *chat) OnOpen(c *engine.Conn) {
 	}
 	r.members[m.key] = m
 	m.room = r
-	history = r.historyLocked()
-	count = len(r.members)
-	nicks = make([]string, 0, min(count, maxNicksSent))
+	msgs := r.history.snapshot()
+	count := len(r.members)
+	others := make([]*member, 0, min(count, maxNicksSent))
 	for _, other := range r.members {
-		if len(nicks) == maxNicksSent {
+		if len(others) == maxNicksSent {
 			break
 		}
-		nicks = append(nicks, other.nick)
+		others = append(others, other)
 	}
-	lastID = r.seq
+	lastID := r.seq
 	ch.publishLocked(r, event{Type: "join", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: count}, false)
 	r.mu.Unlock()
 
-	slices.SortFunc(nicks, func(a, b string) int { return cmp.Compare(strings.ToLower(a), strings.ToLower(b)) })
-	_ = c.Send(engine.TextMessage, encodeHistory(r.name, lastID, count, nicks, history))
+	slices.SortFunc(others, func(a, b *member) int { return cmp.Compare(a.key, b.key) })
+	nicks := make([][]byte, len(others))
+	for i, other := range others {
+		nicks[i] = other.nickJSON
+	}
+	sentMsgs, sentNicks := ch.grantHistory(msgs, nicks)
+	_ = c.Send(engine.TextMessage, encodeHistory(r.name, lastID, count, len(msgs)-len(sentMsgs), sentNicks, sentMsgs))
+}
+
+// grantHistory decides how much of a history message a join gets: the
+// newest messages, then the nicknames (alphabetically), as many as the
+// history quota has bytes for, and nothing while the server already holds
+// more than -history-backlog bytes that its clients have not read. It
+// returns the messages and nicknames to send.
+func (ch *chat) grantHistory(msgs, nicks [][]byte) (sentMsgs, sentNicks [][]byte) {
+	if ch.held() > ch.opts.historyBacklog {
+		if len(msgs) > 0 {
+			ch.historyTrimmed.Add(1)
+		}
+		return nil, nil
+	}
+	used := ch.quota.spend(ch.now(), func(avail int) int {
+		k, used := fitNewest(msgs, avail)
+		sentMsgs = msgs[len(msgs)-k:]
+		j, more := fitOldest(nicks, avail-used)
+		sentNicks = nicks[:j]
+		return used + more
+	})
+	ch.historySent.Add(int64(used))
+	if len(sentMsgs) < len(msgs) {
+		ch.historyTrimmed.Add(1)
+	}
+	return sentMsgs, sentNicks
+}
+
+// fitNewest returns how many of the newest items fit in avail bytes as the
+// contents of a JSON array (commas between them), and their bytes.
+func fitNewest(items [][]byte, avail int) (n, used int) {
+	for i := len(items) - 1; i >= 0; i-- {
+		cost := len(items[i]) + min(n, 1)
+		if used+cost > avail {
+			break
+		}
+		used += cost
+		n++
+	}
+	return n, used
+}
+
+// fitOldest is fitNewest from the other end.
+func fitOldest(items [][]byte, avail int) (n, used int) {
+	for _, it := range items {
+		cost := len(it) + min(n, 1)
+		if used+cost > avail {
+			break
+		}
+		used += cost
+		n++
+	}
+	return n, used
 }
 
 // OnMessage takes one chat message: {"type":"msg","text":"..."}.
@@ -250,7 +401,7 @@ func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 		_ = c.Close(engine.StatusUnsupportedData, "text messages only")
 		return
 	}
-	if !m.allow(time.Now(), ch.opts.rate, float64(ch.opts.burst)) {
+	if !m.allow(ch.now(), ch.opts.rate, float64(ch.opts.burst)) {
 		_ = c.Close(engine.StatusPolicyViolation, "rate limit")
 		return
 	}
@@ -271,7 +422,7 @@ func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 		return
 	}
 	// Encode outside the lock; only the id is added under it.
-	body := mustMarshal(event{Type: "msg", Room: m.room.name, Nick: m.nick, Text: in.Text, TS: nowMillis()})
+	body := marshal(event{Type: "msg", Room: m.room.name, Nick: m.nick, Text: in.Text, TS: nowMillis()})
 	r := m.room
 	r.mu.Lock()
 	ch.publishBodyLocked(r, body, true)
@@ -343,12 +494,74 @@ func (ch *chat) forgetEmptyLocked() bool {
 	return false
 }
 
-// historyLocked returns the room's history, oldest first. r.mu must be held.
-// The messages themselves are never modified, so sharing them is safe.
-func (r *room) historyLocked() [][]byte {
-	out := make([][]byte, 0, len(r.history))
-	out = append(out, r.history[r.head:]...)
-	return append(out, r.history[:r.head]...)
+// history holds a room's latest "msg" events as sent, oldest first, within
+// two bounds: at most maxEvents events, and at most maxBytes bytes for the
+// JSON array that lists them (brackets and commas included). Adding an
+// event drops the oldest ones until it fits. The room's lock guards it.
+type history struct {
+	events [][]byte
+	size   int // bytes of the events and the commas between them
+}
+
+// add appends ev, dropping the oldest events as the bounds require. An event
+// that could never fit is not kept (option checks make that impossible:
+// -history-bytes is at least minHistoryBytes); the history is then unchanged.
+func (h *history) add(ev []byte, maxEvents, maxBytes int) {
+	if maxEvents < 1 || 2+len(ev) > maxBytes {
+		return
+	}
+	for len(h.events) > 0 && (len(h.events) >= maxEvents || 2+h.size+1+len(ev) > maxBytes) {
+		h.size -= len(h.events[0]) + min(len(h.events)-1, 1)
+		// Cleared so that the dropped event is garbage now, not when
+		// append next moves the slice.
+		h.events[0] = nil
+		h.events = h.events[1:]
+	}
+	if len(h.events) > 0 {
+		h.size++
+	}
+	h.size += len(ev)
+	h.events = append(h.events, ev)
+}
+
+// bytes returns the size of the JSON array that lists the events.
+func (h *history) bytes() int { return 2 + h.size }
+
+// snapshot returns the events, oldest first. The events themselves are never
+// modified, so sharing them is safe; the slice is a copy because add
+// clears the entries it drops.
+func (h *history) snapshot() [][]byte { return slices.Clone(h.events) }
+
+// historyQuota is the server-wide budget of history bytes: a token bucket
+// that refills at rate bytes per second and holds at most one second's worth.
+// Every history message takes from it what its "messages" and "nicks"
+// arrays hold, so a flood of joins makes the server emit at most rate bytes
+// of history per second (plus the one-second burst), however large the
+// rooms' histories are.
+type historyQuota struct {
+	mu     sync.Mutex
+	rate   float64 // bytes per second, and the bucket's capacity
+	tokens float64
+	last   time.Time
+}
+
+// spend refills the bucket as of now and lets pick choose what to send
+// within the whole bytes available; what pick returns is taken from the
+// bucket and returned. pick runs under the bucket's lock: it must be quick.
+func (q *historyQuota) spend(now time.Time, pick func(avail int) int) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.last.IsZero() {
+		q.tokens = q.rate
+	} else if elapsed := now.Sub(q.last); elapsed > 0 {
+		q.tokens = min(q.rate, q.tokens+elapsed.Seconds()*q.rate)
+	}
+	if now.After(q.last) {
+		q.last = now // a clock that steps back does not refill twice
+	}
+	used := max(pick(int(q.tokens)), 0)
+	q.tokens -= float64(used)
+	return used
 }
 
 // event is what the server sends about a room. Fields a type does not use
@@ -364,7 +577,7 @@ type event struct {
 
 // publishLocked publishes ev with the room's next id. r.mu must be held.
 func (ch *chat) publishLocked(r *room, ev event, keep bool) {
-	ch.publishBodyLocked(r, mustMarshal(ev), keep)
+	ch.publishBodyLocked(r, marshal(ev), keep)
 }
 
 // publishBodyLocked gives an encoded event (a JSON object without "id") the
@@ -372,32 +585,39 @@ func (ch *chat) publishLocked(r *room, ev event, keep bool) {
 // the history. r.mu must be held: ids, history and publish order agree.
 func (ch *chat) publishBodyLocked(r *room, body []byte, keep bool) {
 	r.seq++
-	msg := make([]byte, 0, len(body)+28)
-	msg = append(msg, `{"id":`...)
-	msg = strconv.AppendUint(msg, r.seq, 10)
-	msg = append(msg, ',')
-	msg = append(msg, body[1:]...)
-	if keep && ch.opts.history > 0 {
-		if len(r.history) < ch.opts.history {
-			r.history = append(r.history, msg)
-		} else {
-			r.history[r.head] = msg
-			r.head = (r.head + 1) % len(r.history)
-		}
+	msg := withID(r.seq, body)
+	if keep {
+		r.history.add(msg, ch.opts.history, ch.opts.historyBytes)
 	}
 	if err := ch.hub.Publish(r.topic, engine.TextMessage, msg); err != nil && !errors.Is(err, engine.ErrClosed) {
 		ch.log.Warn("publish", "room", r.name, "err", err)
 	}
 }
 
+// withID returns the encoded event body (a JSON object without "id") with
+// "id" first.
+func withID(id uint64, body []byte) []byte {
+	msg := make([]byte, 0, len(body)+28)
+	msg = append(msg, `{"id":`...)
+	msg = strconv.AppendUint(msg, id, 10)
+	msg = append(msg, ',')
+	return append(msg, body[1:]...)
+}
+
 // encodeHistory builds the message a member gets on joining:
-// {"type":"history","room":..,"id":..,"members":..,"nicks":[..],"messages":[..]}
+// {"type":"history","room":..,"id":..,"members":..,"omitted":..,"nicks":[..],"messages":[..]}
 // where id is the room's latest event included (live events up to it are
-// repeats) and messages are "msg" events, oldest first.
-func encodeHistory(roomName string, lastID uint64, members int, nicks []string, msgs [][]byte) []byte {
-	n := 128
+// repeats), omitted counts the older messages of the history left out (only
+// when there are some), nicks are JSON strings and messages are "msg"
+// events, oldest first. Everything but the two arrays' contents is at most
+// historyFixedBytes.
+func encodeHistory(roomName string, lastID uint64, members, omitted int, nicks, msgs [][]byte) []byte {
+	n := historyFixedBytes
 	for _, m := range msgs {
 		n += len(m) + 1
+	}
+	for _, s := range nicks {
+		n += len(s) + 1
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"type":"history","room":`...)
@@ -406,32 +626,49 @@ func encodeHistory(roomName string, lastID uint64, members int, nicks []string, 
 	b = strconv.AppendUint(b, lastID, 10)
 	b = append(b, `,"members":`...)
 	b = strconv.AppendInt(b, int64(members), 10)
+	if omitted > 0 {
+		b = append(b, `,"omitted":`...)
+		b = strconv.AppendInt(b, int64(omitted), 10)
+	}
 	b = append(b, `,"nicks":`...)
-	b = append(b, mustMarshal(nicks)...)
-	b = append(b, `,"messages":[`...)
-	for i, m := range msgs {
+	b = appendArray(b, nicks)
+	b = append(b, `,"messages":`...)
+	b = appendArray(b, msgs)
+	return append(b, '}')
+}
+
+// appendArray appends a JSON array of already encoded values.
+func appendArray(b []byte, items [][]byte) []byte {
+	b = append(b, '[')
+	for i, it := range items {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, m...)
+		b = append(b, it...)
 	}
-	return append(b, "]}"...)
+	return append(b, ']')
 }
 
 // sendError tells the connection what was wrong with its last message.
 func sendError(c *engine.Conn, text string) {
-	_ = c.Send(engine.TextMessage, mustMarshal(struct {
+	_ = c.Send(engine.TextMessage, marshal(struct {
 		Type  string `json:"type"`
 		Error string `json:"error"`
 	}{"error", text}))
 }
 
-func mustMarshal(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+// marshal encodes v as compact JSON without HTML escaping: '<', '>' and '&'
+// cost one byte each instead of six ("\u003c"). That is safe because the
+// page puts every server string into the document with textContent, never as
+// markup, and JSON over a WebSocket is never parsed as HTML.
+func marshal(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		panic(err) // only strings, numbers and slices of them
 	}
-	return b
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 func nowMillis() int64 { return time.Now().UnixMilli() }

@@ -1,15 +1,21 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +30,14 @@ const hangGuard = time.Minute
 
 // startChat runs the server in-process on a free port.
 func startChat(t *testing.T, tune func(*options)) string {
+	t.Helper()
+	return startServer(t, tune).srv.Addr().String()
+}
+
+// startServer runs the server in-process on a free port and returns it, for
+// tests that look inside. tune runs before the server starts, so test hooks
+// it sets (options.clock, options.held) are seen by every loop.
+func startServer(t *testing.T, tune func(*options)) *chat {
 	t.Helper()
 	opts := defaultOptions()
 	opts.addr = "127.0.0.1:0"
@@ -42,7 +56,7 @@ func startChat(t *testing.T, tune func(*options)) string {
 		defer cancel()
 		_ = ch.srv.Shutdown(ctx)
 	})
-	return ch.srv.Addr().String()
+	return ch
 }
 
 // serverMsg is any message the server sends.
@@ -54,6 +68,7 @@ type serverMsg struct {
 	Text     string      `json:"text"`
 	TS       int64       `json:"ts"`
 	Members  int         `json:"members"`
+	Omitted  int         `json:"omitted"`
 	Nicks    []string    `json:"nicks"`
 	Messages []serverMsg `json:"messages"`
 	Error    string      `json:"error"`
@@ -118,19 +133,25 @@ func connect(t *testing.T, addr, room, nick string) *client {
 }
 
 func (c *client) read() (serverMsg, error) {
+	m, _, err := c.readRaw()
+	return m, err
+}
+
+// readRaw reads the next message and returns it parsed and as sent.
+func (c *client) readRaw() (serverMsg, []byte, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(hangGuard))
 	data, op, err := wsutil.ReadServerData(c.rw)
 	if err != nil {
-		return serverMsg{}, err
+		return serverMsg{}, nil, err
 	}
 	if op != ws.OpText {
-		return serverMsg{}, errors.New("server sent a binary message")
+		return serverMsg{}, nil, errors.New("server sent a binary message")
 	}
 	var m serverMsg
 	if err := json.Unmarshal(data, &m); err != nil {
-		return serverMsg{}, err
+		return serverMsg{}, nil, err
 	}
-	return m, nil
+	return m, data, nil
 }
 
 // expect reads the next message and checks its type.
@@ -183,7 +204,7 @@ func (c *client) expectClose(code ws.StatusCode, reason string) {
 
 func (c *client) say(text string) {
 	c.t.Helper()
-	c.sendRaw(mustMarshal(map[string]string{"type": "msg", "text": text}))
+	c.sendRaw(marshal(map[string]string{"type": "msg", "text": text}))
 }
 
 func (c *client) sendRaw(b []byte) {
@@ -533,4 +554,573 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// fakeClock is the rate limits' clock in tests: it moves only when told, so
+// what a budget allows is decided by counts, not by the machine's speed.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// preload puts n messages with text into the room's history (and publishes
+// them to its members), as a member would, without a connection or its rate
+// limit. It returns the room.
+func preload(t *testing.T, ch *chat, roomName, text string, n int) *room {
+	t.Helper()
+	r, err := ch.room(roomName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		body := marshal(event{Type: "msg", Room: roomName, Nick: "filler", Text: text, TS: nowMillis()})
+		r.mu.Lock()
+		ch.publishBodyLocked(r, body, true)
+		r.mu.Unlock()
+	}
+	return r
+}
+
+// historyParts splits a history message as sent into its "messages" and
+// "nicks" arrays, as sent.
+func historyParts(t *testing.T, payload []byte) (msgs, nicks []byte) {
+	t.Helper()
+	var h struct {
+		Messages json.RawMessage `json:"messages"`
+		Nicks    json.RawMessage `json:"nicks"`
+	}
+	if err := json.Unmarshal(payload, &h); err != nil {
+		t.Fatalf("history %.200s: %v", payload, err)
+	}
+	return h.Messages, h.Nicks
+}
+
+// charged is what the history quota takes for a history message as sent:
+// its two arrays' contents.
+func charged(t *testing.T, payload []byte) int {
+	msgs, nicks := historyParts(t, payload)
+	return len(msgs) - 2 + len(nicks) - 2
+}
+
+// joinRaw joins and returns the history as sent; the join notice is read too.
+func joinRaw(t *testing.T, addr, room, nick string) (*client, serverMsg, []byte) {
+	t.Helper()
+	c := connect(t, addr, room, nick)
+	h, raw, err := c.readRaw()
+	if err != nil || h.Type != "history" {
+		t.Fatalf("%s: %+v %v, want the history", nick, h, err)
+	}
+	c.expect("join")
+	return c, h, raw
+}
+
+// checkNewest checks that msgs are the newest messages of a room whose
+// latest message has id last, oldest first, all with text.
+func checkNewest(t *testing.T, msgs []serverMsg, last uint64, text string) {
+	t.Helper()
+	for i, m := range msgs {
+		want := last - uint64(len(msgs)-1-i)
+		if m.Type != "msg" || m.ID != want || m.Text != text {
+			t.Fatalf("history[%d] = id %d type %q text %.20q, want id %d with the text sent", i, m.ID, m.Type, m.Text, want)
+		}
+	}
+}
+
+// Every bound derived from the protocol's limits holds for the worst input
+// those limits let in, and the defaults agree with one another.
+func TestLimitsAgree(t *testing.T) {
+	if err := defaultOptions().check(); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	texts := map[string]string{
+		"control":   strings.Repeat("\x01", maxTextBytes),
+		"quotes":    strings.Repeat(`"`, maxTextBytes),
+		"backslash": strings.Repeat(`\`, maxTextBytes),
+		"u2028":     strings.Repeat("\u2028", maxTextBytes/3),
+		"html":      strings.Repeat("<", maxTextBytes),
+		"emoji":     strings.Repeat("🙂", maxTextBytes/4),
+	}
+	nicks := map[string]string{
+		"quotes":    strings.Repeat(`"`, maxNickRunes),
+		"backslash": strings.Repeat(`\`, maxNickRunes),
+		"emoji":     strings.Repeat("🙂", maxNickRunes),
+	}
+	room := strings.Repeat("r", maxRoomLen)
+	biggest := 0
+	for tn, text := range texts {
+		for nn, nick := range nicks {
+			if !validNick(nick) {
+				t.Fatalf("nick %s is refused: the case is not a worst case", nn)
+			}
+			ev := withID(math.MaxUint64, marshal(event{Type: "msg", Room: room, Nick: nick, Text: text, TS: math.MinInt64}))
+			biggest = max(biggest, len(ev))
+			if len(ev) > maxEventBytes {
+				t.Errorf("text %s, nick %s: event of %d bytes, over maxEventBytes %d", tn, nn, len(ev), maxEventBytes)
+			}
+			if n := len(marshal(nick)); n > maxNickJSON {
+				t.Errorf("nick %s: %d bytes as sent, over maxNickJSON %d", nn, n, maxNickJSON)
+			}
+			// What a client sends for it, escaped the same way, passes the
+			// engine's message limit.
+			if in := marshal(map[string]string{"type": "msg", "text": text}); len(in) > maxFrameBytes {
+				t.Errorf("text %s: the client's message is %d bytes, over maxFrameBytes %d", tn, len(in), maxFrameBytes)
+			}
+		}
+	}
+	t.Logf("largest event: %d bytes (bound %d)", biggest, maxEventBytes)
+	if d := defaultOptions(); d.historyBytes < minHistoryBytes || d.historyRate < d.historyBytes+maxNickListBytes {
+		t.Errorf("default -history-bytes %d or -history-rate %d cannot hold the largest event or a whole history", d.historyBytes, d.historyRate)
+	}
+	list := make([][]byte, maxNicksSent)
+	for i := range list {
+		list[i] = marshal(nicks["emoji"])
+	}
+	if n := len(appendArray(nil, list)); n > maxNickListBytes {
+		t.Errorf("nick list of %d bytes, over maxNickListBytes %d", n, maxNickListBytes)
+	}
+	// The largest history message, behind the 101 (a few hundred bytes)
+	// and its frame header, is within a connection's outbound bound.
+	if n := maxHistoryBytes + maxNickListBytes + historyFixedBytes + 1<<10; n > engine.DefaultMaxOutboundBytes {
+		t.Errorf("the largest history message and the 101 take %d bytes, over a connection's %d", n, engine.DefaultMaxOutboundBytes)
+	}
+	// The package documentation, the flags' help and README quote these.
+	for _, c := range []struct {
+		name      string
+		got, want int
+	}{
+		{"maxEventBytes", maxEventBytes, 12258},
+		{"minHistoryBytes", minHistoryBytes, 12260},
+		{"maxHistoryBytes", maxHistoryBytes, 4128768},
+		{"maxNickListBytes", maxNickListBytes, 19802},
+		{"historyFixedBytes", historyFixedBytes, 256},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s is %d, the documentation says %d: update both", c.name, c.got, c.want)
+		}
+	}
+	fixed := encodeHistory(room, math.MaxUint64, math.MaxInt, math.MaxInt, nil, nil)
+	if len(fixed)-4 > historyFixedBytes { // less the two empty arrays' brackets
+		t.Errorf("history message without its arrays is %d bytes, over historyFixedBytes %d", len(fixed)-4, historyFixedBytes)
+	}
+}
+
+func TestOptionsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tune func(*options)
+		want string // the flag the error names
+	}{
+		{"negative history", func(o *options) { o.history = -1 }, "-history "},
+		{"history bytes below the largest event", func(o *options) { o.historyBytes = minHistoryBytes - 1 }, "-history-bytes"},
+		{"history bytes over a connection's bound", func(o *options) { o.historyBytes, o.historyRate = maxHistoryBytes+1, 8<<20 }, "-history-bytes"},
+		{"history rate below history bytes", func(o *options) { o.historyRate = o.historyBytes - 1 }, "-history-rate"},
+		{"history rate without room for the nicks", func(o *options) { o.historyRate = o.historyBytes + maxNickListBytes - 1 }, "-history-rate"},
+		{"no history, no room for the nicks", func(o *options) { o.history, o.historyRate = 0, maxNickListBytes-1 }, "-history-rate"},
+		{"zero history backlog", func(o *options) { o.historyBacklog = 0 }, "-history-backlog"},
+		{"history backlog at the total", func(o *options) { o.historyBacklog = o.maxOutboundTotal }, "-history-backlog"},
+		{"tiny outbound total", func(o *options) { o.maxOutboundTotal = 1 << 10 }, "-max-outbound-total"},
+		{"zero rate", func(o *options) { o.rate = 0 }, "-rate"},
+		{"zero rooms", func(o *options) { o.maxRooms = 0 }, "-rooms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := defaultOptions()
+			opts.addr = "127.0.0.1:0"
+			tc.tune(&opts)
+			_, err := newChat(opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("newChat: %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+	// Without history its size does not matter.
+	opts := defaultOptions()
+	opts.addr, opts.history, opts.historyBytes, opts.historyRate = "127.0.0.1:0", 0, 0, maxNickListBytes
+	if _, err := newChat(opts, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatalf("-history 0: %v", err)
+	}
+}
+
+// The history keeps the newest events that fit both bounds, oldest dropped
+// first, and its array never passes maxBytes.
+func TestHistoryAdd(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		maxEvents int
+		maxBytes  int
+		sizes     []int // events added, in order
+		wantKept  int   // events kept at the end (the newest)
+	}{
+		{"count bound", 3, 1000, []int{10, 10, 10, 10, 10}, 3},
+		{"byte bound", 100, 2 + 10 + 1 + 10, []int{10, 10, 10, 10}, 2},
+		{"exactly full", 100, 2 + 3*10 + 2, []int{10, 10, 10}, 3},
+		{"one byte short", 100, 2 + 3*10 + 1, []int{10, 10, 10}, 2},
+		{"big one evicts many", 100, 100, []int{10, 10, 10, 10, 10, 10, 90}, 1},
+		{"small ones after a big one", 100, 100, []int{90, 10, 10}, 2},
+		{"too big is not kept", 100, 50, []int{10, 10, 49}, 2},
+		{"no history", 0, 1000, []int{10}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h history
+			var added [][]byte
+			for i, n := range tc.sizes {
+				ev := []byte(strings.Repeat(string(rune('a'+i)), n))
+				added = append(added, ev)
+				h.add(ev, tc.maxEvents, tc.maxBytes)
+				got := h.snapshot()
+				if b := len(appendArray(nil, got)); b != h.bytes() || (len(got) > 0 && b > tc.maxBytes) {
+					t.Fatalf("after %d adds: array of %d bytes, accounted %d, bound %d", i+1, b, h.bytes(), tc.maxBytes)
+				}
+				if len(got) > tc.maxEvents {
+					t.Fatalf("after %d adds: %d events, bound %d", i+1, len(got), tc.maxEvents)
+				}
+			}
+			got := h.snapshot()
+			if len(got) != tc.wantKept {
+				t.Fatalf("kept %d events, want %d", len(got), tc.wantKept)
+			}
+			// The newest that fit, in order: the last ones added, less an
+			// event that never fit.
+			want := added
+			if n := len(want); n > 0 && 2+len(want[n-1]) > tc.maxBytes {
+				want = want[:n-1]
+			}
+			want = want[len(want)-len(got):]
+			for i := range got {
+				if string(got[i]) != string(want[i]) {
+					t.Fatalf("kept[%d] = %.5q, want %.5q", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}
+
+// Through the server: a joiner's "messages" never pass -history-bytes as
+// sent, whatever JSON makes of the text, and hold as many of the newest
+// messages as fit.
+func TestHistoryBytesBound(t *testing.T) {
+	const bound = 16 << 10
+	ch := startServer(t, func(o *options) {
+		o.history = 1000
+		o.historyBytes = bound
+		o.held = func() int64 { return 0 }
+	})
+	addr := ch.srv.Addr().String()
+	for _, tc := range []struct {
+		name string
+		text string
+	}{
+		{"ascii", strings.Repeat("a", maxTextBytes)},
+		{"html", strings.Repeat("<", maxTextBytes)},
+		{"quotes", strings.Repeat(`"`, maxTextBytes)},
+		{"control", strings.Repeat("\x01", maxTextBytes)},
+		{"u2028", strings.Repeat("\u2028", maxTextBytes/3)},
+		{"short", "hi <b>&amp;</b>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const sent = 40
+			r := preload(t, ch, tc.name, tc.text, sent)
+			c, h, raw := joinRaw(t, addr, tc.name, "reader")
+			defer c.leave()
+			msgs, _ := historyParts(t, raw)
+			if len(msgs) > bound {
+				t.Fatalf("messages array of %d bytes, over -history-bytes %d", len(msgs), bound)
+			}
+			if len(h.Messages) == 0 || h.Omitted != 0 {
+				t.Fatalf("%d messages, %d omitted: want the whole history", len(h.Messages), h.Omitted)
+			}
+			r.mu.Lock()
+			last := r.seq - 1 // the reader's own join came after
+			r.mu.Unlock()
+			checkNewest(t, h.Messages, last, tc.text)
+			if len(h.Messages) < sent {
+				// The one before the oldest kept (same text, an id as
+				// long or one digit shorter) would not have fit.
+				var events []json.RawMessage
+				_ = json.Unmarshal(msgs, &events)
+				if len(msgs)+1+len(events[0])-1 <= bound {
+					t.Fatalf("%d messages in %d bytes: another of %d would have fit in %d", len(h.Messages), len(msgs), len(events[0]), bound)
+				}
+			}
+			if tc.name == "html" && strings.Contains(string(raw), `\u003c`) {
+				t.Fatalf("'<' is HTML-escaped: 6 bytes instead of 1")
+			}
+			t.Logf("%s: %d of %d messages in %d bytes", tc.name, len(h.Messages), sent, len(msgs))
+		})
+	}
+}
+
+// The server sends at most -history-rate bytes of history per second of its
+// clock, in total, whatever joins: a join that finds the quota short gets
+// the newest messages that fit (or none) and the count of the others.
+func TestHistoryRate(t *testing.T) {
+	const (
+		histBytes = 16 << 10
+		rate      = 40 << 10 // two whole histories and a half, the nick lists aside
+	)
+	clock := newFakeClock()
+	ch := startServer(t, func(o *options) {
+		o.historyBytes = histBytes
+		o.historyRate = rate
+		o.clock = clock.Now
+		o.held = func() int64 { return 0 }
+	})
+	addr := ch.srv.Addr().String()
+	text := strings.Repeat("<", maxTextBytes)
+	r := preload(t, ch, "busy", text, 50)
+	r.mu.Lock()
+	whole, lastMsg := len(r.history.snapshot()), r.seq
+	r.mu.Unlock()
+
+	joins := 0
+	joinBusy := func() (serverMsg, []byte) {
+		joins++
+		c, h, raw := joinRaw(t, addr, "busy", "j"+strconv.Itoa(joins))
+		t.Cleanup(c.leave)
+		if len(h.Messages)+h.Omitted != whole {
+			t.Fatalf("join %d: %d messages + %d omitted, want the history's %d", joins, len(h.Messages), h.Omitted, whole)
+		}
+		checkNewest(t, h.Messages, lastMsg, text)
+		return h, raw
+	}
+	// The quota as specified: one second's worth at most, refilled at rate
+	// by the clock. Every step's joins together take no more than it holds.
+	avail := float64(rate)
+	for _, step := range []struct {
+		name    string
+		advance time.Duration // on the clock before the step's joins
+		joins   int
+		full    int // of them, this many first get the whole history
+	}{
+		{"a burst takes one second's worth", 0, 6, 2},
+		{"a second later, one more second's worth", time.Second, 4, 1},
+		{"no time, no history", 0, 3, 0},
+		{"half a second, half the quota", time.Second / 2, 3, 1},
+		{"an idle minute still holds one second's worth", time.Minute, 6, 2},
+	} {
+		clock.Advance(step.advance)
+		avail = min(rate, avail+step.advance.Seconds()*rate)
+		before := ch.historySent.Load()
+		took := 0
+		for i := 0; i < step.joins; i++ {
+			h, raw := joinBusy()
+			took += charged(t, raw)
+			if i < step.full && h.Omitted != 0 {
+				t.Fatalf("%s: join %d of the step got %d of %d messages, want all", step.name, i+1, len(h.Messages), whole)
+			}
+		}
+		if float64(took) > avail {
+			t.Fatalf("%s: %d joins took %d history bytes, over the %.0f available", step.name, step.joins, took, avail)
+		}
+		if got := ch.historySent.Load() - before; got != int64(took) {
+			t.Fatalf("%s: the server counted %d history bytes, the clients got %d", step.name, got, took)
+		}
+		t.Logf("%s: %d joins took %d of %.0f bytes", step.name, step.joins, took, avail)
+		avail -= float64(took)
+	}
+	// What the last step left is less than a message: the next join gets
+	// none, and learns how many it missed.
+	h, raw := joinBusy()
+	if len(h.Messages) != 0 || h.Omitted != whole || h.Members != joins || float64(charged(t, raw)) > avail {
+		t.Fatalf("join with the quota spent: %d messages, %d omitted, %d members, %d bytes; want none, %d, %d, at most %.0f",
+			len(h.Messages), h.Omitted, h.Members, charged(t, raw), whole, joins, avail)
+	}
+}
+
+// While the server holds more than -history-backlog unread bytes, a join
+// gets no history at all; once below, the whole of it again.
+func TestHistoryWithheldWhileBacklogged(t *testing.T) {
+	var held atomic.Int64
+	ch := startServer(t, func(o *options) { o.held = held.Load })
+	addr := ch.srv.Addr().String()
+	preload(t, ch, "backlog", "hello", 5)
+	for i, tc := range []struct {
+		held     int64
+		wantMsgs int
+	}{
+		{0, 5},
+		{defaultOptions().historyBacklog, 5},
+		{defaultOptions().historyBacklog + 1, 0},
+		{0, 5},
+	} {
+		held.Store(tc.held)
+		c, h, _ := joinRaw(t, addr, "backlog", "j"+strconv.Itoa(i))
+		c.leave()
+		if len(h.Messages) != tc.wantMsgs || h.Omitted != 5-tc.wantMsgs {
+			t.Fatalf("held %d: %d messages, %d omitted; want %d and %d", tc.held, len(h.Messages), h.Omitted, tc.wantMsgs, 5-tc.wantMsgs)
+		}
+		if tc.wantMsgs == 0 && len(h.Nicks) != 0 {
+			t.Fatalf("held %d: nicks %v, want none", tc.held, h.Nicks)
+		}
+	}
+}
+
+// dialSmallWindow connects as nick to room with a small receive buffer, as a
+// client that never reads would look to the server after its first packets,
+// and reads nothing but the 101.
+func dialSmallWindow(addr, room, nick string) (net.Conn, error) {
+	d := ws.Dialer{
+		Timeout: hangGuard,
+		NetDial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<10)
+				})
+				return cmp.Or(err, serr)
+			}}
+			return nd.DialContext(ctx, network, address)
+		},
+	}
+	conn, _, _, err := d.Dial(context.Background(), wsURL(addr, room, nick))
+	return conn, err
+}
+
+// A burst of joiners that never read, each to a room with a long history
+// of escaping-heavy messages, leaves the server holding a bounded amount,
+// whichever of the two history bounds acts first: the quota (bytes sent per
+// second of the clock, which stands still here) or the backlog (no history
+// while the server holds more than -history-backlog). The histories are so
+// long that the sockets' buffers cannot take them: what is not sent stays
+// in the server's memory.
+func TestJoinFloodStaysBounded(t *testing.T) {
+	const (
+		joiners   = 200
+		loops     = 2
+		histBytes = maxHistoryBytes
+		backlog   = 8 << 20
+		perJoin   = 1 << 10 // the 101, the history without its arrays, the join notice
+		// One history message being sent per loop as the backlog bound is
+		// crossed.
+		inFlight = loops * (histBytes + maxNickListBytes + historyFixedBytes)
+	)
+	for _, tc := range []struct {
+		name     string
+		rate     int
+		maxSent  int64 // history bytes sent at most (0: not bounded by the quota)
+		maxHistH int64 // history bytes held at most
+	}{
+		{"quota", histBytes + maxNickListBytes, histBytes + maxNickListBytes, histBytes + maxNickListBytes},
+		{"backlog", 1 << 40, 0, backlog + inFlight},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			ch := startServer(t, func(o *options) {
+				o.loops = loops
+				o.history = 10000
+				o.historyBytes = histBytes
+				o.historyRate = tc.rate
+				o.historyBacklog = backlog
+				o.clock = clock.Now
+				// However slow the machine, the joiners stay: the
+				// backlog bound is what limits the server, not
+				// WriteTimeout closing them.
+				o.writeTimeout = -1
+			})
+			addr := ch.srv.Addr().String()
+			src := preload(t, ch, "r0", strings.Repeat("<", maxTextBytes), histBytes/maxTextBytes+10)
+			src.mu.Lock()
+			whole, events := src.history.bytes(), src.history.snapshot()
+			src.mu.Unlock()
+			for i := 1; i < joiners; i++ {
+				// The same history in every room: events are never
+				// modified, so the rooms may share them.
+				r, err := ch.room("r" + strconv.Itoa(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.mu.Lock()
+				for _, ev := range events {
+					r.history.add(ev, ch.opts.history, ch.opts.historyBytes)
+				}
+				r.mu.Unlock()
+			}
+			var held int64 // the most the server held at any look
+			for i := 0; i < joiners; i++ {
+				conn, err := dialSmallWindow(addr, "r"+strconv.Itoa(i), "silent")
+				if err != nil {
+					t.Fatalf("joiner %d: %v", i, err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				held = max(held, ch.srv.Stats().OutboundBytes)
+			}
+			sent := ch.historySent.Load()
+			t.Logf("%d joiners, histories of %d bytes: %d history bytes sent (%d joins trimmed), at most %d bytes held; without the bounds %d sent",
+				joiners, whole, sent, ch.historyTrimmed.Load(), held, joiners*whole)
+			if tc.maxSent > 0 && sent > tc.maxSent {
+				t.Fatalf("%d history bytes sent, over the quota of %d", sent, tc.maxSent)
+			}
+			if limit := tc.maxHistH + joiners*perJoin; held > limit {
+				t.Fatalf("the server held %d unread bytes, over %d (%d of history, %d per join)", held, limit, tc.maxHistH, perJoin)
+			}
+		})
+	}
+}
+
+// Once the flood is over, the quota refills and a member who reads gets the
+// whole history again.
+func TestHistoryAfterFlood(t *testing.T) {
+	clock := newFakeClock()
+	ch := startServer(t, func(o *options) {
+		o.historyRate = o.historyBytes + maxNickListBytes
+		o.clock = clock.Now
+		o.held = func() int64 { return 0 }
+	})
+	addr := ch.srv.Addr().String()
+	r := preload(t, ch, "refill", strings.Repeat("<", maxTextBytes), 100)
+	r.mu.Lock()
+	whole := r.history.bytes()
+	r.mu.Unlock()
+	for i := 0; i < 20; i++ {
+		conn, err := dialSmallWindow(addr, "refill", "j"+strconv.Itoa(i))
+		if err != nil {
+			t.Fatalf("joiner %d: %v", i, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+	}
+	c, h, _ := joinRaw(t, addr, "refill", "late")
+	if len(h.Messages) != 0 {
+		t.Fatalf("quota spent by the flood, yet %d messages", len(h.Messages))
+	}
+	c.leave()
+	clock.Advance(time.Second)
+	c, h, raw := joinRaw(t, addr, "refill", "reader")
+	defer c.leave()
+	if msgs, _ := historyParts(t, raw); h.Omitted != 0 || len(msgs) != whole {
+		t.Fatalf("a second later: %d messages (%d bytes), %d omitted; want the whole history of %d bytes", len(h.Messages), len(msgs), h.Omitted, whole)
+	}
+}
+
+// '<', '>' and '&' are sent as themselves, not as six-byte escapes: a text
+// of them costs its own size on the wire, and reaches members unchanged.
+func TestNoHTMLEscaping(t *testing.T) {
+	addr := startChat(t, nil)
+	alice, _ := join(t, addr, "html", "alice")
+	text := strings.Repeat("<b>&amp;</b>", 100)
+	alice.say(text)
+	_, raw, err := alice.readRaw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), `\u003c`) || !strings.Contains(string(raw), text) {
+		t.Fatalf("message as sent: %.120s, want the text unescaped", raw)
+	}
+	bob, h := join(t, addr, "html", "bob")
+	if len(h.Messages) != 1 || h.Messages[0].Text != text {
+		t.Fatalf("history: %+v, want alice's message", h.Messages)
+	}
+	bob.leave()
 }

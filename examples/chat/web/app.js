@@ -189,9 +189,14 @@
         for (const n of m.nicks || []) members.set(n.toLowerCase(), n);
         memberTotal = m.members || members.size;
         paintMembers();
+        const shown = (m.messages || []).length;
+        const omitted = m.omitted || 0;
+        // The server rations history bytes while it is busy: it sends the
+        // newest messages that fit and counts the rest.
+        if (omitted > 0) notice('system', `${omitted} earlier message${omitted === 1 ? '' : 's'} of #${m.room} not sent: the server is busy.`);
         for (const msg of m.messages || []) showMessage(msg, true);
-        if (!m.messages || m.messages.length === 0) notice('system', `Welcome to #${m.room}. No messages yet.`);
-        else notice('system', `Above: the last ${m.messages.length} message${m.messages.length === 1 ? '' : 's'} of #${m.room}.`);
+        if (shown === 0 && omitted === 0) notice('system', `Welcome to #${m.room}. No messages yet.`);
+        else if (shown > 0) notice('system', `Above: the last ${shown} message${shown === 1 ? '' : 's'} of #${m.room}.`);
         if (rejoining) notice('system', 'Reconnected.');
         rejoining = false;
         break;
