@@ -85,6 +85,18 @@ type Config struct {
 	// never triggers it. Default 8 MiB; a negative value disables it.
 	ReturnMemoryAfter int64
 
+	// SocketSendBuffer sets SO_SNDBUF, the kernel's send buffer, of every
+	// connection. Zero keeps the kernel's autotuning, which lets one peer
+	// that does not read hold up to net.ipv4.tcp_wmem's maximum (4 MiB by
+	// default) of kernel memory before anything is left to the engine —
+	// and only then do MaxOutboundBytes, MaxOutboundTotal and WriteTimeout
+	// see it. A broadcast server whose clients each get little bandwidth
+	// should set it (tens of KiB: the kernel doubles it): kernel memory per
+	// connection is then bounded, and a stalled peer is found in seconds.
+	// It also bounds a peer's throughput to about twice this per round
+	// trip.
+	SocketSendBuffer int
+
 	// PingInterval is how long a connection may stay silent before the
 	// server pings it; PongTimeout is how long it then has to send anything
 	// (a pong, usually) before it is considered dead and closed. A negative
@@ -168,7 +180,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"Loops", int64(c.Loops)}, {"MaxHeaderBytes", int64(c.MaxHeaderBytes)},
 		{"MaxMessageBytes", c.MaxMessageBytes}, {"MaxFrameBytes", c.MaxFrameBytes},
 		{"MaxOutboundBytes", int64(c.MaxOutboundBytes)}, {"MaxOutboundTotal", c.MaxOutboundTotal},
-		{"Workers", int64(c.Workers)},
+		{"Workers", int64(c.Workers)}, {"SocketSendBuffer", int64(c.SocketSendBuffer)},
 		{"WorkerQueue", int64(c.WorkerQueue)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"PongTimeout", int64(c.PongTimeout)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"CloseTimeout", int64(c.CloseTimeout)},

@@ -148,6 +148,10 @@ func (s *Server) run() {
 		gnet.WithLogger(gnetLogger{s.log}),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 	}
+	if s.cfg.SocketSendBuffer > 0 {
+		// Set on the listener: accepted sockets inherit it.
+		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SocketSendBuffer))
+	}
 	err := gnet.Run(&events{s: s}, "tcp://"+s.cfg.Addr, opts...)
 	if err != nil {
 		err = fmt.Errorf("herald: serve %s: %w", s.cfg.Addr, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,5 +94,30 @@ func TestWriteTimeoutSparesSlowReaders(t *testing.T) {
 	}
 	if st := s.Stats(); st.WriteTimeouts != 0 || st.Active != 1 {
 		t.Fatalf("a reading client was dropped: %+v", st)
+	}
+}
+
+// SocketSendBuffer bounds the kernel's send buffer of every connection, so
+// a peer that does not read leaves a backlog to the engine (and its
+// WriteTimeout) within seconds, not after MiBs of kernel memory.
+func TestSocketSendBufferIsSet(t *testing.T) {
+	const want = 32 << 10
+	r := newRecorder()
+	s := startServer(t, Config{SocketSendBuffer: want}, r)
+	dial(t, s, "/", nil)
+	c := waitOpen(t, r)
+	got := make(chan int, 1)
+	if err := c.loop.Post(func() {
+		n, err := syscall.GetsockoptInt(int(c.fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+		if err != nil {
+			n = -1
+		}
+		got <- n
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Linux reports twice the value set (its own bookkeeping).
+	if n := <-got; n != want && n != 2*want {
+		t.Fatalf("SO_SNDBUF = %d, want %d (or %d)", n, want, 2*want)
 	}
 }

@@ -10,8 +10,9 @@
 //
 // Memory is bounded by its flags: a client that falls more than -high-water
 // behind gets only the latest price per symbol until it catches up, all
-// clients together hold at most -max-outbound-total, a client that reads
-// nothing for 10 s is closed, and -memory-limit is the process's budget:
+// clients together hold at most -max-outbound-total, the kernel holds at
+// most about twice -send-buffer per client, a client that reads nothing for
+// 10 s is closed, and -memory-limit is the process's budget:
 // the Go runtime's soft memory limit (what GOMEMLIMIT sets), which keeps
 // the garbage collector's headroom inside it. Backlogs cost about 2.5 times
 // their bytes in RSS under the default garbage collector settings (buffers
@@ -42,6 +43,8 @@ func main() {
 		"bytes of unsent ticks the server holds for all clients together; past it, every client with a backlog gets only the latest price per symbol")
 	flag.IntVar(&opts.highWater, "high-water", 64<<10,
 		"bytes of unsent ticks one client may have before it gets only the latest price per symbol")
+	flag.IntVar(&opts.sendBuffer, "send-buffer", 64<<10,
+		"the kernel's send buffer per client in bytes (SO_SNDBUF; 0: the kernel's autotuning, up to MiBs per client that does not read)")
 	memoryLimit := flag.Int64("memory-limit", 256<<20,
 		"the process's memory budget in bytes: the Go runtime's soft memory limit, at least 4 × -max-outbound-total (0 leaves the runtime's default; GOMEMLIMIT, if set, wins)")
 	flag.Parse()

@@ -27,8 +27,9 @@ type options struct {
 	size     int
 	loops    int
 	// budget and highWater bound what slow clients cost (see main's flags).
-	budget    int64
-	highWater int
+	budget     int64
+	highWater  int
+	sendBuffer int
 }
 
 // ticker is the example's server: a hub with one topic per symbol and a
@@ -58,6 +59,7 @@ func newTicker(opts options, logger *slog.Logger) (*ticker, error) {
 		Addr:             opts.addr,
 		Loops:            opts.loops,
 		MaxOutboundTotal: opts.budget,
+		SocketSendBuffer: opts.sendBuffer,
 		HTTPHandler:      mux,
 		Logger:           logger,
 	}, t)
