@@ -238,14 +238,14 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 func (s *Server) dispatchOpen(c *Conn) {
 	if s.workers == nil {
 		s.onOpen(c)
-		c.req = nil
+		c.releaseRequest()
 		c.sendHello()
 		return
 	}
 	c.serial = new(pool.Serial)
 	s.workers.Submit(c.serial, func() {
 		s.onOpen(c)
-		c.req = nil
+		c.releaseRequest()
 		// Subscriptions OnOpen made were posted to the loop before this.
 		_ = c.loop.post(task{kind: taskHello, c: c})
 	})
