@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"sync/atomic"
@@ -41,28 +42,33 @@ const smallFrame = 16 << 10
 // Conn is one client connection. Its methods are safe to call from any
 // goroutine unless their documentation says otherwise.
 //
-// A Conn is small on purpose: an idle connection costs this struct, the
-// decoder embedded in it and gnet's own connection, nothing else.
+// A Conn is small on purpose (TestConnSize pins its malloc size class): an
+// idle connection costs this struct, its slot in its loop's slice and
+// gnet's own connection, nothing else. What only a handshake, a partial
+// frame or a close needs is kept elsewhere or behind a pointer.
 type Conn struct {
 	gc   gnet.Conn
 	loop *loop
 	id   uint64
 	// remote is kept because gnet's connection is recycled once closed,
 	// and OnClose on a worker may still ask for it.
-	remote net.Addr
+	remote  net.Addr
+	session atomic.Pointer[any]
 
-	hs          upgrade.State    // handshake scan position (8 bytes)
-	req         *upgrade.Request // during OnOpen only
-	session     atomic.Pointer[any]
-	subprotocol string
-	serial      *pool.Serial // with Config.Workers: the handler queue
-	closeErr    error        // why the server closed, for OnClose
+	// dec holds the decoder's state between two reads while the peer is
+	// in the middle of a frame or a fragmented message; nil otherwise: a
+	// read that starts at rest is decoded by the loop's decoder (see
+	// loop.decoderFor), so an idle connection keeps no decoder.
+	dec    *codec.Decoder
+	req    *upgrade.Request // during OnOpen only
+	serial *pool.Serial     // with Config.Workers: the handler queue
 	// hello holds the 101 while OnOpen runs, and whatever OnOpen sends
 	// behind it, so that subscriptions made in OnOpen are in effect before
 	// the client can read the 101. Nil once written.
 	hello *bytebufferpool.ByteBuffer
-
-	dec codec.Decoder
+	// closeErr is the close frame that ends the connection (the server's or
+	// the peer's), for OnClose; cause, if set, tells OnClose why instead.
+	closeErr *CloseError
 
 	// Timer stamps, on the server's monotonic clock (Server.clock).
 	lastRead time.Duration // last bytes received
@@ -71,25 +77,60 @@ type Conn struct {
 	// outbound backlog last began or shrank (Config.WriteTimeout), then the
 	// close deadline.
 	deadline time.Duration
-	slot     int32 // index in loop.conns
+
+	hs   upgrade.State // handshake scan position (4 bytes)
+	slot int32         // index in loop.conns
 	// fd is the socket, kept here so that the write path (one per
 	// subscriber on a broadcast) need not touch gnet's connection at all.
 	fd int32
-
-	state   connState
-	opened  bool // OnOpen was dispatched, so OnClose will be
-	pinged  bool // a keepalive ping is outstanding
-	decDead bool // the decoder failed: discard input until the peer goes
-	reqSeen bool // Request was called: req is not reused (see releaseRequest)
-	// gnetHolds is set whenever bytes were handed to gnet, which may keep
-	// what the socket did not take. While it is clear gnet's outbound buffer
-	// is empty and the backlog is 0 without asking gnet (see backlog).
-	gnetHolds bool
 	// counted is c's backlog when last looked at: its part of loop.held,
 	// and what tells a backlog that shrinks from one that makes no
 	// progress (Config.WriteTimeout).
 	counted int32
 	closed  atomic.Bool
+
+	// proto is the negotiated subprotocol: its index in
+	// Server.subprotocols plus one, 0 for none.
+	proto   uint8
+	state   connState
+	cause   closeCause // why OnClose is told the connection ended, if not closeErr
+	opened  bool       // OnOpen was dispatched, so OnClose will be
+	pinged  bool       // a keepalive ping is outstanding
+	decDead bool       // the decoder failed: discard input until the peer goes
+	reqSeen bool       // Request was called: req is not reused (see releaseRequest)
+	// gnetHolds is set whenever bytes were handed to gnet, which may keep
+	// what the socket did not take. While it is clear gnet's outbound buffer
+	// is empty and the backlog is 0 without asking gnet (see backlog).
+	gnetHolds bool
+}
+
+// closeCause is a reason OnClose gets other than a close frame.
+type closeCause uint8
+
+const (
+	causeNone         closeCause = iota
+	causeWriteTimeout            // ErrWriteTimeout, even after a close frame was sent
+	causePongTimeout             // ErrPongTimeout
+	causeCloseTimeout            // ErrCloseTimeout, unless a close frame was recorded
+)
+
+// closeReason is what OnClose receives: a write timeout, else the close
+// frame that ended the connection, else the timeout that dropped it, else
+// gnet's error, else io.EOF.
+func (c *Conn) closeReason(netErr error) error {
+	switch {
+	case c.cause == causeWriteTimeout:
+		return ErrWriteTimeout
+	case c.closeErr != nil:
+		return c.closeErr
+	case c.cause == causePongTimeout:
+		return ErrPongTimeout
+	case c.cause == causeCloseTimeout:
+		return ErrCloseTimeout
+	case netErr != nil:
+		return netErr
+	}
+	return io.EOF
 }
 
 // ID is unique among the server's connections.
@@ -113,7 +154,12 @@ func (c *Conn) Session() any {
 func (c *Conn) SetSession(v any) { c.session.Store(&v) }
 
 // Subprotocol returns the negotiated subprotocol, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string {
+	if c.proto == 0 {
+		return ""
+	}
+	return c.loop.srv.subprotocols[c.proto-1]
+}
 
 // Request returns the upgrade request. It is available during OnOpen only
 // (nil afterwards), so that an open connection does not keep its headers.
@@ -382,7 +428,7 @@ func (c *Conn) checkBudget() bool {
 // close frame is pointless.
 func (c *Conn) shed(reason string) {
 	c.startClose(StatusPolicyViolation, reason, false)
-	c.drop(nil)
+	c.drop(causeNone)
 }
 
 // startClose sends a close frame and waits for the peer's (stateClosing).
@@ -415,14 +461,14 @@ func (c *Conn) writeClose(code StatusCode, reason string) {
 	_ = c.gnetWrite(l.scratch)
 }
 
-// drop closes the TCP connection now. err, if the server has not already
-// recorded a reason, is what OnClose will receive.
-func (c *Conn) drop(err error) {
+// drop closes the TCP connection now. cause, unless a close frame was
+// recorded, is what OnClose will be told (see closeReason).
+func (c *Conn) drop(cause closeCause) {
 	if c.state == stateClosed {
 		return
 	}
-	if c.closeErr == nil {
-		c.closeErr = err
+	if c.cause == causeNone {
+		c.cause = cause
 	}
 	c.state = stateClosed
 	c.closed.Store(true)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"io"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -123,8 +122,7 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	if res.Session != nil {
 		c.SetSession(res.Session)
 	}
-	c.subprotocol = res.Subprotocol
-	c.dec.Init(&s.decCfg, false)
+	c.proto = s.protoIndex(res.Subprotocol)
 	c.lastMsg = c.loop.now
 	c.req = res.Request
 	// The 101 waits until OnOpen has run (see Conn.hello).
@@ -136,8 +134,22 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	return res.Consumed, gnet.None
 }
 
-// readFrames decodes every frame in p and acts on it.
+// readFrames decodes every frame in p and acts on it, with c's own decoder
+// if a frame or message was left unfinished by the previous read, else with
+// the loop's.
 func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
+	if c.decDead {
+		return gnet.None // discarding until the peer closes
+	}
+	l := c.loop
+	d := l.decoderFor(c)
+	action := e.decodeFrames(c, d, p)
+	l.settleDecoder(c, d)
+	return action
+}
+
+// decodeFrames is readFrames with the decoder d.
+func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 	s := e.s
 	for len(p) > 0 {
 		if c.state == stateClosed {
@@ -146,7 +158,7 @@ func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
 		if c.decDead {
 			return gnet.None // discarding until the peer closes
 		}
-		n, ev, err := c.dec.Decode(p)
+		n, ev, err := d.Decode(p)
 		p = p[n:]
 		if err != nil {
 			c.loop.stats.protocolErrors.Add(1)
@@ -206,7 +218,7 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.state = stateClosed
 	c.closed.Store(true)
 	c.loop.remove(c)
-	c.dec.Release()
+	c.loop.dropDecoder(c)
 	c.account(0)
 	if c.hello != nil {
 		pool.Put(c.hello)
@@ -217,14 +229,7 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 		for _, hook := range *s.closeHooks.Load() {
 			hook((*linkConn)(c))
 		}
-		why := c.closeErr
-		if why == nil {
-			why = err
-		}
-		if why == nil {
-			why = io.EOF
-		}
-		s.dispatchClose(c, why)
+		s.dispatchClose(c, c.closeReason(err))
 	}
 	return gnet.None
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/heraldws/herald/codec"
 	"github.com/heraldws/herald/pool"
 )
 
@@ -33,6 +34,15 @@ type loop struct {
 	now time.Duration
 
 	conns []*Conn // Conn.slot indexes this slice
+
+	// dec decodes every read that starts at rest (at a frame boundary,
+	// outside a fragmented message): most reads of most connections. Only
+	// a read that ends in the middle of a frame or a message moves the
+	// state to a decoder of the connection's own (Conn.dec), taken from
+	// spareDecs. decoding is the connection dec serves at the moment.
+	dec       codec.Decoder
+	decoding  *Conn
+	spareDecs []*codec.Decoder
 
 	// scratch assembles small outgoing frames so that each costs one write
 	// and no allocation; iov carries large ones to writev.
@@ -224,6 +234,88 @@ func (l *loop) run(t *task) {
 	}
 }
 
+// maxSpareDecoders bounds the decoders a loop keeps for reuse after a burst
+// of connections that were in the middle of a frame at once.
+const maxSpareDecoders = 256
+
+// decoderFor returns the decoder to read c's next bytes with: its own if
+// its previous read ended in the middle of a frame or message, else the
+// loop's, which is at rest. settleDecoder must follow once the read is
+// decoded.
+func (l *loop) decoderFor(c *Conn) *codec.Decoder {
+	if l.decoding != nil {
+		// A read nested in another's callbacks, which gnet does not do:
+		// c gets a decoder of its own rather than share the loop's.
+		if c.dec == nil {
+			c.dec = l.spareDecoder()
+		}
+		return c.dec
+	}
+	l.decoding = c
+	if c.dec != nil {
+		return c.dec
+	}
+	return &l.dec
+}
+
+// settleDecoder ends a read of c decoded with d. A decoder at rest keeps
+// nothing worth keeping: the loop's is released for the next read, and c's
+// own goes back to the spares. The loop's decoder in the middle of a frame
+// or message moves to c. The decoder of a connection that is gone or whose
+// stream failed is released either way.
+func (l *loop) settleDecoder(c *Conn, d *codec.Decoder) {
+	if l.decoding == c {
+		l.decoding = nil
+	}
+	own := d != &l.dec
+	switch {
+	case c.state == stateClosed || c.decDead || d.AtRest():
+		d.Release()
+		if own {
+			c.dec = nil
+			l.putDecoder(d)
+		}
+	case !own:
+		nd := l.spareDecoder()
+		*nd = l.dec // a move: l.dec's buffers are nd's now
+		l.dec = codec.Decoder{}
+		l.dec.Init(&l.srv.decCfg, false)
+		c.dec = nd
+	}
+}
+
+// dropDecoder releases c's decoder when c closes, unless a read of c is
+// being decoded at the moment (gnet closes a connection whose write fails
+// from inside its callbacks): settleDecoder then does it.
+func (l *loop) dropDecoder(c *Conn) {
+	if d := c.dec; d != nil && l.decoding != c {
+		c.dec = nil
+		d.Release()
+		l.putDecoder(d)
+	}
+}
+
+// spareDecoder returns a decoder, initialised for the server, from the
+// spares or new.
+func (l *loop) spareDecoder() *codec.Decoder {
+	if n := len(l.spareDecs); n > 0 {
+		d := l.spareDecs[n-1]
+		l.spareDecs[n-1] = nil
+		l.spareDecs = l.spareDecs[:n-1]
+		return d
+	}
+	d := new(codec.Decoder)
+	d.Init(&l.srv.decCfg, false)
+	return d
+}
+
+// putDecoder keeps a released decoder for reuse, up to maxSpareDecoders.
+func (l *loop) putDecoder(d *codec.Decoder) {
+	if len(l.spareDecs) < maxSpareDecoders {
+		l.spareDecs = append(l.spareDecs, d)
+	}
+}
+
 // add registers c for timer sweeps.
 func (l *loop) add(c *Conn) {
 	c.slot = int32(len(l.conns))
@@ -286,21 +378,20 @@ func (l *loop) sweep(now time.Duration) {
 				// its pongs must not keep its backlog alive.
 				l.stats.writeTimeouts.Add(1)
 				c.startClose(StatusPolicyViolation, "write timeout", false)
-				c.closeErr = ErrWriteTimeout // for OnClose: clearer than the 1008 it was sent
-				c.drop(nil)
+				c.drop(causeWriteTimeout) // for OnClose: clearer than the 1008 it was sent
 			case idle > 0 && now-c.lastMsg >= idle:
 				l.stats.idleClosed.Add(1)
 				c.startClose(StatusGoingAway, "idle timeout", false)
 			case keepalive && now-c.lastRead >= dead:
 				l.stats.pongTimeouts.Add(1)
-				c.drop(ErrPongTimeout)
+				c.drop(causePongTimeout)
 			case keepalive && !c.pinged && now-c.lastRead >= ping:
 				c.pinged = true
 				_ = c.writeFrame(opPing, nil)
 			}
 		case stateClosing:
 			if now-c.deadline >= 0 {
-				c.drop(ErrCloseTimeout)
+				c.drop(causeCloseTimeout)
 			}
 		}
 	}
