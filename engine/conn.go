@@ -62,13 +62,9 @@ type Conn struct {
 	dec    *codec.Decoder
 	req    *upgrade.Request // during OnOpen only
 	serial *pool.Serial     // with Config.Workers: the handler queue
-	// hello holds the 101 while OnOpen runs, and whatever OnOpen sends
-	// behind it, so that subscriptions made in OnOpen are in effect before
-	// the client can read the 101. Nil once written.
-	hello *bytebufferpool.ByteBuffer
-	// closeErr is the close frame that ends the connection (the server's or
-	// the peer's), for OnClose; cause, if set, tells OnClose why instead.
-	closeErr *CloseError
+	// aux holds what a connection needs only while its 101 waits for
+	// OnOpen or once it is closing; nil the rest of the time (see connAux).
+	aux *connAux
 
 	// Timer stamps, on the server's monotonic clock (Server.clock).
 	lastRead time.Duration // last bytes received
@@ -93,7 +89,7 @@ type Conn struct {
 	// Server.subprotocols plus one, 0 for none.
 	proto   uint8
 	state   connState
-	cause   closeCause // why OnClose is told the connection ended, if not closeErr
+	cause   closeCause // why OnClose is told the connection ended, if not aux.closeErr
 	opened  bool       // OnOpen was dispatched, so OnClose will be
 	pinged  bool       // a keepalive ping is outstanding
 	decDead bool       // the decoder failed: discard input until the peer goes
@@ -102,6 +98,37 @@ type Conn struct {
 	// what the socket did not take. While it is clear gnet's outbound buffer
 	// is empty and the backlog is 0 without asking gnet (see backlog).
 	gnetHolds bool
+}
+
+// connAux is the part of a connection's state that only a connection being
+// opened or closed needs, so that an open connection's Conn stays small.
+// The loop keeps released ones for reuse (loop.newAux, loop.freeAux). Loop
+// only.
+type connAux struct {
+	// hello holds the 101 while OnOpen runs, and whatever OnOpen sends
+	// behind it, so that subscriptions made in OnOpen are in effect before
+	// the client can read the 101. Nil once written.
+	hello *bytebufferpool.ByteBuffer
+	// closeErr is the close frame that ends the connection (the server's or
+	// the peer's), for OnClose; Conn.cause, if set, tells OnClose why
+	// instead.
+	closeErr *CloseError
+}
+
+// hello returns the 101 waiting for OnOpen to return, or nil.
+func (c *Conn) hello() *bytebufferpool.ByteBuffer {
+	if a := c.aux; a != nil {
+		return a.hello
+	}
+	return nil
+}
+
+// setCloseErr records the close frame that ends c.
+func (c *Conn) setCloseErr(ce *CloseError) {
+	if c.aux == nil {
+		c.aux = c.loop.newAux()
+	}
+	c.aux.closeErr = ce
 }
 
 // closeCause is a reason OnClose gets other than a close frame.
@@ -121,8 +148,8 @@ func (c *Conn) closeReason(netErr error) error {
 	switch {
 	case c.cause == causeWriteTimeout:
 		return ErrWriteTimeout
-	case c.closeErr != nil:
-		return c.closeErr
+	case c.aux != nil && c.aux.closeErr != nil:
+		return c.aux.closeErr
 	case c.cause == causePongTimeout:
 		return ErrPongTimeout
 	case c.cause == causeCloseTimeout:
@@ -279,7 +306,7 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 		return ErrClosed
 	}
 	l := c.loop
-	if n <= smallFrame || c.hello != nil {
+	if n <= smallFrame || c.hello() != nil {
 		l.scratch = codec.AppendFrame(l.scratch[:0], op, payload)
 		return c.write(l.scratch)
 	}
@@ -316,8 +343,8 @@ func (c *Conn) write(b []byte) error {
 // writable, or closes the connection. While the 101 waits for OnOpen, b
 // joins it instead.
 func (c *Conn) writeQueued(queued int, b []byte) error {
-	if c.hello != nil {
-		c.hello.B = append(c.hello.B, b...)
+	if h := c.hello(); h != nil {
+		h.B = append(h.B, b...)
 		return nil
 	}
 	if queued == 0 {
@@ -342,11 +369,15 @@ func (c *Conn) gnetWrite(b []byte) error {
 // sendHello writes the 101 and everything OnOpen queued behind it, in one
 // write.
 func (c *Conn) sendHello() {
-	h := c.hello
+	h := c.hello()
 	if h == nil {
 		return
 	}
-	c.hello = nil
+	c.aux.hello = nil
+	if c.aux.closeErr == nil {
+		c.loop.freeAux(c.aux)
+		c.aux = nil
+	}
 	if c.state != stateClosed {
 		_ = c.writeQueued(c.backlog(), h.B)
 	}
@@ -358,8 +389,8 @@ func (c *Conn) sendHello() {
 // and reading gnet's connection for each of them would cost a cache miss per
 // subscriber.
 func (c *Conn) backlog() int {
-	if c.hello != nil {
-		return len(c.hello.B)
+	if h := c.hello(); h != nil {
+		return len(h.B)
 	}
 	if !c.gnetHolds {
 		return 0
@@ -441,7 +472,7 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 	}
 	c.state = stateClosing
 	c.closed.Store(true)
-	c.closeErr = &CloseError{Code: code, Reason: reason}
+	c.setCloseErr(&CloseError{Code: code, Reason: reason})
 	c.deadline = c.loop.now + c.loop.srv.cfg.CloseTimeout
 	c.writeClose(code, reason)
 	if halfClose && c.state == stateClosing && c.backlog() == 0 {
@@ -454,8 +485,8 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 func (c *Conn) writeClose(code StatusCode, reason string) {
 	l := c.loop
 	l.scratch = codec.AppendClose(l.scratch[:0], ws.StatusCode(code), reason)
-	if c.hello != nil {
-		c.hello.B = append(c.hello.B, l.scratch...)
+	if h := c.hello(); h != nil {
+		h.B = append(h.B, l.scratch...)
 		return
 	}
 	_ = c.gnetWrite(l.scratch)

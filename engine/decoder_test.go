@@ -64,21 +64,25 @@ func TestPartialFramesAcrossConnections(t *testing.T) {
 			}
 		}
 	}
-	// Every message is complete: no connection keeps a decoder.
+	// Every message is complete and every 101 out: no connection keeps a
+	// decoder, nor the state of an opening or closing connection.
 	l := (*s.loopList.Load())[0]
-	held := make(chan int)
+	held := make(chan [2]int)
 	if err := l.Post(func() {
-		k := 0
+		var k [2]int
 		for _, c := range l.conns {
 			if c.dec != nil {
-				k++
+				k[0]++
+			}
+			if c.aux != nil {
+				k[1]++
 			}
 		}
 		held <- k
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if k := <-held; k != 0 {
-		t.Fatalf("%d connections at rest keep a decoder", k)
+	if k := <-held; k != [2]int{} {
+		t.Fatalf("of %d open connections at rest, %d keep a decoder and %d a connAux", n, k[0], k[1])
 	}
 }

@@ -125,8 +125,9 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	c.proto = s.protoIndex(res.Subprotocol)
 	c.lastMsg = c.loop.now
 	c.req = res.Request
-	// The 101 waits until OnOpen has run (see Conn.hello).
-	c.hello = res.Response
+	// The 101 waits until OnOpen has run (see connAux.hello).
+	c.aux = c.loop.newAux()
+	c.aux.hello = res.Response
 	s.dispatchOpen(c)
 	if c.state == stateClosed {
 		return len(buf), gnet.Close
@@ -197,7 +198,7 @@ func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 				// TCP, as RFC 6455 asks of a server.
 				code, reason, _ := codec.ParseClose(ev.Payload)
 				ce := &CloseError{Code: StatusCode(code), Reason: string(reason), Remote: true}
-				c.closeErr = ce
+				c.setCloseErr(ce)
 				c.writeClose(ce.Code, ce.Reason)
 			}
 			c.state = stateClosed
@@ -220,16 +221,18 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.loop.remove(c)
 	c.loop.dropDecoder(c)
 	c.account(0)
-	if c.hello != nil {
-		pool.Put(c.hello)
-		c.hello = nil
+	why := c.closeReason(err)
+	if a := c.aux; a != nil {
+		pool.Put(a.hello)
+		c.aux = nil
+		c.loop.freeAux(a)
 	}
 	s.active.Add(-1)
 	if c.opened {
 		for _, hook := range *s.closeHooks.Load() {
 			hook((*linkConn)(c))
 		}
-		s.dispatchClose(c, c.closeReason(err))
+		s.dispatchClose(c, why)
 	}
 	return gnet.None
 }

@@ -43,6 +43,9 @@ type loop struct {
 	dec       codec.Decoder
 	decoding  *Conn
 	spareDecs []*codec.Decoder
+	// spareAux keeps released connAux values for the next connections that
+	// open or close.
+	spareAux []*connAux
 
 	// scratch assembles small outgoing frames so that each costs one write
 	// and no allocation; iov carries large ones to writev.
@@ -316,6 +319,28 @@ func (l *loop) putDecoder(d *codec.Decoder) {
 	}
 }
 
+// maxSpareAux bounds the connAux values a loop keeps for reuse.
+const maxSpareAux = 256
+
+// newAux returns a zero connAux, reused if one was released.
+func (l *loop) newAux() *connAux {
+	if n := len(l.spareAux); n > 0 {
+		a := l.spareAux[n-1]
+		l.spareAux[n-1] = nil
+		l.spareAux = l.spareAux[:n-1]
+		return a
+	}
+	return new(connAux)
+}
+
+// freeAux keeps a, which no connection refers to any more, for reuse.
+func (l *loop) freeAux(a *connAux) {
+	*a = connAux{}
+	if len(l.spareAux) < maxSpareAux {
+		l.spareAux = append(l.spareAux, a)
+	}
+}
+
 // add registers c for timer sweeps.
 func (l *loop) add(c *Conn) {
 	c.slot = int32(len(l.conns))
@@ -371,7 +396,7 @@ func (l *loop) sweep(now time.Duration) {
 				c.backlog() // recount: what the peer read since the last look
 			}
 			switch {
-			case c.hello != nil:
+			case c.hello() != nil:
 				// OnOpen still runs on a worker: its timers start after.
 			case write > 0 && c.counted > 0 && now-c.deadline >= write:
 				// Whatever it sends, a peer that does not read is gone:
