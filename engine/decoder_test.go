@@ -70,7 +70,8 @@ func TestPartialFramesAcrossConnections(t *testing.T) {
 	held := make(chan [2]int)
 	if err := l.Post(func() {
 		var k [2]int
-		for _, c := range l.conns {
+		for i := range l.conns.len() {
+			c := l.conns.at(i)
 			if c.dec != nil {
 				k[0]++
 			}

@@ -33,7 +33,7 @@ type loop struct {
 	// clock once.
 	now time.Duration
 
-	conns []*Conn // Conn.slot indexes this slice
+	conns connList // Conn.slot indexes it
 
 	// dec decodes every read that starts at rest (at a frame boundary,
 	// outside a fragmented message): most reads of most connections. Only
@@ -214,11 +214,11 @@ func (l *loop) run(t *task) {
 	case taskShutdown:
 		// Iterate backwards: closing a connection may remove it from
 		// l.conns by swapping the last one into its slot.
-		for i := len(l.conns) - 1; i >= 0; i-- {
-			if i >= len(l.conns) {
+		for i := l.conns.len() - 1; i >= 0; i-- {
+			if i >= l.conns.len() {
 				continue
 			}
-			c := l.conns[i]
+			c := l.conns.at(i)
 			switch c.state {
 			case stateHandshake:
 				c.state = stateClosed
@@ -342,31 +342,13 @@ func (l *loop) freeAux(a *connAux) {
 }
 
 // add registers c for timer sweeps.
-func (l *loop) add(c *Conn) {
-	c.slot = int32(len(l.conns))
-	l.conns = append(l.conns, c)
-}
+func (l *loop) add(c *Conn) { l.conns.add(c) }
 
-// remove unregisters c in O(1) by moving the last connection into its slot.
-func (l *loop) remove(c *Conn) {
-	i := int(c.slot)
-	if i < 0 || i >= len(l.conns) || l.conns[i] != c {
-		return
-	}
-	last := len(l.conns) - 1
-	l.conns[i] = l.conns[last]
-	l.conns[i].slot = int32(i)
-	l.conns[last] = nil
-	l.conns = l.conns[:last]
-	c.slot = -1
-	// Give memory back after a large drop in connections.
-	if cap(l.conns) > 1024 && len(l.conns) < cap(l.conns)/4 {
-		l.conns = append([]*Conn(nil), l.conns...)
-	}
-}
+// remove unregisters c in O(1).
+func (l *loop) remove(c *Conn) { l.conns.remove(c) }
 
 // sweep enforces the handshake, keepalive, idle and close timeouts of every
-// connection of the loop. One pass over a slice per tick replaces a timer per
+// connection of the loop. One pass over a list per tick replaces a timer per
 // connection.
 //
 // Every timestamp it compares with was read from the same clock when the
@@ -379,11 +361,11 @@ func (l *loop) sweep(now time.Duration) {
 	ping, dead := cfg.PingInterval, cfg.PingInterval+cfg.PongTimeout
 	idle := cfg.IdleTimeout
 	write := cfg.WriteTimeout
-	for i := len(l.conns) - 1; i >= 0; i-- {
-		if i >= len(l.conns) {
+	for i := l.conns.len() - 1; i >= 0; i-- {
+		if i >= l.conns.len() {
 			continue
 		}
-		c := l.conns[i]
+		c := l.conns.at(i)
 		switch c.state {
 		case stateHandshake:
 			if now-c.deadline >= 0 {
