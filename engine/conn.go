@@ -43,7 +43,7 @@ const smallFrame = 16 << 10
 // goroutine unless their documentation says otherwise.
 //
 // A Conn is small on purpose (TestConnSize pins its malloc size class): an
-// idle connection costs this struct, its slot in its loop's slice and
+// idle connection costs this struct, its slot in its loop's list and
 // gnet's own connection, nothing else. What only a handshake, a partial
 // frame or a close needs is kept elsewhere or behind a pointer.
 type Conn struct {
