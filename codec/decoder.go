@@ -77,9 +77,10 @@ const (
 const eagerBytes = pool.SmallSize
 
 // Decoder reassembles the frames a client sends into messages and control
-// frames, validating them against RFC 6455 as the bytes arrive. It is meant to
-// be embedded by value in per-connection state: it is small, and it holds no
-// buffer between messages.
+// frames, validating them against RFC 6455 as the bytes arrive. It is small
+// and holds no buffer between messages, so it can be embedded by value in
+// per-connection state; or kept only while a connection is in the middle of
+// a frame or a message (see AtRest).
 //
 // Input may be split anywhere; Decode always consumes all the bytes it needs
 // and the caller never gives them back. A frame whose header and payload
@@ -89,8 +90,10 @@ const eagerBytes = pool.SmallSize
 // buffer, which goes back to the pool on the next Decode or Release call.
 //
 // The zero Decoder is ready to use with the default limits and no extension;
-// Init sets a configuration. A Decoder must not be copied once used and is not
-// safe for concurrent use.
+// Init sets a configuration. A Decoder is not safe for concurrent use. It
+// holds no pointer into itself, so between calls its value may be moved to
+// another variable; the old one must then be Init'ed afresh or dropped, never
+// used as it is (both would own the same buffers).
 type Decoder struct {
 	cfg *DecoderConfig
 	msg *bytebufferpool.ByteBuffer // the message being assembled, or just delivered
@@ -128,6 +131,19 @@ func (d *Decoder) Release() {
 	pool.Put(d.msg)
 	pool.Put(d.ctl)
 	d.Init(d.cfg, d.flags&flagAllowRSV1 != 0)
+}
+
+// AtRest reports whether d is between frames and outside any message, with
+// no error: nothing it holds is needed to decode what follows. Release then
+// leaves it exactly as Init did, losing nothing but the buffers of the last
+// event's payload, which must no longer be in use.
+//
+// A server with many connections can thus keep a Decoder only for those in
+// the middle of a frame or a message, and decode every read that starts at
+// rest with one shared Decoder, released after the read when AtRest, moved
+// to the connection otherwise.
+func (d *Decoder) AtRest() bool {
+	return d.err == nil && d.hdrN == 0 && d.flags&flagPayload == 0 && d.msgOp == 0
 }
 
 // InMessage reports whether a message has begun and not been delivered yet:

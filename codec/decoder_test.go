@@ -601,3 +601,42 @@ func TestDecodeSplitAllocs(t *testing.T) {
 		t.Errorf("%v allocations per split decode with a warm pool", allocs)
 	}
 }
+
+// TestAtRest: a Decoder is at rest exactly between frames outside a
+// message, with no error.
+func TestAtRest(t *testing.T) {
+	text := textFrame("hello")
+	frag := first(ws.OpText, "he")
+	steps := []struct {
+		name string
+		in   []byte
+		want bool
+	}{
+		{"fresh", nil, true},
+		{"a header's first byte", text[:1], false},
+		{"the rest of the header", text[1:6], false},
+		{"part of the payload", text[6:8], false},
+		{"the end of the message", text[8:], true},
+		{"a first fragment", frag, false},
+		{"a ping inside the message", pingFrame("p"), false},
+		{"the last fragment", contFrame(true, "llo"), true},
+		{"a whole ping", pingFrame("p"), true},
+		{"a protocol error", frame(bFin|0x3, ""), false},
+	}
+	var d Decoder
+	d.Init(nil, false)
+	defer d.Release()
+	for _, s := range steps {
+		p := append([]byte(nil), s.in...)
+		for len(p) > 0 {
+			n, _, err := d.Decode(p)
+			p = p[n:]
+			if err != nil {
+				break
+			}
+		}
+		if got := d.AtRest(); got != s.want {
+			t.Fatalf("after %s: AtRest %v, want %v", s.name, got, s.want)
+		}
+	}
+}

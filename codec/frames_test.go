@@ -146,10 +146,20 @@ func (r result) equal(o result) bool {
 // cuts (ascending offsets) and collects the events and the error. It checks
 // the Decoder's contract on the way and reports violations as an error.
 func decodeSplit(cfg *DecoderConfig, allowRSV1 bool, stream []byte, cuts []int) (result, error) {
+	return decodeSplitMode(cfg, allowRSV1, stream, cuts, false)
+}
+
+// decodeSplitMode is decodeSplit; with rest it also does what a server
+// that keeps Decoders only for streams that need one does after each piece:
+// a Decoder AtRest is released, and must then equal a fresh one; any other
+// is moved to a new variable and the old one is wiped.
+func decodeSplitMode(cfg *DecoderConfig, allowRSV1 bool, stream []byte, cuts []int, rest bool) (result, error) {
 	buf := append([]byte(nil), stream...)
-	var d Decoder
+	d := new(Decoder)
 	d.Init(cfg, allowRSV1)
-	defer d.Release()
+	defer func() { d.Release() }()
+	var fresh Decoder
+	fresh.Init(cfg, allowRSV1)
 	_, maxMsg := cfg.limits()
 	var r result
 	prev := 0
@@ -210,6 +220,19 @@ func decodeSplit(cfg *DecoderConfig, allowRSV1 bool, stream []byte, cuts []int) 
 		if d.ctl != nil && len(d.ctl.B) > ws.MaxControlFramePayloadSize {
 			return r, fmt.Errorf("buffered a %d-byte control frame", len(d.ctl.B))
 		}
+		if rest {
+			if d.AtRest() {
+				d.Release()
+				if *d != fresh {
+					return r, fmt.Errorf("a Decoder at rest is not fresh once released: %+v", *d)
+				}
+			} else {
+				moved := new(Decoder)
+				*moved = *d
+				*d = Decoder{}
+				d = moved
+			}
+		}
 	}
 	// Between messages the Decoder holds no buffer once it has been called
 	// again.
@@ -257,12 +280,14 @@ func checkAllSplits(t *testing.T, cfg *DecoderConfig, allowRSV1 bool, stream []b
 	t.Helper()
 	rng := rand.New(rand.NewPCG(uint64(len(stream)), 7))
 	for _, cuts := range splitsOf(len(stream), rng) {
-		got, err := decodeSplit(cfg, allowRSV1, stream, cuts)
-		if err != nil {
-			t.Fatalf("cuts %v: %v", cuts, err)
-		}
-		if !got.equal(want) {
-			t.Fatalf("cuts %v:\n got  %v\n want %v", cuts, got, want)
+		for _, rest := range []bool{false, true} {
+			got, err := decodeSplitMode(cfg, allowRSV1, stream, cuts, rest)
+			if err != nil {
+				t.Fatalf("cuts %v (rest %v): %v", cuts, rest, err)
+			}
+			if !got.equal(want) {
+				t.Fatalf("cuts %v (rest %v):\n got  %v\n want %v", cuts, rest, got, want)
+			}
 		}
 	}
 }

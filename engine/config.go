@@ -139,7 +139,8 @@ type Config struct {
 	Authorize func(r *upgrade.Request) (session any, err error)
 
 	// Subprotocols lists the subprotocols the server speaks, in order of
-	// preference.
+	// preference; at most 255 (a connection keeps its subprotocol's index
+	// in a byte).
 	Subprotocols []string
 
 	// HTTPHandler serves requests that are not WebSocket upgrades (a health
@@ -167,6 +168,10 @@ type Config struct {
 	WorkerQueue int
 }
 
+// maxSubprotocols is the most Config.Subprotocols may list: a Conn keeps
+// the index of its subprotocol in a byte.
+const maxSubprotocols = 255
+
 // withDefaults returns a copy of c with defaults applied, or an error that
 // names the invalid field and the rule it breaks.
 func (c Config) withDefaults() (Config, error) {
@@ -189,6 +194,10 @@ func (c Config) withDefaults() (Config, error) {
 		if f.v < 0 {
 			return c, fmt.Errorf("herald: Config.%s is negative (%d): use 0 for the default", f.name, f.v)
 		}
+	}
+	if len(c.Subprotocols) > maxSubprotocols {
+		return c, fmt.Errorf("herald: Config.Subprotocols lists %d subprotocols, more than the %d a server may speak",
+			len(c.Subprotocols), maxSubprotocols)
 	}
 	if c.MaxFrameBytes > 0 && c.MaxMessageBytes > 0 && c.MaxFrameBytes > c.MaxMessageBytes {
 		return c, fmt.Errorf("herald: Config.MaxFrameBytes (%d) is larger than Config.MaxMessageBytes (%d): a frame cannot be larger than its message",

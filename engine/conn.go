@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"sync/atomic"
@@ -41,28 +42,29 @@ const smallFrame = 16 << 10
 // Conn is one client connection. Its methods are safe to call from any
 // goroutine unless their documentation says otherwise.
 //
-// A Conn is small on purpose: an idle connection costs this struct, the
-// decoder embedded in it and gnet's own connection, nothing else.
+// A Conn is small on purpose (TestConnSize pins its malloc size class): an
+// idle connection costs this struct, its slot in its loop's list and
+// gnet's own connection, nothing else. What only a handshake, a partial
+// frame or a close needs is kept elsewhere or behind a pointer.
 type Conn struct {
 	gc   gnet.Conn
 	loop *loop
 	id   uint64
 	// remote is kept because gnet's connection is recycled once closed,
 	// and OnClose on a worker may still ask for it.
-	remote net.Addr
+	remote  net.Addr
+	session atomic.Pointer[any]
 
-	hs          upgrade.State    // handshake scan position (8 bytes)
-	req         *upgrade.Request // during OnOpen only
-	session     atomic.Pointer[any]
-	subprotocol string
-	serial      *pool.Serial // with Config.Workers: the handler queue
-	closeErr    error        // why the server closed, for OnClose
-	// hello holds the 101 while OnOpen runs, and whatever OnOpen sends
-	// behind it, so that subscriptions made in OnOpen are in effect before
-	// the client can read the 101. Nil once written.
-	hello *bytebufferpool.ByteBuffer
-
-	dec codec.Decoder
+	// dec holds the decoder's state between two reads while the peer is
+	// in the middle of a frame or a fragmented message; nil otherwise: a
+	// read that starts at rest is decoded by the loop's decoder (see
+	// loop.decoderFor), so an idle connection keeps no decoder.
+	dec    *codec.Decoder
+	req    *upgrade.Request // during OnOpen only
+	serial *pool.Serial     // with Config.Workers: the handler queue
+	// aux holds what a connection needs only while its 101 waits for
+	// OnOpen or once it is closing; nil the rest of the time (see connAux).
+	aux *connAux
 
 	// Timer stamps, on the server's monotonic clock (Server.clock).
 	lastRead time.Duration // last bytes received
@@ -71,24 +73,91 @@ type Conn struct {
 	// outbound backlog last began or shrank (Config.WriteTimeout), then the
 	// close deadline.
 	deadline time.Duration
-	slot     int32 // index in loop.conns
+
+	hs   upgrade.State // handshake scan position (4 bytes)
+	slot int32         // index in loop.conns
 	// fd is the socket, kept here so that the write path (one per
 	// subscriber on a broadcast) need not touch gnet's connection at all.
 	fd int32
-
-	state   connState
-	opened  bool // OnOpen was dispatched, so OnClose will be
-	pinged  bool // a keepalive ping is outstanding
-	decDead bool // the decoder failed: discard input until the peer goes
-	// gnetHolds is set whenever bytes were handed to gnet, which may keep
-	// what the socket did not take. While it is clear gnet's outbound buffer
-	// is empty and the backlog is 0 without asking gnet (see backlog).
-	gnetHolds bool
 	// counted is c's backlog when last looked at: its part of loop.held,
 	// and what tells a backlog that shrinks from one that makes no
 	// progress (Config.WriteTimeout).
 	counted int32
 	closed  atomic.Bool
+
+	// proto is the negotiated subprotocol: its index in
+	// Server.subprotocols plus one, 0 for none.
+	proto   uint8
+	state   connState
+	cause   closeCause // why OnClose is told the connection ended, if not aux.closeErr
+	opened  bool       // OnOpen was dispatched, so OnClose will be
+	pinged  bool       // a keepalive ping is outstanding
+	decDead bool       // the decoder failed: discard input until the peer goes
+	reqSeen bool       // Request was called: req is not reused (see releaseRequest)
+	// gnetHolds is set whenever bytes were handed to gnet, which may keep
+	// what the socket did not take. While it is clear gnet's outbound buffer
+	// is empty and the backlog is 0 without asking gnet (see backlog).
+	gnetHolds bool
+}
+
+// connAux is the part of a connection's state that only a connection being
+// opened or closed needs, so that an open connection's Conn stays small.
+// The loop keeps released ones for reuse (loop.newAux, loop.freeAux). Loop
+// only.
+type connAux struct {
+	// hello holds the 101 while OnOpen runs, and whatever OnOpen sends
+	// behind it, so that subscriptions made in OnOpen are in effect before
+	// the client can read the 101. Nil once written.
+	hello *bytebufferpool.ByteBuffer
+	// closeErr is the close frame that ends the connection (the server's or
+	// the peer's), for OnClose; Conn.cause, if set, tells OnClose why
+	// instead.
+	closeErr *CloseError
+}
+
+// hello returns the 101 waiting for OnOpen to return, or nil.
+func (c *Conn) hello() *bytebufferpool.ByteBuffer {
+	if a := c.aux; a != nil {
+		return a.hello
+	}
+	return nil
+}
+
+// setCloseErr records the close frame that ends c.
+func (c *Conn) setCloseErr(ce *CloseError) {
+	if c.aux == nil {
+		c.aux = c.loop.newAux()
+	}
+	c.aux.closeErr = ce
+}
+
+// closeCause is a reason OnClose gets other than a close frame.
+type closeCause uint8
+
+const (
+	causeNone         closeCause = iota
+	causeWriteTimeout            // ErrWriteTimeout, even after a close frame was sent
+	causePongTimeout             // ErrPongTimeout
+	causeCloseTimeout            // ErrCloseTimeout, unless a close frame was recorded
+)
+
+// closeReason is what OnClose receives: a write timeout, else the close
+// frame that ended the connection, else the timeout that dropped it, else
+// gnet's error, else io.EOF.
+func (c *Conn) closeReason(netErr error) error {
+	switch {
+	case c.cause == causeWriteTimeout:
+		return ErrWriteTimeout
+	case c.aux != nil && c.aux.closeErr != nil:
+		return c.aux.closeErr
+	case c.cause == causePongTimeout:
+		return ErrPongTimeout
+	case c.cause == causeCloseTimeout:
+		return ErrCloseTimeout
+	case netErr != nil:
+		return netErr
+	}
+	return io.EOF
 }
 
 // ID is unique among the server's connections.
@@ -112,11 +181,36 @@ func (c *Conn) Session() any {
 func (c *Conn) SetSession(v any) { c.session.Store(&v) }
 
 // Subprotocol returns the negotiated subprotocol, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string {
+	if c.proto == 0 {
+		return ""
+	}
+	return c.loop.srv.subprotocols[c.proto-1]
+}
 
 // Request returns the upgrade request. It is available during OnOpen only
 // (nil afterwards), so that an open connection does not keep its headers.
-func (c *Conn) Request() *upgrade.Request { return c.req }
+// What OnOpen takes from it (the path, a header value, a query parameter)
+// stays valid after OnOpen.
+func (c *Conn) Request() *upgrade.Request {
+	// A request no handler looked at is reused by a later handshake (see
+	// releaseRequest); one handed out is left to the collector, since the
+	// handler may keep strings that point into it.
+	c.reqSeen = true
+	return c.req
+}
+
+// releaseRequest drops the upgrade request once OnOpen has returned, and
+// lets a later handshake reuse its memory if no handler asked for it:
+// tens of thousands of connects then leave no garbage behind, which
+// otherwise lets the heap grow by up to a kilobyte per connection until the
+// collector runs. It runs where OnOpen ran (the loop or a worker).
+func (c *Conn) releaseRequest() {
+	if !c.reqSeen {
+		upgrade.ReleaseRequest(c.req)
+	}
+	c.req = nil
+}
 
 // Send sends one message. From the connection's event loop (a handler
 // running there) it writes directly; from any other goroutine it copies data
@@ -212,7 +306,7 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 		return ErrClosed
 	}
 	l := c.loop
-	if n <= smallFrame || c.hello != nil {
+	if n <= smallFrame || c.hello() != nil {
 		l.scratch = codec.AppendFrame(l.scratch[:0], op, payload)
 		return c.write(l.scratch)
 	}
@@ -249,8 +343,8 @@ func (c *Conn) write(b []byte) error {
 // writable, or closes the connection. While the 101 waits for OnOpen, b
 // joins it instead.
 func (c *Conn) writeQueued(queued int, b []byte) error {
-	if c.hello != nil {
-		c.hello.B = append(c.hello.B, b...)
+	if h := c.hello(); h != nil {
+		h.B = append(h.B, b...)
 		return nil
 	}
 	if queued == 0 {
@@ -275,11 +369,15 @@ func (c *Conn) gnetWrite(b []byte) error {
 // sendHello writes the 101 and everything OnOpen queued behind it, in one
 // write.
 func (c *Conn) sendHello() {
-	h := c.hello
+	h := c.hello()
 	if h == nil {
 		return
 	}
-	c.hello = nil
+	c.aux.hello = nil
+	if c.aux.closeErr == nil {
+		c.loop.freeAux(c.aux)
+		c.aux = nil
+	}
 	if c.state != stateClosed {
 		_ = c.writeQueued(c.backlog(), h.B)
 	}
@@ -291,8 +389,8 @@ func (c *Conn) sendHello() {
 // and reading gnet's connection for each of them would cost a cache miss per
 // subscriber.
 func (c *Conn) backlog() int {
-	if c.hello != nil {
-		return len(c.hello.B)
+	if h := c.hello(); h != nil {
+		return len(h.B)
 	}
 	if !c.gnetHolds {
 		return 0
@@ -361,7 +459,7 @@ func (c *Conn) checkBudget() bool {
 // close frame is pointless.
 func (c *Conn) shed(reason string) {
 	c.startClose(StatusPolicyViolation, reason, false)
-	c.drop(nil)
+	c.drop(causeNone)
 }
 
 // startClose sends a close frame and waits for the peer's (stateClosing).
@@ -374,7 +472,7 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 	}
 	c.state = stateClosing
 	c.closed.Store(true)
-	c.closeErr = &CloseError{Code: code, Reason: reason}
+	c.setCloseErr(&CloseError{Code: code, Reason: reason})
 	c.deadline = c.loop.now + c.loop.srv.cfg.CloseTimeout
 	c.writeClose(code, reason)
 	if halfClose && c.state == stateClosing && c.backlog() == 0 {
@@ -387,21 +485,21 @@ func (c *Conn) startClose(code StatusCode, reason string, halfClose bool) {
 func (c *Conn) writeClose(code StatusCode, reason string) {
 	l := c.loop
 	l.scratch = codec.AppendClose(l.scratch[:0], ws.StatusCode(code), reason)
-	if c.hello != nil {
-		c.hello.B = append(c.hello.B, l.scratch...)
+	if h := c.hello(); h != nil {
+		h.B = append(h.B, l.scratch...)
 		return
 	}
 	_ = c.gnetWrite(l.scratch)
 }
 
-// drop closes the TCP connection now. err, if the server has not already
-// recorded a reason, is what OnClose will receive.
-func (c *Conn) drop(err error) {
+// drop closes the TCP connection now. cause, unless a close frame was
+// recorded, is what OnClose will be told (see closeReason).
+func (c *Conn) drop(cause closeCause) {
 	if c.state == stateClosed {
 		return
 	}
-	if c.closeErr == nil {
-		c.closeErr = err
+	if c.cause == causeNone {
+		c.cause = cause
 	}
 	c.state = stateClosed
 	c.closed.Store(true)

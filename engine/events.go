@@ -2,7 +2,6 @@ package engine
 
 import (
 	"errors"
-	"io"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -123,12 +122,12 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	if res.Session != nil {
 		c.SetSession(res.Session)
 	}
-	c.subprotocol = res.Subprotocol
-	c.dec.Init(&s.decCfg, false)
+	c.proto = s.protoIndex(res.Subprotocol)
 	c.lastMsg = c.loop.now
 	c.req = res.Request
-	// The 101 waits until OnOpen has run (see Conn.hello).
-	c.hello = res.Response
+	// The 101 waits until OnOpen has run (see connAux.hello).
+	c.aux = c.loop.newAux()
+	c.aux.hello = res.Response
 	s.dispatchOpen(c)
 	if c.state == stateClosed {
 		return len(buf), gnet.Close
@@ -136,8 +135,22 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	return res.Consumed, gnet.None
 }
 
-// readFrames decodes every frame in p and acts on it.
+// readFrames decodes every frame in p and acts on it, with c's own decoder
+// if a frame or message was left unfinished by the previous read, else with
+// the loop's.
 func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
+	if c.decDead {
+		return gnet.None // discarding until the peer closes
+	}
+	l := c.loop
+	d := l.decoderFor(c)
+	action := e.decodeFrames(c, d, p)
+	l.settleDecoder(c, d)
+	return action
+}
+
+// decodeFrames is readFrames with the decoder d.
+func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 	s := e.s
 	for len(p) > 0 {
 		if c.state == stateClosed {
@@ -146,7 +159,7 @@ func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
 		if c.decDead {
 			return gnet.None // discarding until the peer closes
 		}
-		n, ev, err := c.dec.Decode(p)
+		n, ev, err := d.Decode(p)
 		p = p[n:]
 		if err != nil {
 			c.loop.stats.protocolErrors.Add(1)
@@ -185,7 +198,7 @@ func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
 				// TCP, as RFC 6455 asks of a server.
 				code, reason, _ := codec.ParseClose(ev.Payload)
 				ce := &CloseError{Code: StatusCode(code), Reason: string(reason), Remote: true}
-				c.closeErr = ce
+				c.setCloseErr(ce)
 				c.writeClose(ce.Code, ce.Reason)
 			}
 			c.state = stateClosed
@@ -206,23 +219,18 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.state = stateClosed
 	c.closed.Store(true)
 	c.loop.remove(c)
-	c.dec.Release()
+	c.loop.dropDecoder(c)
 	c.account(0)
-	if c.hello != nil {
-		pool.Put(c.hello)
-		c.hello = nil
+	why := c.closeReason(err)
+	if a := c.aux; a != nil {
+		pool.Put(a.hello)
+		c.aux = nil
+		c.loop.freeAux(a)
 	}
 	s.active.Add(-1)
 	if c.opened {
 		for _, hook := range *s.closeHooks.Load() {
 			hook((*linkConn)(c))
-		}
-		why := c.closeErr
-		if why == nil {
-			why = err
-		}
-		if why == nil {
-			why = io.EOF
 		}
 		s.dispatchClose(c, why)
 	}
@@ -238,14 +246,14 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 func (s *Server) dispatchOpen(c *Conn) {
 	if s.workers == nil {
 		s.onOpen(c)
-		c.req = nil
+		c.releaseRequest()
 		c.sendHello()
 		return
 	}
 	c.serial = new(pool.Serial)
 	s.workers.Submit(c.serial, func() {
 		s.onOpen(c)
-		c.req = nil
+		c.releaseRequest()
 		// Subscriptions OnOpen made were posted to the loop before this.
 		_ = c.loop.post(task{kind: taskHello, c: c})
 	})

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -117,6 +118,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{Config{Addr: ":0", IdleTimeout: -time.Second}, "Config.IdleTimeout is negative"},
 		{Config{Addr: ":0", WorkerQueue: -1}, "Config.WorkerQueue is negative"},
 		{Config{Addr: ":0", MaxMessageBytes: 10, MaxFrameBytes: 20}, "Config.MaxFrameBytes (20) is larger than Config.MaxMessageBytes (10)"},
+		{Config{Addr: ":0", Subprotocols: manyProtocols(256)}, "Config.Subprotocols lists 256 subprotocols"},
 	} {
 		_, err := New(tc.cfg, BaseHandler{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -130,6 +132,15 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	if s.cfg.Loops != runtime.GOMAXPROCS(0) {
 		t.Errorf("default Loops = %d, want GOMAXPROCS %d", s.cfg.Loops, runtime.GOMAXPROCS(0))
 	}
+}
+
+// manyProtocols returns n distinct subprotocol names.
+func manyProtocols(n int) []string {
+	p := make([]string, n)
+	for i := range p {
+		p[i] = fmt.Sprintf("p%d", i)
+	}
+	return p
 }
 
 // logBuffer collects a server's log lines.
@@ -398,5 +409,21 @@ func TestOnOpenWritesFollowThe101(t *testing.T) {
 			t.Fatalf("workers=%d: second frame %v %d %q %v", workers, f.Header.OpCode, code, reason, err)
 		}
 		conn.Close()
+	}
+}
+
+// TestSubprotocolIndex: a connection keeps its subprotocol as an index into
+// the server's list, up to the last one a Config may hold.
+func TestSubprotocolIndex(t *testing.T) {
+	s, err := New(Config{Addr: ":0", Subprotocols: manyProtocols(maxSubprotocols)}, BaseHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &loop{srv: s}
+	for _, p := range []string{"", "p0", "p17", fmt.Sprintf("p%d", maxSubprotocols-1)} {
+		c := &Conn{loop: l, proto: s.protoIndex(p)}
+		if got := c.Subprotocol(); got != p {
+			t.Errorf("subprotocol %q comes back as %q", p, got)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/heraldws/herald/codec"
 	"github.com/heraldws/herald/pool"
 )
 
@@ -32,7 +33,19 @@ type loop struct {
 	// clock once.
 	now time.Duration
 
-	conns []*Conn // Conn.slot indexes this slice
+	conns connList // Conn.slot indexes it
+
+	// dec decodes every read that starts at rest (at a frame boundary,
+	// outside a fragmented message): most reads of most connections. Only
+	// a read that ends in the middle of a frame or a message moves the
+	// state to a decoder of the connection's own (Conn.dec), taken from
+	// spareDecs. decoding is the connection dec serves at the moment.
+	dec       codec.Decoder
+	decoding  *Conn
+	spareDecs []*codec.Decoder
+	// spareAux keeps released connAux values for the next connections that
+	// open or close.
+	spareAux []*connAux
 
 	// scratch assembles small outgoing frames so that each costs one write
 	// and no allocation; iov carries large ones to writev.
@@ -201,11 +214,11 @@ func (l *loop) run(t *task) {
 	case taskShutdown:
 		// Iterate backwards: closing a connection may remove it from
 		// l.conns by swapping the last one into its slot.
-		for i := len(l.conns) - 1; i >= 0; i-- {
-			if i >= len(l.conns) {
+		for i := l.conns.len() - 1; i >= 0; i-- {
+			if i >= l.conns.len() {
 				continue
 			}
-			c := l.conns[i]
+			c := l.conns.at(i)
 			switch c.state {
 			case stateHandshake:
 				c.state = stateClosed
@@ -224,32 +237,118 @@ func (l *loop) run(t *task) {
 	}
 }
 
-// add registers c for timer sweeps.
-func (l *loop) add(c *Conn) {
-	c.slot = int32(len(l.conns))
-	l.conns = append(l.conns, c)
+// maxSpareDecoders bounds the decoders a loop keeps for reuse after a burst
+// of connections that were in the middle of a frame at once.
+const maxSpareDecoders = 256
+
+// decoderFor returns the decoder to read c's next bytes with: its own if
+// its previous read ended in the middle of a frame or message, else the
+// loop's, which is at rest. settleDecoder must follow once the read is
+// decoded.
+func (l *loop) decoderFor(c *Conn) *codec.Decoder {
+	if l.decoding != nil {
+		// A read nested in another's callbacks, which gnet does not do:
+		// c gets a decoder of its own rather than share the loop's.
+		if c.dec == nil {
+			c.dec = l.spareDecoder()
+		}
+		return c.dec
+	}
+	l.decoding = c
+	if c.dec != nil {
+		return c.dec
+	}
+	return &l.dec
 }
 
-// remove unregisters c in O(1) by moving the last connection into its slot.
-func (l *loop) remove(c *Conn) {
-	i := int(c.slot)
-	if i < 0 || i >= len(l.conns) || l.conns[i] != c {
-		return
+// settleDecoder ends a read of c decoded with d. A decoder at rest keeps
+// nothing worth keeping: the loop's is released for the next read, and c's
+// own goes back to the spares. The loop's decoder in the middle of a frame
+// or message moves to c. The decoder of a connection that is gone or whose
+// stream failed is released either way.
+func (l *loop) settleDecoder(c *Conn, d *codec.Decoder) {
+	if l.decoding == c {
+		l.decoding = nil
 	}
-	last := len(l.conns) - 1
-	l.conns[i] = l.conns[last]
-	l.conns[i].slot = int32(i)
-	l.conns[last] = nil
-	l.conns = l.conns[:last]
-	c.slot = -1
-	// Give memory back after a large drop in connections.
-	if cap(l.conns) > 1024 && len(l.conns) < cap(l.conns)/4 {
-		l.conns = append([]*Conn(nil), l.conns...)
+	own := d != &l.dec
+	switch {
+	case c.state == stateClosed || c.decDead || d.AtRest():
+		d.Release()
+		if own {
+			c.dec = nil
+			l.putDecoder(d)
+		}
+	case !own:
+		nd := l.spareDecoder()
+		*nd = l.dec // a move: l.dec's buffers are nd's now
+		l.dec = codec.Decoder{}
+		l.dec.Init(&l.srv.decCfg, false)
+		c.dec = nd
 	}
 }
+
+// dropDecoder releases c's decoder when c closes, unless a read of c is
+// being decoded at the moment (gnet closes a connection whose write fails
+// from inside its callbacks): settleDecoder then does it.
+func (l *loop) dropDecoder(c *Conn) {
+	if d := c.dec; d != nil && l.decoding != c {
+		c.dec = nil
+		d.Release()
+		l.putDecoder(d)
+	}
+}
+
+// spareDecoder returns a decoder, initialised for the server, from the
+// spares or new.
+func (l *loop) spareDecoder() *codec.Decoder {
+	if n := len(l.spareDecs); n > 0 {
+		d := l.spareDecs[n-1]
+		l.spareDecs[n-1] = nil
+		l.spareDecs = l.spareDecs[:n-1]
+		return d
+	}
+	d := new(codec.Decoder)
+	d.Init(&l.srv.decCfg, false)
+	return d
+}
+
+// putDecoder keeps a released decoder for reuse, up to maxSpareDecoders.
+func (l *loop) putDecoder(d *codec.Decoder) {
+	if len(l.spareDecs) < maxSpareDecoders {
+		l.spareDecs = append(l.spareDecs, d)
+	}
+}
+
+// maxSpareAux bounds the connAux values a loop keeps for reuse.
+const maxSpareAux = 256
+
+// newAux returns a zero connAux, reused if one was released.
+func (l *loop) newAux() *connAux {
+	if n := len(l.spareAux); n > 0 {
+		a := l.spareAux[n-1]
+		l.spareAux[n-1] = nil
+		l.spareAux = l.spareAux[:n-1]
+		return a
+	}
+	return new(connAux)
+}
+
+// freeAux keeps a, which no connection refers to any more, for reuse.
+func (l *loop) freeAux(a *connAux) {
+	*a = connAux{}
+	if len(l.spareAux) < maxSpareAux {
+		l.spareAux = append(l.spareAux, a)
+	}
+}
+
+// add registers c for timer sweeps.
+func (l *loop) add(c *Conn) { l.conns.add(c) }
+
+// remove unregisters c in O(1).
+func (l *loop) remove(c *Conn) { l.conns.remove(c) }
 
 // sweep enforces the handshake, keepalive, idle and close timeouts of every
-// connection of the loop. One pass over a slice per tick replaces a timer per
+// connection of the loop. One pass over a list per tick replaces a timer per
 // connection.
 //
 // Every timestamp it compares with was read from the same clock when the
@@ -262,11 +361,11 @@ func (l *loop) sweep(now time.Duration) {
 	ping, dead := cfg.PingInterval, cfg.PingInterval+cfg.PongTimeout
 	idle := cfg.IdleTimeout
 	write := cfg.WriteTimeout
-	for i := len(l.conns) - 1; i >= 0; i-- {
-		if i >= len(l.conns) {
+	for i := l.conns.len() - 1; i >= 0; i-- {
+		if i >= l.conns.len() {
 			continue
 		}
-		c := l.conns[i]
+		c := l.conns.at(i)
 		switch c.state {
 		case stateHandshake:
 			if now-c.deadline >= 0 {
@@ -279,28 +378,27 @@ func (l *loop) sweep(now time.Duration) {
 				c.backlog() // recount: what the peer read since the last look
 			}
 			switch {
-			case c.hello != nil:
+			case c.hello() != nil:
 				// OnOpen still runs on a worker: its timers start after.
 			case write > 0 && c.counted > 0 && now-c.deadline >= write:
 				// Whatever it sends, a peer that does not read is gone:
 				// its pongs must not keep its backlog alive.
 				l.stats.writeTimeouts.Add(1)
 				c.startClose(StatusPolicyViolation, "write timeout", false)
-				c.closeErr = ErrWriteTimeout // for OnClose: clearer than the 1008 it was sent
-				c.drop(nil)
+				c.drop(causeWriteTimeout) // for OnClose: clearer than the 1008 it was sent
 			case idle > 0 && now-c.lastMsg >= idle:
 				l.stats.idleClosed.Add(1)
 				c.startClose(StatusGoingAway, "idle timeout", false)
 			case keepalive && now-c.lastRead >= dead:
 				l.stats.pongTimeouts.Add(1)
-				c.drop(ErrPongTimeout)
+				c.drop(causePongTimeout)
 			case keepalive && !c.pinged && now-c.lastRead >= ping:
 				c.pinged = true
 				_ = c.writeFrame(opPing, nil)
 			}
 		case stateClosing:
 			if now-c.deadline >= 0 {
-				c.drop(ErrCloseTimeout)
+				c.drop(causeCloseTimeout)
 			}
 		}
 	}

@@ -31,6 +31,8 @@ type Server struct {
 	up      *upgrade.Upgrader
 	decCfg  codec.DecoderConfig
 	workers *pool.Workers
+	// subprotocols is Config.Subprotocols, copied: Conn.proto indexes it.
+	subprotocols []string
 
 	// epoch starts the timer clock: every timer stamp is the monotonic
 	// time since then (see clock).
@@ -100,6 +102,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 		stopTick: make(chan struct{}),
 	}
 	s.memReturn.threshold = cfg.ReturnMemoryAfter
+	s.subprotocols = append([]string(nil), cfg.Subprotocols...)
 	s.pingH, _ = h.(PingHandler)
 	s.pongH, _ = h.(PongHandler)
 	if cfg.Workers > 0 {
@@ -253,6 +256,20 @@ wait:
 	return result
 }
 
+// protoIndex returns what Conn.proto holds for the subprotocol p chose by
+// the upgrader, one of s.subprotocols or "".
+func (s *Server) protoIndex(p string) uint8 {
+	if p == "" {
+		return 0
+	}
+	for i, q := range s.subprotocols {
+		if q == p {
+			return uint8(i + 1)
+		}
+	}
+	return 0 // not reached: the upgrader chooses from the same list
+}
+
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	st := Stats{Active: s.active.Load(), Panics: s.panics.Load(), MemoryReturns: s.memoryReturns.Load()}
@@ -317,6 +334,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	if l == nil {
 		l = &loop{srv: s, el: el, index: len(*s.loopList.Load()), share: s.cfg.MaxOutboundTotal / int64(s.cfg.Loops)}
 		l.g.Store(currentG())
+		l.dec.Init(&s.decCfg, false)
 		s.loops[el] = l
 		list := append(append([]*loop(nil), *s.loopList.Load()...), l)
 		s.loopList.Store(&list)

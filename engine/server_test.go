@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -692,5 +693,48 @@ func TestWorkerBacklogIsBounded(t *testing.T) {
 	}
 	if st := s.Stats(); st.WorkerBacklogClosed != 1 || st.SlowClosed != 0 {
 		t.Fatalf("WorkerBacklogClosed = %d, SlowClosed = %d: want the worker backlog counted on its own", st.WorkerBacklogClosed, st.SlowClosed)
+	}
+}
+
+// TestRequestKeptByOnOpenSurvivesLaterHandshakes: the engine lets later
+// handshakes reuse the memory of a request no handler looked at; what a
+// handler took from one it did look at must never change.
+func TestRequestKeptByOnOpenSurvivesLaterHandshakes(t *testing.T) {
+	for _, workers := range []int{0, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			const n = 40
+			type kept struct{ path, hdr, query string }
+			var mu sync.Mutex
+			got := map[int]kept{}
+			r := newRecorder()
+			r.onOpen = func(c *Conn) {
+				if c.ID()%2 == 1 {
+					return // this one's request is released for reuse
+				}
+				req := c.Request()
+				k := kept{req.Path, req.Header.Get("X-N"), req.Query().Get("q")}
+				i, _ := strconv.Atoi(k.hdr)
+				mu.Lock()
+				got[i] = k
+				mu.Unlock()
+			}
+			s := startServer(t, Config{Workers: workers}, r)
+			var want []int
+			for i := 0; i < n; i++ {
+				conn := dial(t, s, fmt.Sprintf("/p%d?q=v%d", i, i), http.Header{"X-N": {strconv.Itoa(i)}})
+				if c := waitOpen(t, r); c.ID()%2 == 0 {
+					want = append(want, i)
+				}
+				conn.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, i := range want {
+				k := got[i]
+				if k.path != fmt.Sprintf("/p%d", i) || k.hdr != strconv.Itoa(i) || k.query != fmt.Sprintf("v%d", i) {
+					t.Fatalf("connection %d: OnOpen kept %+v, which changed after later handshakes", i, k)
+				}
+			}
+		})
 	}
 }

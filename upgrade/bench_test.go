@@ -41,11 +41,12 @@ func benchStep(b *testing.B, u *Upgrader, data string, want Kind) {
 				res.Kind, res.Status, res.Err)
 		}
 		release(res)
+		ReleaseRequest(res.Request) // as a server that does not keep it does
 	}
 }
 
 // BenchmarkStepUpgrade: a whole browser handshake with a subprotocol and an
-// Authorize hook.
+// Authorize hook (which is given the Request, so it is not reused).
 func BenchmarkStepUpgrade(b *testing.B) {
 	u := newTest(b, Config{
 		Subprotocols: []string{"chat.v1", "chat.v2"},
@@ -54,7 +55,8 @@ func BenchmarkStepUpgrade(b *testing.B) {
 	benchStep(b, u, browserHead, Upgraded)
 }
 
-// BenchmarkStepUpgradeMinimal: the smallest valid handshake, no hooks.
+// BenchmarkStepUpgradeMinimal: the smallest valid handshake, no hooks: the
+// released Request is reused, nothing is allocated.
 func BenchmarkStepUpgradeMinimal(b *testing.B) {
 	benchStep(b, newTest(b, Config{}), wsHead(), Upgraded)
 }
@@ -188,6 +190,50 @@ func TestUpgradeAllocs(t *testing.T) {
 					"a successful upgrade allocates %v times, want %v: the Request (%v) and its header map; "+
 						"if this went down, lower the pin",
 					got, want, tc.request)
+			}
+		})
+	}
+}
+
+// TestReleasedRequestAllocs pins what ReleaseRequest buys: a server that
+// gives each upgraded Request back makes no garbage per handshake, whatever
+// the head's variant, unless a hook was given the Request (it may have kept
+// it, so it is never reused).
+func TestReleasedRequestAllocs(t *testing.T) {
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("instrumented builds allocate more, and the race detector makes sync.Pool drop items")
+	}
+	hooked := Config{Authorize: func(*Request) (any, error) { return nil, nil }}
+	cases := []struct {
+		name string
+		cfg  Config
+		data string
+		want float64
+	}{
+		{name: "minimal", data: wsHead(), want: 0},
+		{name: "browser", cfg: Config{Subprotocols: []string{"chat.v1"}, OriginPatterns: []string{"*"}}, data: browserHead, want: 0},
+		{name: "head with cookies", data: wsHead("Cookie: " + strings.Repeat("c", 3000)), want: 0},
+		{name: "seen by Authorize", cfg: hooked, data: wsHead(), want: 1 + headerMapAllocs(strings.Count(wsHead(), "\n")-2)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := newTest(t, tc.cfg)
+			buf := []byte(tc.data)
+			var st State
+			got := testing.AllocsPerRun(200, func() {
+				res := u.Step(&st, buf, testRemote)
+				if res.Kind != Upgraded {
+					t.Fatalf(
+						"got %v %d: %v",
+						res.Kind, res.Status, res.Err)
+				}
+				release(res)
+				ReleaseRequest(res.Request)
+			})
+			if got != tc.want {
+				t.Fatalf(
+					"an upgrade whose Request is released allocates %v times, want %v",
+					got, tc.want)
 			}
 		})
 	}

@@ -60,7 +60,10 @@
 // The 101 carries Upgrade, Connection, Sec-WebSocket-Accept (computed
 // without allocating) and, when chosen, Sec-WebSocket-Protocol and
 // Sec-WebSocket-Extensions. A successful upgrade allocates the Request (with
-// its copy of the head) and its header map, nothing else.
+// its copy of the head) and its header map, nothing else; a caller that
+// hands the Request back with ReleaseRequest once done with it (the engine
+// does, unless the handler asked for it) makes later handshakes reuse that
+// memory and allocate nothing.
 //
 // Other requests go to Config.HTTPHandler, run synchronously with a buffered
 // ResponseWriter (no bodies, no streaming, no hijacking). Without one, GET

@@ -17,7 +17,7 @@ func (u *Upgrader) finish(r *Request, n int, o offer) Result {
 	var sess any
 	if f := u.cfg.Authorize; f != nil {
 		var err error
-		if sess, err = callAuthorize(f, r); err != nil {
+		if sess, err = callAuthorize(f, r.share()); err != nil {
 			status, reason, header := authRejection(err)
 			return u.refuse(r, n, refusal{reply: errorReply{status: status, reason: reason, header: header}, cause: err})
 		}

@@ -26,6 +26,7 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 		f.reply.extra = hdrAllowGet
 		return u.refuse(r, n, f)
 	}
+	r.share() // the handler gets its fields and its Header map
 	target, err := url.ParseRequestURI(r.RequestURI)
 	if err != nil {
 		return u.refuseErr(r, n, malformed("malformed request target", quoteDetail(r.RequestURI)))

@@ -72,7 +72,7 @@ func (u *Upgrader) originOK(r *Request) (ok bool, detail string, err error) {
 		}
 	}
 	if check := u.cfg.CheckOrigin; check != nil {
-		ok, err := callCheckOrigin(check, r)
+		ok, err := callCheckOrigin(check, r.share())
 		if err != nil || ok {
 			return ok, "", err
 		}

@@ -8,13 +8,15 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 )
 
 // Request is the parsed head of a handshake request. It is built once the
 // whole head has arrived and owns its memory (one copy of the head), so it
-// stays valid after Step returns. Keep it only as long as needed: an idle
-// connection should not carry its handshake around.
+// stays valid after Step returns, until it is given to ReleaseRequest. Keep
+// it only as long as needed: an idle connection should not carry its
+// handshake around.
 type Request struct {
 	Method     string
 	RequestURI string // the request target as sent: "/ws?room=1"
@@ -24,6 +26,11 @@ type Request struct {
 	Proto      string // "HTTP/1.1"
 	Header     http.Header
 	RemoteAddr net.Addr
+
+	// variant says which of the allocation shapes below holds r (noVariant:
+	// none, r is not reused); shared is set once a hook was given r.
+	variant int8
+	shared  bool
 }
 
 // Query parses RawQuery, dropping malformed pairs like url.URL.Query.
@@ -63,6 +70,12 @@ func headerFirst(h http.Header, key string) string {
 //
 // The runtime puts an 8-byte header before objects with pointers that are
 // larger than 512 bytes, so the variants above 512 bytes leave room for it.
+//
+// ReleaseRequest gives a Request back for a later handshake, header map
+// included, so that a server that does not look at its requests makes no
+// garbage per handshake: tens of thousands of connects would otherwise leave
+// a kilobyte each for the collector, and the heap grows by what is left
+// between two collections.
 const mallocHeader = 8
 
 type (
@@ -88,25 +101,104 @@ type (
 	}
 )
 
+// Request variants; Request.variant indexes requestPools.
+const (
+	noVariant int8 = iota - 1
+	variantS
+	variantM
+	variantL
+	variantXL
+)
+
+// requestPools hold released Requests, one pool per variant. Each holds the
+// *Request at the start of its variant's allocation (Request is the first
+// field of each), with its header map emptied but kept.
+var requestPools [4]sync.Pool
+
 // newRequest returns a zero Request with room for the given number of
 // header values and a head of headLen bytes: in one allocation when a
-// variant fits them, else in three.
+// variant fits them (none when a released one is reused), else in three.
+// The Request's Header map is empty.
 func newRequest(headLen, fields int) (*Request, []string, []byte) {
+	v := noVariant
 	switch {
 	case headLen <= len(requestS{}.head) && fields <= len(requestS{}.vals):
-		b := new(requestS)
-		return &b.r, b.vals[:fields], b.head[:headLen]
+		v = variantS
 	case headLen <= len(requestM{}.head) && fields <= len(requestM{}.vals):
-		b := new(requestM)
-		return &b.r, b.vals[:fields], b.head[:headLen]
+		v = variantM
 	case headLen <= len(requestL{}.head) && fields <= len(requestL{}.vals):
-		b := new(requestL)
-		return &b.r, b.vals[:fields], b.head[:headLen]
+		v = variantL
 	case headLen <= len(requestXL{}.head) && fields <= len(requestXL{}.vals):
-		b := new(requestXL)
-		return &b.r, b.vals[:fields], b.head[:headLen]
+		v = variantXL
+	default:
+		return &Request{variant: noVariant, Header: make(http.Header, fields)}, make([]string, fields), make([]byte, headLen)
 	}
-	return new(Request), make([]string, fields), make([]byte, headLen)
+	r, _ := requestPools[v].Get().(*Request)
+	if r == nil {
+		r = allocRequest(v)
+		r.Header = make(http.Header, fields)
+	}
+	// Request is the first field of every variant, so r points at its
+	// variant's allocation.
+	switch v {
+	case variantS:
+		b := (*requestS)(unsafe.Pointer(r))
+		return r, b.vals[:fields], b.head[:headLen]
+	case variantM:
+		b := (*requestM)(unsafe.Pointer(r))
+		return r, b.vals[:fields], b.head[:headLen]
+	case variantL:
+		b := (*requestL)(unsafe.Pointer(r))
+		return r, b.vals[:fields], b.head[:headLen]
+	default:
+		b := (*requestXL)(unsafe.Pointer(r))
+		return r, b.vals[:fields], b.head[:headLen]
+	}
+}
+
+// allocRequest allocates a Request of variant v.
+func allocRequest(v int8) *Request {
+	var r *Request
+	switch v {
+	case variantS:
+		r = &new(requestS).r
+	case variantM:
+		r = &new(requestM).r
+	case variantL:
+		r = &new(requestL).r
+	default:
+		r = &new(requestXL).r
+	}
+	r.variant = v
+	return r
+}
+
+// ReleaseRequest lets a later handshake reuse r's memory: its copy of the
+// head, its header values and its header map. Call it only once nothing
+// refers to r, nor to any string, slice or map taken from it: they will
+// change under the holder's feet. A server that does not look at a
+// connection's request after the handshake releases it and makes no garbage
+// per handshake; not releasing is always safe (r is then collected as
+// usual).
+//
+// A Request that a hook (CheckOrigin, Authorize, HTTPHandler) was given is
+// never reused, since the hook may have kept parts of it: ReleaseRequest
+// then does nothing. Nil is ignored.
+func ReleaseRequest(r *Request) {
+	if r == nil || r.shared || r.variant == noVariant {
+		return
+	}
+	h, v := r.Header, r.variant
+	clear(h)
+	*r = Request{Header: h, variant: v}
+	requestPools[v].Put(r)
+}
+
+// share marks r as seen by a hook before handing it over (see
+// ReleaseRequest).
+func (r *Request) share() *Request {
+	r.shared = true
+	return r
 }
 
 // parseRequest parses a complete head (ending with its empty line) into a
@@ -119,36 +211,40 @@ func parseRequest(head []byte, remote net.Addr) (*Request, *Error) {
 	fields := max(bytes.Count(head, []byte{'\n'})-2, 0)
 	r, vals, cp := newRequest(len(head), fields)
 	copy(cp, head)
-	// cp is never written again, and lives as long as the strings that
-	// point into it.
+	// cp is not written again until ReleaseRequest; the strings of r point
+	// into it.
 	s := unsafe.String(unsafe.SliceData(cp), len(cp))
+	// fail gives r back; e was built (with its details copied) first.
+	fail := func(e *Error) (*Request, *Error) {
+		ReleaseRequest(r)
+		return nil, e
+	}
 	line, p, ok := nextLine(s, 0)
 	if !ok {
-		return nil, malformed("bare CR in request line", "")
+		return fail(malformed("bare CR in request line", ""))
 	}
 	r.RemoteAddr = remote
 	if e := r.parseRequestLine(line); e != nil {
-		return nil, e
+		return fail(e)
 	}
 	// Header values share one backing array, inside the Request's own
 	// allocation for a typical head; a repeated field's append copies out
 	// of it (the slices are capped).
-	r.Header = make(http.Header, fields)
 	for i := 0; ; i++ {
 		line, p, ok = nextLine(s, p)
 		if !ok {
-			return nil, malformed("bare CR in header", "")
+			return fail(malformed("bare CR in header", ""))
 		}
 		if line == "" {
 			break
 		}
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 || !isTokenString(line[:colon]) {
-			return nil, malformed("malformed header line", quoteDetail(line))
+			return fail(malformed("malformed header line", quoteDetail(line)))
 		}
 		v := trimOWS(line[colon+1:])
 		if !validFieldValue(v) {
-			return nil, malformed("malformed header value", quoteDetail(line))
+			return fail(malformed("malformed header value", quoteDetail(line)))
 		}
 		k := canonicalKey(line[:colon])
 		vals[i] = v

@@ -4,14 +4,30 @@ import "bytes"
 
 // State is the per-connection progress of a handshake: how many bytes of the
 // buffered request have been scanned already. Its zero value is ready; Step
-// resets it when it returns a final Result, so a State can be reused.
+// resets it when it returns a final Result, so a State can be reused. It is
+// four bytes, since every connection carries one.
 type State struct {
-	pos  uint32 // bytes of the buffer already scanned
-	line bool   // the request line is complete and was checked
+	// v holds the bytes of the buffer already scanned (below 2^31: see
+	// maxMaxHeaderBytes), and stateLine once the request line is complete
+	// and was checked.
+	v uint32
 }
+
+const stateLine = 1 << 31
 
 // Reset forgets the progress, for a new request on a fresh buffer.
 func (s *State) Reset() { *s = State{} }
+
+func (s *State) pos() int   { return int(s.v &^ stateLine) }
+func (s *State) line() bool { return s.v&stateLine != 0 }
+
+// set records the progress: pos bytes scanned, line the request line done.
+func (s *State) set(pos int, line bool) {
+	s.v = uint32(pos)
+	if line {
+		s.v |= stateLine
+	}
+}
 
 // Outcomes of scan.
 const (
@@ -34,31 +50,31 @@ const (
 // Every decision depends only on the bytes before the point of decision, so
 // the outcome is the same for any split of the input.
 func (s *State) scan(buf []byte, max int) (outcome, n int) {
-	pos := int(s.pos)
+	pos, line := s.pos(), s.line()
 	if pos > len(buf) {
 		// The caller dropped bytes it should have kept; start over rather
 		// than index out of range.
-		pos, s.line = 0, false
+		pos, line = 0, false
 	}
 	limit := min(len(buf), max)
-	if !s.line {
+	if !line {
 		for ; pos < limit; pos++ {
 			c := buf[pos]
 			if pos == 0 && !isToken(c) {
 				return scanBad, 1
 			}
 			if c == '\n' {
-				s.line = true
+				line = true
 				pos++
 				break
 			}
 			if (c < ' ' && c != '\r') || c == 0x7f {
-				s.pos = uint32(pos)
+				s.set(pos, false)
 				return scanBad, pos + 1
 			}
 		}
 	}
-	if s.line {
+	if line {
 		for pos < limit {
 			i := bytes.IndexByte(buf[pos:limit], '\n')
 			if i < 0 {
@@ -69,13 +85,13 @@ func (s *State) scan(buf []byte, max int) (outcome, n int) {
 			// i >= 2 here: the request line starts with a token byte and
 			// ends with the first '\n', which is at 1 or later.
 			if p := buf[i-1]; p == '\n' || (p == '\r' && buf[i-2] == '\n') {
-				s.pos = uint32(i + 1)
+				s.set(i+1, true)
 				return scanHead, i + 1
 			}
 			pos = i + 1
 		}
 	}
-	s.pos = uint32(pos)
+	s.set(pos, line)
 	if len(buf) > max {
 		return scanTooLarge, max
 	}

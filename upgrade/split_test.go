@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/gobwas/ws/wsflate"
 )
@@ -180,5 +181,12 @@ func TestNeedMoreDoesNotAllocate(t *testing.T) {
 		t.Fatalf(
 			"NeedMore allocates %v times",
 			allocs)
+	}
+}
+
+// TestStateIsSmall: every handshaking connection carries a State.
+func TestStateIsSmall(t *testing.T) {
+	if n := unsafe.Sizeof(State{}); n != 4 {
+		t.Fatalf("State is %d bytes, want 4", n)
 	}
 }

@@ -812,3 +812,78 @@ func TestConcurrentSteps(t *testing.T) {
 		<-done
 	}
 }
+
+// TestReleasedRequestReuse gives every Request back and checks that the
+// next ones, which reuse their memory, parse exactly as fresh ones: nothing
+// left over from an earlier head (fields, repeated values, the target),
+// from several goroutines at once.
+func TestReleasedRequestReuse(t *testing.T) {
+	u := newTest(t, Config{Subprotocols: []string{"chat"}})
+	heads := []string{
+		wsHead(),
+		wsHead("X-Dup: one", "x-dup: two", "Sec-WebSocket-Protocol: chat"),
+		strings.Replace(wsHead("X-Only-Here: 1"), "/chat?room=1", "/other/%41?q=2", 1),
+		browserHead,
+		wsHead("Cookie: " + strings.Repeat("c", 3000)),
+		wsHead(manyFields(40)...),                      // too many fields for any variant
+		wsHead("Cookie: " + strings.Repeat("d", 5000)), // too long for any variant
+	}
+	want := make([]Result, len(heads))
+	for i, h := range heads {
+		if want[i] = stepWhole(u, h); want[i].Kind != Upgraded {
+			t.Fatalf(
+				"head %d: %v %v",
+				i, want[i].Kind, want[i].Err)
+		}
+	}
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 200; i++ {
+				k := (i*7 + g) % len(heads)
+				got := stepWhole(u, heads[k])
+				if !sameResult(got, want[k]) {
+					t.Errorf(
+						"head %d parsed into reused memory: %+v, want %+v",
+						k, got.Request, want[k].Request)
+					return
+				}
+				release(got)
+				ReleaseRequest(got.Request)
+			}
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+}
+
+// TestSharedRequestNotReused: a Request a hook was given may be kept by it,
+// so releasing it must not let a later handshake overwrite it.
+func TestSharedRequestNotReused(t *testing.T) {
+	var kept []*Request
+	u := newTest(t, Config{Authorize: func(r *Request) (any, error) {
+		kept = append(kept, r)
+		return nil, nil
+	}})
+	first := stepWhole(u, wsHead("X-First: 1"))
+	release(first)
+	ReleaseRequest(first.Request)
+	for i := 0; i < 50; i++ {
+		res := stepWhole(u, wsHead("X-Later: 2"))
+		release(res)
+		ReleaseRequest(res.Request)
+	}
+	if r := kept[0]; r.Header.Get("X-First") != "1" || r.Header.Get("X-Later") != "" || r.Path != "/chat" {
+		t.Fatalf(
+			"the Request Authorize kept changed: %+v",
+			r)
+	}
+	for _, r := range kept[1:] {
+		if r == kept[0] {
+			t.Fatalf(
+				"a Request Authorize was given was reused")
+		}
+	}
+}
