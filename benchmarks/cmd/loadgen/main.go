@@ -13,7 +13,9 @@
 // kind in the result's "kinds"; they are not measured for latency.
 //
 // Progress events go to stderr as lines starting with "EVENT ", followed by
-// a JSON object; the result goes to stdout (or -out).
+// a JSON object; the result goes to stdout (or -out). The first SIGINT or
+// SIGTERM ends the window early (the result is still written), a second
+// one aborts.
 package main
 
 import (
@@ -118,8 +120,21 @@ func run(cfg loadgen.Config, src, start, out string) error {
 		}
 		cfg.StartAt = func() (time.Time, error) { return t, nil }
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// The first SIGINT or SIGTERM ends the window early and the result is
+	// still written; a second one aborts.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	windowDone := make(chan struct{})
+	cfg.WindowDone = windowDone
+	go func() {
+		<-sigs
+		close(windowDone)
+		<-sigs
+		cancel()
+	}()
 	res, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return err

@@ -333,7 +333,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				if res.Kinds[name] == nil {
 					res.Kinds[name] = &KindStats{}
 				}
-				res.Kinds[name].add(&l.kinds[k])
+				res.Kinds[name].Add(&l.kinds[k])
 			}
 		}
 	}
@@ -398,7 +398,7 @@ func (e *engine) reportInterval(from, to time.Time) {
 				if kinds[Kinds[k]] == nil {
 					kinds[Kinds[k]] = &KindStats{}
 				}
-				kinds[Kinds[k]].add(&l.kinds[k])
+				kinds[Kinds[k]].Add(&l.kinds[k])
 			}
 		}
 		l.mu.Unlock()

@@ -184,7 +184,8 @@ type KindStats struct {
 	ProtocolErrors int64 `json:"protocol_errors"`
 }
 
-func (s *KindStats) add(o *KindStats) {
+// Add adds o's counters to s.
+func (s *KindStats) Add(o *KindStats) {
 	s.Conns += o.Conns
 	s.Connects += o.Connects
 	s.ConnectFailures += o.ConnectFailures

@@ -141,7 +141,7 @@ func Merge(rs ...*Result) (*Result, error) {
 			if out.Kinds[k] == nil {
 				out.Kinds[k] = &KindStats{}
 			}
-			out.Kinds[k].add(v)
+			out.Kinds[k].Add(v)
 		}
 		for _, e := range r.Errors {
 			if len(out.Errors) < 20 {

@@ -118,7 +118,7 @@ func TestTimeChart(t *testing.T) {
 	rss := TimeLine{Name: "RSS", T: []float64{0, 1, 2, 3}, V: []float64{10, 20, math.NaN(), 15}}
 	budget := TimeLine{Name: "budget", T: []float64{0, 3}, V: []float64{40, 40}, Dashed: true}
 	p99 := TimeLine{Name: "p99 <ms>", T: []float64{5}, V: []float64{3}}
-	svg := TimeChart("Soak & co", "sub", []Panel{{Title: "RSS", Unit: "MiB", Lines: []TimeLine{rss, budget}}, {Title: "latency", Unit: "ms", Lines: []TimeLine{p99}}},
+	svg := TimeChart("Soak & co", "sub", "seconds", []Panel{{Title: "RSS", Unit: "MiB", Lines: []TimeLine{rss, budget}}, {Title: "latency", Unit: "ms", Lines: []TimeLine{p99}}},
 		[]Mark{{T: 1, Label: "hostile load"}})
 	dec := xml.NewDecoder(strings.NewReader(svg))
 	for {
@@ -139,7 +139,7 @@ func TestTimeChart(t *testing.T) {
 			t.Errorf("missing %q", want)
 		}
 	}
-	if empty := TimeChart("t", "", nil, nil); !strings.Contains(empty, "no samples") {
+	if empty := TimeChart("t", "", "s", nil, nil); !strings.Contains(empty, "no samples") {
 		t.Fatal("an empty chart should say so")
 	}
 }

@@ -30,9 +30,9 @@ type Mark struct {
 
 var lineColors = []string{"#d9480f", "#1971c2", "#2f9e44", "#7048e8", "#e8a200", "#c2255c", "#0c8599", "#495057"}
 
-// TimeChart draws panels stacked over one time axis (seconds), each with
-// its own y axis and legend.
-func TimeChart(title, subtitle string, panels []Panel, marks []Mark) string {
+// TimeChart draws panels stacked over one time axis (seconds, described by
+// xLabel), each with its own y axis and legend.
+func TimeChart(title, subtitle, xLabel string, panels []Panel, marks []Mark) string {
 	const w, left, right, top, panelH, gap, bottom = 900, 80, 190, 70, 200, 50, 50
 	h := top + len(panels)*(panelH+gap) - gap + bottom
 	var b svgBuf
@@ -50,7 +50,9 @@ func TimeChart(title, subtitle string, panels []Panel, marks []Mark) string {
 		return b.String()
 	}
 	t0 = math.Min(t0, 0)
-	t1 = niceMax(t1)
+	step := niceMax((t1 - t0) / 10)
+	t0 = math.Floor(t0/step) * step
+	t1 = math.Max(math.Ceil(t1/step)*step, t0+step)
 	pw := float64(w - left - right)
 	xOf := func(t float64) float64 { return float64(left) + pw*(t-t0)/(t1-t0) }
 	for i, p := range panels {
@@ -74,8 +76,7 @@ func TimeChart(title, subtitle string, panels []Panel, marks []Mark) string {
 		}
 		b.f(`<text x="16" y="%d" font-size="11" fill="#495057" transform="rotate(-90 16 %d)" text-anchor="middle">%s</text>`+"\n",
 			y0+panelH/2, y0+panelH/2, esc(p.Unit))
-		for k := 0; k <= 10; k++ {
-			t := t0 + (t1-t0)*float64(k)/10
+		for t := t0; t <= t1+step/2; t += step {
 			x := xOf(t)
 			b.f(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#f1f3f5"/>`+"\n", x, y0, x, y0+panelH)
 			if i == len(panels)-1 {
@@ -125,7 +126,7 @@ func TimeChart(title, subtitle string, panels []Panel, marks []Mark) string {
 			b.f(`<text x="%d" y="%d" font-size="12" fill="#212529">%s</text>`+"\n", w-right+40, ly+4, esc(l.Name))
 		}
 	}
-	b.f(`<text x="%.1f" y="%d" font-size="12" fill="#495057" text-anchor="middle">seconds since the start</text>`+"\n", float64(left)+pw/2, h-12)
+	b.f(`<text x="%.1f" y="%d" font-size="12" fill="#495057" text-anchor="middle">%s</text>`+"\n", float64(left)+pw/2, h-12, esc(xLabel))
 	b.f("</svg>\n")
 	return b.String()
 }
