@@ -60,7 +60,7 @@ func main() {
 	flag.IntVar(&h.Streamer, "streamer", 0, "connections that send binary messages continuously and never read, over all shards")
 	flag.StringVar(&h.Path, "hostile-path", "", "request target of the hostile connections (default: -path)")
 	flag.IntVar(&h.MSS, "hostile-mss", 1460, "MSS the hostile connections advertise (TCP_MAXSEG before connect; -1: the kernel's, 64 KiB on loopback)")
-	flag.IntVar(&h.RcvBuf, "hostile-rcvbuf", 4096, "SO_RCVBUF of the kinds that never read (stall, pongonly, pingflood, streamer), set before connect")
+	flag.IntVar(&h.RcvBuf, "hostile-rcvbuf", 4096, "SO_RCVBUF of the hostile connections, set before connect")
 	flag.DurationVar(&h.StallHold, "stall-hold", 0, "a stalled subscriber stalls this long (±25%), then reads to learn whether the server closed it and reconnects (0: stalls until the end)")
 	flag.IntVar(&h.SlowReadRate, "slowread-rate", 1024, "bytes per second each slow reader takes")
 	flag.Float64Var(&h.PingRate, "ping-rate", 0, "pings per second per flooding connection (0: as fast as the socket takes them)")

@@ -598,7 +598,7 @@ func (l *loop) connect(c *conn, idx int32, now int64) {
 		// real network would, instead of loopback's 64 KiB.
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG, cfg.Hostile.MSS)
 	}
-	if c.kind != 0 && c.kind != kSlowRead {
+	if c.kind != 0 {
 		// Before connect, so that the window the server sees stays small.
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, cfg.Hostile.RcvBuf)
 	}

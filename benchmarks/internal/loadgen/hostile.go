@@ -15,7 +15,7 @@ import (
 // scenario's, on the same event loops; none is measured for latency.
 const (
 	KindStall     = "stall"     // upgrades, then never reads (4 KB receive buffer)
-	KindSlowRead  = "slowread"  // reads at a fixed byte rate
+	KindSlowRead  = "slowread"  // reads at a fixed byte rate (4 KB receive buffer)
 	KindPongOnly  = "pongonly"  // never reads, sends one unsolicited pong a second
 	KindPingFlood = "pingflood" // sends pings as fast as allowed, never reads the pongs
 	KindStreamer  = "streamer"  // sends data messages continuously, never reads
@@ -70,12 +70,12 @@ type Hostile struct {
 	// hides a stalled subscriber from the server for minutes and costs
 	// kernel memory no real client would. With 1460 it is about 130 KB.
 	MSS int
-	// RcvBuf is the SO_RCVBUF of the kinds that never read (stall,
-	// pongonly, pingflood, streamer), set before connect so that the
-	// window stays small (default 4096): the server sees their backlog
-	// within seconds. A larger one lets the server's kernel grow the
-	// socket's send buffer while the window is open, up to tcp_wmem's
-	// maximum, before the server sees any backlog.
+	// RcvBuf is the SO_RCVBUF of every hostile connection, set before
+	// connect so that the window stays small (default 4096): the server
+	// sees their backlog within seconds. A larger one lets the server's
+	// kernel grow the socket's send buffer while the window is open, up
+	// to tcp_wmem's maximum (MBs that a slow reader takes minutes to
+	// read), before the server sees any backlog.
 	RcvBuf int
 	// StallHold is how long a stalled subscriber stalls before it reads
 	// what is queued to learn whether the server closed it, then closes and
