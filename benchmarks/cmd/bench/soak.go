@@ -76,6 +76,7 @@ func soakCmd(args []string) error {
 	fs.IntVar(&o.Streamers, "streamer", o.Streamers, "connections that stream binary messages and never read")
 	fs.IntVar(&o.StreamRate, "stream-rate", o.StreamRate, "bytes per second per streamer (0: as fast as the socket takes them)")
 	fs.IntVar(&o.ChurnConc, "churn-conc", o.ChurnConc, "connect/upgrade/close cycles in flight")
+	fs.IntVar(&o.ChurnRate, "churn-rate", o.ChurnRate, "connect/upgrade/close cycles started per second at most (0: as fast as they complete)")
 	out := fs.String("out", "", "results directory (default: results/soak in the benchmarks module)")
 	pin := fs.Bool("pin", true, "pin the ticker and the load generators to separate CPUs (taskset)")
 	from := fs.String("from", "", "render the report again from this soak.json instead of running")

@@ -24,6 +24,7 @@ type SoakOptions struct {
 	Streamers  int
 	StreamRate int // bytes/s per streamer (0: as fast as the socket takes them)
 	ChurnConc  int // connect/upgrade/close cycles in flight
+	ChurnRate  int // cycles started per second at most (0: as fast as they complete)
 }
 
 // DefaultSoak is the soak of `make bench-soak`: ten minutes, the first one
@@ -35,7 +36,7 @@ func DefaultSoak() SoakOptions {
 		Readers: 50, Stalls: 5000, StallProcs: 2, StallHold: 18 * time.Second,
 		SlowReads: 200, SlowRate: 1024, PongOnly: 200,
 		PingFlood: 4, PingRate: 0, Streamers: 4, StreamRate: 256 << 10,
-		ChurnConc: 16,
+		ChurnConc: 16, ChurnRate: 200,
 	}
 }
 
@@ -73,7 +74,7 @@ func SoakPlan(o SoakOptions) Plan {
 	if o.ChurnConc > 0 {
 		p.Groups = append(p.Groups, Group{Name: "churn", Procs: 1, At: o.Baseline, Src: []string{"127.0.0.42-43"},
 			Args: []string{"-scenario", "churn", "-path", "/ws", "-conns", "0", "-churn-conc", itoa(o.ChurnConc),
-				"-churn-path", "/ws?symbols=S0"}})
+				"-churn-path", "/ws?symbols=S0", "-rate", itoa(o.ChurnRate)}})
 	}
 	return p
 }

@@ -33,8 +33,8 @@ func fakeResult(p99 float64, peak int64) *Result {
 	res := &Result{Plan: p, Date: "2026-01-02T03:04:05Z", WindowStart: 2, WindowEnd: 22, HostileAt: 7, IdleRSS: 8 << 20, PeakRSS: peak, PeakAt: 15,
 		Readers:  Latency{Summary: histo.Summary{Count: 100, P50: 500, P99: p99, P999: p99, Max: p99}, Received: 100},
 		Baseline: &Latency{Summary: histo.Summary{P99: 900}}, Hostile: &Latency{Summary: histo.Summary{P99: p99}},
-		Kinds: map[string]*loadgen.KindStats{loadgen.KindStall: {Conns: 10, Connects: 15, ServerClosed: 5, Closes: map[string]int64{"eof": 4, "1008": 1}, Open: 10}},
-		Churn: &Churn{Conc: 4, Cycles: 100, PerS: 5},
+		Kinds:  map[string]*loadgen.KindStats{loadgen.KindStall: {Conns: 10, Connects: 15, ServerClosed: 5, Closes: map[string]int64{"eof": 4, "1008": 1}, Open: 10}},
+		Churn:  &Churn{Conc: 4, Cycles: 100, PerS: 5},
 		Policy: map[string]float64{"hub.Conflated": 1234, "server.WriteTimeouts": 5}}
 	for i := 0; i <= 22; i++ {
 		res.Samples = append(res.Samples, Sample{T: float64(i), RSS: res.IdleRSS + int64(i)<<20, Server: map[string]float64{"Active": float64(50 + i), "OutboundBytes": float64(i << 19)}})
