@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -217,14 +218,7 @@ func (s *KindStats) String() string {
 		closes += fmt.Sprintf(" %s×%d", k, s.Closes[k])
 	}
 	return fmt.Sprintf("%d conns, %d connects (%d failed), %d open, closed by server %d (%s), by client %d, read %d B, sent %d B",
-		s.Conns, s.Connects, s.ConnectFailures, s.Open, s.ServerClosed, trimSpace(closes), s.ClientClosed, s.BytesRead, s.BytesSent)
-}
-
-func trimSpace(s string) string {
-	for len(s) > 0 && s[0] == ' ' {
-		s = s[1:]
-	}
-	return s
+		s.Conns, s.Connects, s.ConnectFailures, s.Open, s.ServerClosed, strings.TrimSpace(closes), s.ClientClosed, s.BytesRead, s.BytesSent)
 }
 
 // kindStats returns the loop's counters of c's kind; the caller holds l.mu.
