@@ -6,7 +6,7 @@ GO        ?= go
 FUZZTIME  ?= 200000x
 PKGS      := ./...
 
-.PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-go bench-memory
+.PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-soak bench-stall bench-go bench-memory
 
 ## test: everything CI checks — vet, gofmt, every package's tests with -race
 ## (the RFC 6455 conformance suite in tests/conformance among them), short
@@ -42,7 +42,9 @@ interop:
 	bash tests/interop/run.sh
 
 # The harness's tests: histogram merging, result parsing, limit checks, the
-# peers' contract, and a tiny end-to-end run against the echo example.
+# peers' contract, the hostile client kinds, a tiny end-to-end run against
+# the echo example, and the short soak (stalled subscribers against the
+# ticker's budget).
 harness:
 	bash benchmarks/peers/setup.sh
 	$(MAKE) -C benchmarks test
@@ -54,6 +56,16 @@ bench:
 
 bench-quick:
 	$(MAKE) -C benchmarks bench-quick
+
+## bench-soak: the ticker example for 10 minutes under slow and hostile
+## clients, its RSS against its budget and its readers' latency over time
+## (SOAK_FLAGS="-duration 3m" for a shorter one); bench-stall: the readers'
+## p99 alone and beside 5,000 stalled subscribers. Neither is part of test.
+bench-soak:
+	$(MAKE) -C benchmarks bench-soak
+
+bench-stall:
+	$(MAKE) -C benchmarks bench-stall
 
 ## bench-go: Go benchmarks (ns/op, allocs/op) of every package.
 bench-go:

@@ -9,6 +9,8 @@
 //	go run ./cmd/bench merge shard0.json shard1.json > merged.json
 //	go run ./cmd/bench limits -conns 1000000 -server-procs 4 -load-procs 20 -src 20
 //	go run ./cmd/bench report results/latest/results.json
+//	go run ./cmd/bench soak -duration 10m  # the ticker under slow and hostile clients
+//	go run ./cmd/bench stall               # readers' p99 without and with 5,000 stalled subscribers
 package main
 
 import (
@@ -42,6 +44,10 @@ func main() {
 			err = limitsCmd(os.Args[2:])
 		case "report":
 			err = reportCmd(os.Args[2:])
+		case "soak":
+			err = soakCmd(os.Args[2:])
+		case "stall":
+			err = stallCmd(os.Args[2:])
 		default:
 			err = runCmd(os.Args[1:])
 		}

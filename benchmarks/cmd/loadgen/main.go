@@ -6,9 +6,16 @@
 //	loadgen -scenario echo -addr 127.0.0.1:9001 -conns 100 -duration 5s
 //	loadgen -scenario ticker -addr 10.0.0.1:8080 -path /ws -conns 500000 \
 //	        -shard 3 -shards 20 -start 1767225600 -src 10.0.1.1-10.0.1.20
+//	loadgen -scenario hold -addr 127.0.0.1:8080 -path /ws -conns 0 -stall 5000 -stall-hold 15s
+//
+// Hostile and slow clients (-stall, -slowread, -pongonly, -pingflood,
+// -streamer) connect beside the scenario's connections and are counted per
+// kind in the result's "kinds"; they are not measured for latency.
 //
 // Progress events go to stderr as lines starting with "EVENT ", followed by
-// a JSON object; the result goes to stdout (or -out).
+// a JSON object; the result goes to stdout (or -out). The first SIGINT or
+// SIGTERM ends the window early (the result is still written), a second
+// one aborts.
 package main
 
 import (
@@ -45,6 +52,23 @@ func main() {
 	flag.IntVar(&cfg.Inflight, "inflight", 1, "echo messages in flight per connection")
 	flag.IntVar(&cfg.ChurnConc, "churn-conc", 0, "churn: concurrent connect/upgrade/close cycles, over all shards")
 	flag.StringVar(&cfg.ChurnPath, "churn-path", "", "churn: request target of the churning connections (default: -path)")
+	h := &cfg.Hostile
+	flag.IntVar(&h.Stall, "stall", 0, "stalled subscribers: upgrade, then never read (small SO_RCVBUF), over all shards")
+	flag.IntVar(&h.SlowRead, "slowread", 0, "slow readers: read at -slowread-rate bytes/s each, over all shards")
+	flag.IntVar(&h.PongOnly, "pongonly", 0, "connections that never read and send one unsolicited pong a second, over all shards")
+	flag.IntVar(&h.PingFlood, "pingflood", 0, "connections that send pings as fast as allowed and never read the pongs, over all shards")
+	flag.IntVar(&h.Streamer, "streamer", 0, "connections that send binary messages continuously and never read, over all shards")
+	flag.StringVar(&h.Path, "hostile-path", "", "request target of the hostile connections (default: -path)")
+	flag.IntVar(&h.MSS, "hostile-mss", 1460, "MSS the hostile connections advertise (TCP_MAXSEG before connect; -1: the kernel's, 64 KiB on loopback)")
+	flag.IntVar(&h.RcvBuf, "hostile-rcvbuf", 4096, "SO_RCVBUF of the hostile connections, set before connect")
+	flag.DurationVar(&h.StallHold, "stall-hold", 0, "a stalled subscriber stalls this long (±25%), then reads to learn whether the server closed it and reconnects (0: stalls until the end)")
+	flag.IntVar(&h.SlowReadRate, "slowread-rate", 1024, "bytes per second each slow reader takes")
+	flag.Float64Var(&h.PingRate, "ping-rate", 0, "pings per second per flooding connection (0: as fast as the socket takes them)")
+	flag.IntVar(&h.PingSize, "ping-size", 16, "ping payload bytes (at most 125)")
+	flag.IntVar(&h.StreamRate, "stream-rate", 0, "bytes per second per streamer (0: as fast as the socket takes them)")
+	flag.IntVar(&h.StreamSize, "stream-size", 1024, "bytes per streamed binary message")
+	flag.BoolVar(&h.Redial, "redial", true, "hostile connections the server closed come back after a second")
+	flag.DurationVar(&cfg.Interval, "interval-report", 0, `report the window every D as an "interval" event: latency of the held connections, hostile counters (0: off)`)
 	flag.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured window")
 	flag.DurationVar(&cfg.Warmup, "warmup", time.Second, "traffic before the window (without -start)")
 	flag.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 2*time.Minute, "limit on the connect phase")
@@ -96,8 +120,21 @@ func run(cfg loadgen.Config, src, start, out string) error {
 		}
 		cfg.StartAt = func() (time.Time, error) { return t, nil }
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// The first SIGINT or SIGTERM ends the window early and the result is
+	// still written; a second one aborts.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	windowDone := make(chan struct{})
+	cfg.WindowDone = windowDone
+	go func() {
+		<-sigs
+		close(windowDone)
+		<-sigs
+		cancel()
+	}()
 	res, err := loadgen.Run(ctx, cfg)
 	if err != nil {
 		return err

@@ -42,6 +42,16 @@ type Config struct {
 	ChurnConc int    // churning connections over all shards
 	ChurnPath string // request target of the churning connections
 
+	// Hostile adds connections of the hostile and slow client kinds
+	// beside the scenario's. They connect with the held connections and
+	// are not measured for latency; Result.Kinds counts what they did.
+	Hostile Hostile
+	// Interval, when positive (and Event is set), reports the window in
+	// intervals of this length: an "interval" event with the latency of
+	// the messages the held connections received in it and the hostile
+	// kinds' counters so far.
+	Interval time.Duration
+
 	Duration time.Duration // measured window
 	Warmup   time.Duration // traffic before the window when no start time is given
 	// StartAt, when set, is called once every connection is up and returns
@@ -85,6 +95,7 @@ func (c *Config) setDefaults() {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = 120 * time.Second
 	}
+	c.Hostile.setDefaults(c.Path)
 }
 
 func (c *Config) validate() error {
@@ -105,7 +116,7 @@ func (c *Config) validate() error {
 	if c.Duration <= 0 {
 		return errors.New("duration must be positive")
 	}
-	return nil
+	return c.Hostile.validate()
 }
 
 // shardRange is the part [lo, hi) of n that shard i of k owns.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,14 @@ const (
 	stDone
 )
 
+// Run phases (engine.phase).
+const (
+	phConnect int32 = iota // connecting the held and hostile connections
+	phTraffic              // the warmup and the window
+	phStop                 // the loops exit
+	phCheck                // after the window: hostile connections check how they ended
+)
+
 // maxMessage bounds what a server may send in one message.
 const maxMessage = 64 << 20
 
@@ -45,9 +54,13 @@ type conn struct {
 	churn    bool
 	attempt  uint8
 	fragOp   uint8
-	outWatch bool // EPOLLOUT registered
-	inflight int32
-	t0       int64 // connect start, Unix ns
+	outWatch bool  // EPOLLOUT registered
+	kind     uint8 // 0: the scenario's; else a hostile kind (kStall...)
+	flags    uint8 // hostile: fEverUp, fChecking...
+	inflight int32 // echo: messages in flight; flooding kinds: offset in the flood buffer
+	t0       int64 // connect start, Unix ns; hostile: when it opened (or its pacing base)
+	moved    int64 // hostile: bytes read or sent since t0, for pacing
+	next     int64 // hostile: next pong, end of hold or check, or redial time
 	rbuf     []byte
 	wbuf     []byte
 	frag     []byte
@@ -62,7 +75,7 @@ type engine struct {
 	origin string // the upgrade request's Origin header line
 	loops  []*loop
 	start  time.Time
-	phase  atomic.Int32 // 0 connect, 1 traffic, 2 stop
+	phase  atomic.Int32 // phConnect, phTraffic, phCheck, phStop
 	winLo  atomic.Int64
 	winHi  atomic.Int64
 	errMu  sync.Mutex
@@ -97,9 +110,25 @@ type loop struct {
 	lastScan    int64
 	connectDone int64
 
-	connected atomic.Int64
+	connected atomic.Int64 // held connections upgraded
+	hostileUp atomic.Int64 // hostile connections upgraded at least once
 	failed    atomic.Int64
 	exited    chan struct{}
+
+	// hostile kinds
+	hostile      bool        // the loop has hostile connections
+	checked      atomic.Bool // phCheck: no hostile connection is open any more
+	lastPace     int64
+	pingBuf      []byte
+	streamBuf    []byte
+	streamFrames int
+
+	// mu guards what Run reads while the loop runs: the hostile kinds'
+	// counters and the current interval's histogram.
+	mu     sync.Mutex
+	kinds  [nKinds]KindStats
+	hIv    *hdr.Histogram // messages received in the current interval (Config.Interval)
+	ivGaps int64
 
 	// window counters, owned by the loop
 	sent, received, bytes, gaps, reordered int64
@@ -130,7 +159,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for i := 0; i < cfg.Loops; i++ {
 		l := &loop{e: e, id: i, events: make([]unix.EpollEvent, 1024), rb: make([]byte, 256<<10),
 			rng: uint64(time.Now().UnixNano()) ^ uint64(i+1)*0x9E3779B97F4A7C15, src: i,
-			hLat: histo.New(), hConn: histo.New(), hChurn: histo.New(), exited: make(chan struct{})}
+			hLat: histo.New(), hConn: histo.New(), hChurn: histo.New(), hIv: histo.New(), exited: make(chan struct{})}
 		l.sa = unix.SockaddrInet4{Addr: e.sa.Addr, Port: e.sa.Port}
 		l.msg = make([]byte, cfg.Size)
 		for j := range l.msg {
@@ -150,6 +179,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		l := e.loops[(s-clo)%cfg.Loops]
 		l.conns = append(l.conns, conn{fd: -1, id: int32(s), churn: true})
 	}
+	hostile := 0
+	for k := uint8(1); k <= nKinds; k++ {
+		klo, khi := shardRange(cfg.Hostile.count(k), cfg.Shard, cfg.Shards)
+		for g := klo; g < khi; g++ {
+			l := e.loops[hostile%cfg.Loops]
+			l.conns = append(l.conns, conn{fd: -1, id: int32(g), kind: k})
+			l.kinds[k-1].Conns++
+			l.hostile = true
+			hostile++
+		}
+	}
 	for _, l := range e.loops {
 		for i := range l.conns {
 			if !l.conns[i].churn {
@@ -165,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		go func() { defer wg.Done(); l.run() }()
 	}
 	stop := func() {
-		e.phase.Store(2)
+		e.phase.Store(phStop)
 		wg.Wait()
 	}
 
@@ -177,19 +217,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for {
 		var up, failed int64
 		for _, l := range e.loops {
-			up += l.connected.Load()
+			up += l.connected.Load() + l.hostileUp.Load()
 			failed += l.failed.Load()
 		}
-		if up+failed >= int64(held) {
+		if up+failed >= int64(held+hostile) {
 			break
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, fmt.Errorf("connect phase timed out: %d of %d up, %d failed", up, held, failed)
+			return nil, fmt.Errorf("connect phase timed out: %d of %d up, %d failed", up, held+hostile, failed)
 		}
 		if cfg.Event != nil && time.Since(lastEvent) > time.Second {
 			lastEvent = time.Now()
-			cfg.Event(map[string]any{"event": "connecting", "shard": cfg.Shard, "connected": up, "failed": failed, "target": held})
+			cfg.Event(map[string]any{"event": "connecting", "shard": cfg.Shard, "connected": up, "failed": failed, "target": held + hostile})
 		}
 		select {
 		case <-ctx.Done():
@@ -199,13 +239,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	connectNS := time.Since(e.start).Nanoseconds()
-	var up, failed int64
+	var up, hup, failed int64
 	for _, l := range e.loops {
 		up += l.connected.Load()
+		hup += l.hostileUp.Load()
 		failed += l.failed.Load()
 	}
 	if cfg.Event != nil {
-		cfg.Event(map[string]any{"event": "connected", "shard": cfg.Shard, "connected": up, "failed": failed, "target": held, "connect_ms": connectNS / 1e6})
+		ev := map[string]any{"event": "connected", "shard": cfg.Shard, "connected": up, "failed": failed, "target": held, "connect_ms": connectNS / 1e6}
+		if hostile > 0 {
+			ev["hostile_connected"], ev["hostile_target"] = hup, hostile
+		}
+		cfg.Event(ev)
 	}
 
 	// Window.
@@ -228,7 +273,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	winEnd := winStart.Add(cfg.Duration)
 	e.winLo.Store(winStart.UnixNano())
 	e.winHi.Store(winEnd.UnixNano())
-	e.phase.Store(1)
+	e.phase.Store(phTraffic)
 	if !sleepUntil(ctx, winStart) {
 		stop()
 		return nil, ctx.Err()
@@ -237,7 +282,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Event != nil {
 		cfg.Event(map[string]any{"event": "window", "shard": cfg.Shard, "start_ns": winStart.UnixNano(), "end_ns": winEnd.UnixNano()})
 	}
-	ok := sleepUntil(ctx, winEnd, cfg.WindowDone)
+	ok := e.window(ctx, winStart, winEnd)
 	if now := time.Now(); ok && now.Before(winEnd) {
 		winEnd = now // ended early by WindowDone
 		e.winHi.Store(winEnd.UnixNano())
@@ -246,6 +291,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// Let replies to messages sent inside the window arrive before stopping.
 	if ok {
 		sleepUntil(ctx, winEnd.Add(200*time.Millisecond))
+	}
+	// The hostile connections read what is queued for them, to tell the
+	// ones the server closed from those still open.
+	if ok && hostile > 0 {
+		e.phase.Store(phCheck)
+		e.awaitChecks(ctx, time.Now().Add(cfg.Hostile.CheckTimeout+time.Duration(4*paceEvery)))
 	}
 	stop()
 	if !ok {
@@ -270,6 +321,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		lat.Merge(l.hLat)
 		conn.Merge(l.hConn)
 		churn.Merge(l.hChurn)
+		if l.hostile {
+			if res.Kinds == nil {
+				res.Kinds = map[string]*KindStats{}
+			}
+			for k := range l.kinds {
+				if cfg.Hostile.count(uint8(k+1)) == 0 {
+					continue
+				}
+				name := Kinds[k]
+				if res.Kinds[name] == nil {
+					res.Kinds[name] = &KindStats{}
+				}
+				res.Kinds[name].Add(&l.kinds[k])
+			}
+		}
 	}
 	for name, h := range map[string]*hdr.Histogram{HistLatency: lat, HistConnect: conn, HistChurn: churn} {
 		if h.TotalCount() == 0 {
@@ -283,6 +349,94 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Errors = e.errors
 	return res, nil
+}
+
+// window waits for the measured window to end, or for WindowDone, and
+// reports each Config.Interval of it as an event. It returns false if ctx
+// ended first.
+func (e *engine) window(ctx context.Context, start, end time.Time) bool {
+	cfg := &e.cfg
+	if cfg.Interval <= 0 || cfg.Event == nil {
+		return sleepUntil(ctx, end, cfg.WindowDone)
+	}
+	from := start
+	for {
+		to := from.Add(cfg.Interval)
+		last := !to.Before(end)
+		if last {
+			to = end
+		}
+		if !sleepUntil(ctx, to, cfg.WindowDone) {
+			return false
+		}
+		if now := time.Now(); now.Before(to) {
+			to, last = now, true // ended early by WindowDone
+		}
+		e.reportInterval(from, to)
+		if last {
+			return true
+		}
+		from = to
+	}
+}
+
+// reportInterval sends the "interval" event for [from, to): the latency of
+// the messages the held connections received in it, and the hostile
+// kinds' counters so far.
+func (e *engine) reportInterval(from, to time.Time) {
+	h := histo.New()
+	var gaps int64
+	kinds := map[string]*KindStats{}
+	for _, l := range e.loops {
+		l.mu.Lock()
+		h.Merge(l.hIv)
+		l.hIv.Reset()
+		gaps += l.ivGaps
+		l.ivGaps = 0
+		for k := range l.kinds {
+			if l.hostile && e.cfg.Hostile.count(uint8(k+1)) > 0 {
+				if kinds[Kinds[k]] == nil {
+					kinds[Kinds[k]] = &KindStats{}
+				}
+				kinds[Kinds[k]].Add(&l.kinds[k])
+			}
+		}
+		l.mu.Unlock()
+	}
+	ev := map[string]any{"event": "interval", "shard": e.cfg.Shard, "start_ns": from.UnixNano(), "end_ns": to.UnixNano(),
+		"received": h.TotalCount(), "gaps": gaps}
+	if h.TotalCount() > 0 {
+		if enc, err := histo.Encode(h); err == nil {
+			ev["latency"] = enc
+		}
+		s := histo.Summarize(h)
+		ev["p50_us"], ev["p99_us"], ev["max_us"] = s.P50, s.P99, s.Max
+	}
+	if len(kinds) > 0 {
+		ev["kinds"] = kinds
+	}
+	e.cfg.Event(ev)
+}
+
+// awaitChecks waits until every loop's final checks have ended, or until
+// deadline.
+func (e *engine) awaitChecks(ctx context.Context, deadline time.Time) {
+	tick := time.NewTicker(time.Duration(paceEvery))
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		done := true
+		for _, l := range e.loops {
+			done = done && (!l.hostile || l.checked.Load())
+		}
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // sleepUntil waits until t, or until early is closed (a nil early never
@@ -336,10 +490,10 @@ func (l *loop) run() {
 	traffic := false
 	for {
 		phase := l.e.phase.Load()
-		if phase == 2 {
+		if phase == phStop {
 			break
 		}
-		if phase == 1 && !traffic {
+		if phase == phTraffic && !traffic {
 			traffic = true
 			now := time.Now().UnixNano()
 			for i := range l.conns {
@@ -355,6 +509,8 @@ func (l *loop) run() {
 		timeout := 100
 		if len(l.dialQ) > 0 || l.pending > 0 {
 			timeout = 5
+		} else if l.hostile {
+			timeout = int(paceEvery / int64(time.Millisecond))
 		}
 		n, err := unix.EpollWait(l.epfd, l.events, timeout)
 		if err != nil && !errors.Is(err, unix.EINTR) {
@@ -371,6 +527,10 @@ func (l *loop) run() {
 			l.handle(c, ev.Fd, ev.Events, now, traffic)
 		}
 		l.dial(now, traffic)
+		if l.hostile && now-l.lastPace >= paceEvery {
+			l.lastPace = now
+			l.pace(now)
+		}
 		if now-l.lastScan > int64(200*time.Millisecond) {
 			l.lastScan = now
 			l.scan(now)
@@ -407,7 +567,10 @@ func (l *loop) dial(now int64, traffic bool) {
 		idx := l.dialQ[0]
 		l.dialQ = l.dialQ[1:]
 		c := &l.conns[idx]
-		if c.churn && (!traffic || l.e.phase.Load() == 2) {
+		if c.churn && (!traffic || l.e.phase.Load() == phStop) {
+			continue
+		}
+		if c.kind != 0 && l.e.phase.Load() >= phStop {
 			continue
 		}
 		budget--
@@ -430,6 +593,15 @@ func (l *loop) connect(c *conn, idx int32, now int64) {
 		return
 	}
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if c.kind != 0 && cfg.Hostile.MSS > 0 {
+		// Before connect: the SYN advertises it, as a client across a
+		// real network would, instead of loopback's 64 KiB.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG, cfg.Hostile.MSS)
+	}
+	if c.kind != 0 {
+		// Before connect, so that the window the server sees stays small.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, cfg.Hostile.RcvBuf)
+	}
 	if len(cfg.Src) > 0 {
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 		src := cfg.Src[l.src%len(cfg.Src)]
@@ -445,7 +617,8 @@ func (l *loop) connect(c *conn, idx int32, now int64) {
 	c.t0 = now
 	c.state = stConnecting
 	c.rbuf, c.wbuf, c.frag = c.rbuf[:0], c.wbuf[:0], c.frag[:0]
-	c.inflight = 0
+	c.inflight, c.fragOp = 0, 0
+	c.flags &= fEverUp
 	l.pending++
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: idx}
 	c.outWatch = true
@@ -484,6 +657,16 @@ func (l *loop) fail(c *conn, idx int32, retry bool) {
 		l.dialQ = append(l.dialQ, idx)
 		return
 	}
+	if c.kind != 0 {
+		l.mu.Lock()
+		l.kindStats(c).ConnectFailures++
+		l.mu.Unlock()
+		if c.flags&fEverUp != 0 {
+			// A reconnection failed: try again later, as long as the run goes on.
+			l.redial(c, time.Now().UnixNano(), false)
+			return
+		}
+	}
 	c.attempt++
 	if retry && int(c.attempt) < l.e.cfg.Retries {
 		l.dialQ = append(l.dialQ, idx)
@@ -499,7 +682,7 @@ func (l *loop) drop(c *conn, idx int32, why string) {
 		l.fail(c, idx, true)
 		return
 	}
-	if c.state == stOpen && l.e.phase.Load() != 2 {
+	if c.state == stOpen && l.e.phase.Load() != phStop {
 		l.dropped++
 		l.e.noteError("connection %d dropped: %s", c.id, why)
 	}
@@ -522,6 +705,8 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 		path := l.e.cfg.Path
 		if c.churn {
 			path = l.e.cfg.ChurnPath
+		} else if c.kind != 0 {
+			path = l.e.cfg.Hostile.Path
 		}
 		key := l.key(c)
 		l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin)
@@ -542,7 +727,15 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 			l.watchOut(c, idx, false)
 		}
 	}
+	if c.kind != 0 && c.state == stOpen {
+		l.hostileEvent(c, idx, events, now)
+		return
+	}
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+		return
+	}
+	if c.kind != 0 {
+		l.hostileHandshake(c, idx, now)
 		return
 	}
 	n, err := unix.Read(int(c.fd), l.rb)
@@ -565,10 +758,15 @@ func (l *loop) key(c *conn) string {
 	if c.churn {
 		id |= 1 << 40
 	}
+	id |= uint64(c.kind) << 41
 	return wsframe.Key(id, uint32(c.attempt))
 }
 
 func (l *loop) eof(c *conn, idx int32, now int64, why string) {
+	if c.kind != 0 && c.state == stOpen {
+		l.hostileGone(c, idx, now, closeHow(why), true)
+		return
+	}
 	if c.churn && c.state == stClosing {
 		if l.inWindow(now) {
 			l.churnCycles++
@@ -713,6 +911,10 @@ func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 			code := wsframe.CloseCode(p)
 			l.wb = wsframe.AppendCloseReply(l.wb[:0], p, l.rand32())
 			_, _ = unix.Write(int(c.fd), l.wb)
+			if c.kind != 0 {
+				l.hostileGone(c, idx, now, strconv.Itoa(int(code)), true)
+				return -1
+			}
 			l.drop(c, idx, fmt.Sprintf("server sent close %d", code))
 			return -1
 		}
@@ -724,6 +926,14 @@ func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 }
 
 func (l *loop) protocolError(c *conn, idx int32, why string) {
+	if c.kind != 0 {
+		l.mu.Lock()
+		l.kindStats(c).ProtocolErrors++
+		l.mu.Unlock()
+		l.e.noteError("protocol error on %s connection %d: %s", Kinds[c.kind-1], c.id, why)
+		l.hostileGone(c, idx, time.Now().UnixNano(), "", false)
+		return
+	}
 	l.protoErrs++
 	l.e.noteError("protocol error on connection %d: %s", c.id, why)
 	if c.churn {
@@ -735,7 +945,7 @@ func (l *loop) protocolError(c *conn, idx int32, why string) {
 
 // message handles one complete data message.
 func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
-	if c.churn {
+	if c.churn || c.kind != 0 {
 		return
 	}
 	in := l.inWindow(now)
@@ -751,8 +961,13 @@ func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
 			l.received++
 			l.bytes += int64(len(p))
 			histo.Record(l.hLat, now-ts)
+			if l.e.cfg.Interval > 0 {
+				l.mu.Lock()
+				histo.Record(l.hIv, now-ts)
+				l.mu.Unlock()
+			}
 		}
-		if l.e.phase.Load() == 1 {
+		if l.e.phase.Load() == phTraffic {
 			l.sendEcho(c, idx, 1, now)
 		}
 	case Ticker, Churn:
@@ -764,10 +979,12 @@ func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
 		if sym >= len(c.seq) {
 			c.seq = append(c.seq, make([]int64, sym+1-len(c.seq))...)
 		}
+		var gap int64
 		if last := c.seq[sym]; last != 0 {
 			switch {
 			case seq+1 > last+1:
-				l.gaps += seq - last
+				gap = seq - last
+				l.gaps += gap
 			case seq+1 <= last:
 				l.reordered++
 			}
@@ -777,6 +994,12 @@ func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
 			l.received++
 			l.bytes += int64(len(p))
 			histo.Record(l.hLat, now-ts)
+			if l.e.cfg.Interval > 0 {
+				l.mu.Lock()
+				histo.Record(l.hIv, now-ts)
+				l.ivGaps += gap
+				l.mu.Unlock()
+			}
 		}
 	default:
 		if in {
@@ -850,7 +1073,7 @@ func (l *loop) watchOut(c *conn, idx int32, on bool) {
 		return
 	}
 	c.outWatch = on
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: idx}
+	ev := unix.EpollEvent{Events: l.interest(c), Fd: idx}
 	if on {
 		ev.Events |= unix.EPOLLOUT
 	}

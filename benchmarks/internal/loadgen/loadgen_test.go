@@ -208,14 +208,38 @@ func TestTickerIncrementalFramesGapsAndPong(t *testing.T) {
 	addr, pongs, done := rawTicker(t, started, 3)
 	// The window ends once every connection answered a ping sent after all
 	// its frames; the long Duration is only a hang guard.
+	// Interval events split the window: together they hold every message.
+	var mu sync.Mutex
+	var ivReceived, ivGaps, ivSamples int64
 	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: 3, Duration: 60 * time.Second, WindowDone: done,
 		StartAt: func() (time.Time, error) {
 			now := time.Now()
 			close(started)
 			return now, nil
+		},
+		Interval: 10 * time.Millisecond,
+		Event: func(ev map[string]any) {
+			if ev["event"] != "interval" {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ivReceived += ev["received"].(int64)
+			ivGaps += ev["gaps"].(int64)
+			if enc, ok := ev["latency"].(histo.Encoded); ok {
+				h, err := histo.Decode(enc)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ivSamples += h.TotalCount()
+			}
 		}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if ivReceived != res.Received || ivSamples != res.Received || ivGaps != res.Gaps {
+		t.Fatalf("intervals: %d received, %d samples, %d gaps; the window: %d received, %d gaps", ivReceived, ivSamples, ivGaps, res.Received, res.Gaps)
 	}
 	if res.Connected != 3 || res.ProtocolErrors != 0 {
 		t.Fatalf("connected %d, protocol errors %d: %v", res.Connected, res.ProtocolErrors, res.Errors)

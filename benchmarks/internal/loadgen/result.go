@@ -54,6 +54,10 @@ type Result struct {
 	ClientCPUNS  int64 `json:"client_cpu_ns"` // loadgen user+sys during the window, all its processes
 	ClientMaxRSS int64 `json:"client_max_rss_bytes"`
 
+	// Kinds counts what each hostile kind's connections did (see
+	// KindStats), over the whole run.
+	Kinds map[string]*KindStats `json:"kinds,omitempty"`
+
 	Hist   map[string]histo.Encoded `json:"hist"`
 	Errors []string                 `json:"errors,omitempty"`
 }
@@ -129,6 +133,15 @@ func Merge(rs ...*Result) (*Result, error) {
 		out.ClientMaxRSS += r.ClientMaxRSS
 		for k, v := range r.Hist {
 			hists[k] = append(hists[k], v)
+		}
+		for k, v := range r.Kinds {
+			if out.Kinds == nil {
+				out.Kinds = map[string]*KindStats{}
+			}
+			if out.Kinds[k] == nil {
+				out.Kinds[k] = &KindStats{}
+			}
+			out.Kinds[k].Add(v)
 		}
 		for _, e := range r.Errors {
 			if len(out.Errors) < 20 {

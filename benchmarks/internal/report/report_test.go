@@ -113,3 +113,33 @@ func TestHuman(t *testing.T) {
 		}
 	}
 }
+
+func TestTimeChart(t *testing.T) {
+	rss := TimeLine{Name: "RSS", T: []float64{0, 1, 2, 3}, V: []float64{10, 20, math.NaN(), 15}}
+	budget := TimeLine{Name: "budget", T: []float64{0, 3}, V: []float64{40, 40}, Dashed: true}
+	p99 := TimeLine{Name: "p99 <ms>", T: []float64{5}, V: []float64{3}}
+	svg := TimeChart("Soak & co", "sub", "seconds", []Panel{{Title: "RSS", Unit: "MiB", Lines: []TimeLine{rss, budget}}, {Title: "latency", Unit: "ms", Lines: []TimeLine{p99}}},
+		[]Mark{{T: 1, Label: "hostile load"}})
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		_, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("not well-formed XML: %v\n%s", err, svg)
+		}
+	}
+	// The NaN breaks the RSS line in two; a lone point still draws.
+	if n := strings.Count(svg, "<polyline"); n != 4 {
+		t.Fatalf("%d polylines, want 4 (two RSS segments, the budget, the lone p99)", n)
+	}
+	for _, want := range []string{"Soak &amp; co", "p99 &lt;ms&gt;", "hostile load", `stroke-dasharray="6,4"`} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	if empty := TimeChart("t", "", "s", nil, nil); !strings.Contains(empty, "no samples") {
+		t.Fatal("an empty chart should say so")
+	}
+}

@@ -60,3 +60,6 @@ func pin(cmd *exec.Cmd, cpus string) {
 	cmd.Path = path
 	cmd.Err = nil
 }
+
+// Pin runs cmd under taskset on cpus ("" leaves it unpinned).
+func Pin(cmd *exec.Cmd, cpus string) { pin(cmd, cpus) }

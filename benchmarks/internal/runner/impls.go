@@ -243,3 +243,6 @@ func nodeLabel(lay Layout, name string) string {
 	}
 	return "uWebSockets.js" + nodeV
 }
+
+// GoBuild builds pkg (a path inside dir's module) into out.
+func GoBuild(ctx context.Context, dir, out, pkg string) error { return goBuild(ctx, dir, out, pkg) }
