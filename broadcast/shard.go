@@ -236,12 +236,22 @@ func (sh *shard) enqueue(m *member, b *batch, start, end int32) {
 }
 
 // flush writes every touched subscriber's pending frames, one write each.
+//
+// Subscribers that keep up go first: a slow one costs more (its backlog is
+// read, its policy applied, its frames conflated), and thousands of stalled
+// subscribers on a loop must not delay the readers behind them.
 func (sh *shard) flush() {
 	sh.queued = false
 	// One clock read per flush marks every subscriber written as active.
 	now := sh.hub.srv.Now()
 	for _, m := range sh.touched {
-		if !m.gone {
+		if !m.gone && !m.slow {
+			sh.flushMember(m, now)
+			m.head, m.tail = -1, -1 // done: the second pass skips it
+		}
+	}
+	for _, m := range sh.touched {
+		if !m.gone && m.head >= 0 {
 			sh.flushMember(m, now)
 		}
 		m.head, m.tail, m.touched = -1, -1, false
@@ -369,6 +379,10 @@ func (m *member) keepLatest(t *topic, frame []byte) {
 			m.conflated[i].frame = append(m.conflated[i].frame[:0], frame...)
 			return
 		}
+	}
+	if m.conflated == nil {
+		// Room for every topic it takes: no regrowth while it stays slow.
+		m.conflated = make([]conflated, 0, len(m.subs))
 	}
 	m.conflated = append(m.conflated, conflated{t: t, frame: append([]byte(nil), frame...)})
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,5 +34,32 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// Many connections due at once are all closed by one sweep, in passes of
+// maxSweepCloses that let the loop's other work run between them; a
+// waiter on the sweep waits for every pass.
+func TestSweepClosesManyInPasses(t *testing.T) {
+	const n = 3*maxSweepCloses + 17
+	r := newRecorder()
+	r.openCh = make(chan *Conn, n)
+	r.closeCh = make(chan error, n)
+	s := startServer(t, Config{Loops: 1, IdleTimeout: time.Second, PingInterval: -1}, r)
+	clock := fakeClock(s)
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		conns = append(conns, dial(t, s, "/", nil))
+		waitOpen(t, r)
+	}
+	clock.advance(time.Second)
+	s.sweepAll(true)
+	if got := s.Stats().IdleClosed; got != n {
+		t.Fatalf("IdleClosed = %d after one sweep, want all %d", got, n)
+	}
+	for _, c := range conns {
+		if code := expectClose(t, c); code != 1001 {
+			t.Fatalf("close code %d, want 1001", code)
+		}
 	}
 }

@@ -128,6 +128,8 @@ type task struct {
 	reason string
 	fn     func()
 	done   chan struct{} // taskSweep: closed once swept, if set
+	resume bool          // taskSweep: continue a sweep from index from
+	from   int
 }
 
 // onLoop reports whether the caller runs on this loop's goroutine.
@@ -230,12 +232,25 @@ func (l *loop) run(t *task) {
 	case taskHello:
 		t.c.sendHello()
 	case taskSweep:
-		l.sweep(l.now)
+		from := t.from
+		if !t.resume {
+			from = l.conns.len() - 1
+		}
+		if next := l.sweep(l.now, from); next >= 0 {
+			// The rest after what queued meanwhile; a waiter waits for it.
+			_ = l.post(task{kind: taskSweep, resume: true, from: next, done: t.done})
+			return
+		}
 		if t.done != nil {
 			close(t.done)
 		}
 	}
 }
+
+// maxSweepCloses bounds the connections one sweep pass closes before it
+// lets the loop's other work run (a close costs tens of microseconds: its
+// socket, its buffers, its OnClose and the hub's bookkeeping).
+const maxSweepCloses = 128
 
 // maxSpareDecoders bounds the decoders a loop keeps for reuse after a burst
 // of connections that were in the middle of a frame at once.
@@ -355,15 +370,26 @@ func (l *loop) remove(c *Conn) { l.conns.remove(c) }
 // loop began the work that set it, and now is read when the sweep begins, so
 // a timeout never fires before its duration has passed; it fires at most one
 // sweep period late on a loop that keeps up.
-func (l *loop) sweep(now time.Duration) {
+//
+// A sweep that finds many connections due (thousands of stalled
+// subscribers timing out together) closes at most maxSweepCloses of them
+// and returns the index to resume from: the caller posts the rest behind
+// the tasks that queued meanwhile, so one loop turn never spends more than
+// a few milliseconds closing while its other connections' messages wait.
+// Otherwise it returns -1 after running the sweepers.
+func (l *loop) sweep(now time.Duration, from int) (resume int) {
 	cfg := &l.srv.cfg
 	keepalive := cfg.PingInterval > 0
 	ping, dead := cfg.PingInterval, cfg.PingInterval+cfg.PongTimeout
 	idle := cfg.IdleTimeout
 	write := cfg.WriteTimeout
-	for i := l.conns.len() - 1; i >= 0; i-- {
+	closes := 0
+	for i := min(from, l.conns.len()-1); i >= 0; i-- {
 		if i >= l.conns.len() {
 			continue
+		}
+		if closes >= maxSweepCloses {
+			return i
 		}
 		c := l.conns.at(i)
 		switch c.state {
@@ -372,6 +398,7 @@ func (l *loop) sweep(now time.Duration) {
 				l.stats.handshakeTimeouts.Add(1)
 				c.state = stateClosed
 				_ = c.gc.Close()
+				closes++
 			}
 		case stateOpen:
 			if c.gnetHolds {
@@ -386,12 +413,15 @@ func (l *loop) sweep(now time.Duration) {
 				l.stats.writeTimeouts.Add(1)
 				c.startClose(StatusPolicyViolation, "write timeout", false)
 				c.drop(causeWriteTimeout) // for OnClose: clearer than the 1008 it was sent
+				closes++
 			case idle > 0 && now-c.lastMsg >= idle:
 				l.stats.idleClosed.Add(1)
 				c.startClose(StatusGoingAway, "idle timeout", false)
+				closes++
 			case keepalive && now-c.lastRead >= dead:
 				l.stats.pongTimeouts.Add(1)
 				c.drop(causePongTimeout)
+				closes++
 			case keepalive && !c.pinged && now-c.lastRead >= ping:
 				c.pinged = true
 				_ = c.writeFrame(opPing, nil)
@@ -399,10 +429,12 @@ func (l *loop) sweep(now time.Duration) {
 		case stateClosing:
 			if now-c.deadline >= 0 {
 				c.drop(causeCloseTimeout)
+				closes++
 			}
 		}
 	}
 	for _, fn := range l.sweepers {
 		fn(now)
 	}
+	return -1
 }
