@@ -55,6 +55,7 @@ func tickerFlags(fs *flag.FlagSet, o *soak.TickerOpts) {
 	fs.IntVar(&o.Size, "size", o.Size, "ticker -size")
 	fs.Int64Var(&o.Budget, "max-outbound-total", o.Budget, "ticker -max-outbound-total: the server's outbound budget, bytes")
 	fs.IntVar(&o.HighWater, "high-water", o.HighWater, "ticker -high-water, bytes")
+	fs.Int64Var(&o.MemoryLimit, "memory-limit", o.MemoryLimit, "ticker -memory-limit: the process's memory budget, bytes (at least 4 × -max-outbound-total; 0: the ticker's default)")
 }
 
 // soakCmd runs the ticker for a long time under slow and hostile clients.
@@ -165,8 +166,8 @@ func stallCmd(args []string) error {
 	env.Log("wrote %s (stall.json, stall.md, plots/stall.svg)", *out)
 	env.Log("readers' p99: %.2f ms alone, %.2f ms with %d stalled subscribers (%.2f×; target ≤ %.2f ms: %v)",
 		s.BaseP99US/1000, s.StallP99US/1000, o.Stalls, s.Ratio, s.TargetUS/1000, s.LatencyMet)
-	env.Log("peak RSS %.1f MiB, %.1f MiB over the idle ticker; budget %.0f MiB (within: %v)",
-		float64(s.PeakRSS)/(1<<20), float64(s.PeakGrowth)/(1<<20), float64(s.Budget)/(1<<20), s.MemoryMet)
+	env.Log("peak RSS %.1f MiB, %.1f MiB over the idle ticker; outbound budget %.0f MiB, memory limit %.0f MiB (within: %v)",
+		float64(s.PeakRSS)/(1<<20), float64(s.PeakGrowth)/(1<<20), float64(s.Budget)/(1<<20), float64(s.MemoryLimit)/(1<<20), s.MemoryMet)
 	return nil
 }
 

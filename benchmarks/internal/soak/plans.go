@@ -32,7 +32,7 @@ type SoakOptions struct {
 func DefaultSoak() SoakOptions {
 	return SoakOptions{
 		Duration: 10 * time.Minute, Baseline: time.Minute,
-		Ticker:  TickerOpts{Interval: 100 * time.Millisecond, Symbols: 20, Size: 128, Budget: 32 << 20, HighWater: 64 << 10},
+		Ticker:  TickerOpts{Interval: 100 * time.Millisecond, Symbols: 20, Size: 128, Budget: 32 << 20, HighWater: 64 << 10, MemoryLimit: 128 << 20},
 		Readers: 50, Stalls: 5000, StallProcs: 2, StallHold: 18 * time.Second,
 		SlowReads: 200, SlowRate: 1024, PongOnly: 200,
 		PingFlood: 4, PingRate: 0, Streamers: 4, StreamRate: 256 << 10,
@@ -94,7 +94,7 @@ type StallOptions struct {
 // with 5,000 stalled subscribers.
 func DefaultStall() StallOptions {
 	return StallOptions{Duration: 30 * time.Second,
-		Ticker:  TickerOpts{Interval: 100 * time.Millisecond, Symbols: 20, Size: 128, Budget: 64 << 20, HighWater: 64 << 10},
+		Ticker:  TickerOpts{Interval: 100 * time.Millisecond, Symbols: 20, Size: 128, Budget: 64 << 20, HighWater: 64 << 10, MemoryLimit: 256 << 20},
 		Readers: 50, Stalls: 5000, StallProcs: 2, StallHold: 18 * time.Second}
 }
 

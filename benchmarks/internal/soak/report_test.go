@@ -69,15 +69,29 @@ func TestSoakReport(t *testing.T) {
 func TestStallTargets(t *testing.T) {
 	base, stalled := fakeResult(10000, 10<<20), fakeResult(35000, 60<<20)
 	stalled.Plan.Ticker.Budget = 64 << 20
+	stalled.Plan.Ticker.MemoryLimit = 0 // without a memory limit, growth is held to the outbound budget
 	stalled.Plan.Groups = []Group{{Name: "stall", Args: []string{"-stall", "10"}}}
 	s := NewStall(10, base, stalled)
 	// 35 ms ≤ 2 × 10 ms + 20 ms; 52 MiB of growth ≤ 64 MiB.
 	if s.Ratio != 3.5 || s.TargetUS != 40000 || !s.LatencyMet || !s.MemoryMet || s.PeakGrowth != 52<<20 {
 		t.Fatalf("%+v", s)
 	}
-	s = NewStall(10, base, fakeResult(41000, 80<<20))
+	over := fakeResult(41000, 80<<20)
+	over.Plan.Ticker.MemoryLimit = 0
+	s = NewStall(10, base, over)
 	if s.LatencyMet || s.MemoryMet {
 		t.Fatalf("targets met by 41 ms and 72 MiB: %+v", s)
+	}
+	// With a memory limit, the peak RSS is held to it.
+	for _, tc := range []struct {
+		limit int64
+		met   bool
+	}{{64 << 20, false}, {80 << 20, true}, {128 << 20, true}} {
+		r := fakeResult(35000, 80<<20)
+		r.Plan.Ticker.MemoryLimit = tc.limit
+		if got := NewStall(10, base, r).MemoryMet; got != tc.met {
+			t.Errorf("peak RSS 80 MiB, memory limit %d MiB: met = %v, want %v", tc.limit>>20, got, tc.met)
+		}
 	}
 	dir := t.TempDir()
 	s.Stalled.Plan.Groups = stalled.Plan.Groups

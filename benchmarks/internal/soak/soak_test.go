@@ -119,7 +119,8 @@ func waitUntil(t *testing.T, what string, cond func() bool, fail func() error) {
 //
 // HERALD_SOAK_TEST_TICKER_FLAGS adds flags to the ticker's command line
 // (after the test's own, so they win) without changing what the test
-// asserts: "-max-outbound-total 4294967296 -high-water 4000000" shows it
+// asserts: "-max-outbound-total 4294967296 -high-water 4000000
+// -memory-limit 0" shows it
 // failing against a server whose budget is effectively unbounded.
 func TestStalledSubscribersStayWithinTheBudget(t *testing.T) {
 	if testing.Short() {

@@ -32,12 +32,19 @@ type TickerOpts struct {
 	Size      int           // -size
 	Budget    int64         // -max-outbound-total
 	HighWater int           // -high-water
+	// MemoryLimit is -memory-limit, the process's memory budget (the Go
+	// runtime's soft limit); 0 leaves the ticker's default.
+	MemoryLimit int64
 }
 
 // Args returns the ticker's command-line flags after -addr.
 func (o TickerOpts) Args() []string {
-	return []string{"-interval", o.Interval.String(), "-symbols", strconv.Itoa(o.Symbols), "-size", strconv.Itoa(o.Size),
+	args := []string{"-interval", o.Interval.String(), "-symbols", strconv.Itoa(o.Symbols), "-size", strconv.Itoa(o.Size),
 		"-max-outbound-total", strconv.FormatInt(o.Budget, 10), "-high-water", strconv.Itoa(o.HighWater)}
+	if o.MemoryLimit != 0 {
+		args = append(args, "-memory-limit", strconv.FormatInt(o.MemoryLimit, 10))
+	}
+	return args
 }
 
 // Rate is the bytes per second the ticker publishes to one subscriber of
