@@ -83,7 +83,13 @@ type Conn struct {
 	// and what tells a backlog that shrinks from one that makes no
 	// progress (Config.WriteTimeout).
 	counted int32
-	closed  atomic.Bool
+	// acked is the peer's acknowledged bytes (low 32 bits, never 0 once
+	// sampled), sampled halfway through the current WriteTimeout period;
+	// 0 until then. A backlog that keeps its size while the peer's kernel
+	// still takes data (gnet refills the socket only once half of it is
+	// free) is progress (loop.sweep, Conn.kernelProgress).
+	acked  uint32
+	closed atomic.Bool
 
 	// proto is the negotiated subprotocol: its index in
 	// Server.subprotocols plus one, 0 for none.
@@ -418,6 +424,7 @@ func (c *Conn) account(n int) {
 	}
 	if c.state == stateOpen && (c.counted == 0 || n32 < c.counted) {
 		c.deadline = c.loop.now
+		c.acked = 0
 	}
 	c.loop.held.Add(int64(n32 - c.counted))
 	c.counted = n32

@@ -247,6 +247,36 @@ func (l *loop) run(t *task) {
 	}
 }
 
+// minKernelProgress is what the peer must acknowledge in half a
+// WriteTimeout for a backlog that did not shrink to count as progress: a
+// reader at 1 KB/s passes, a peer that takes a few bytes now and then (its
+// kernel squeezing its full receive buffer) does not.
+const minKernelProgress = 1 << 10
+
+// kernelProgress, for a connection whose backlog has not shrunk for half of
+// WriteTimeout, samples what the peer acknowledged, and once the timeout is
+// due reports whether that grew by minKernelProgress since the sample; if
+// so the period starts again. The engine's backlog alone can look stuck
+// for a reader that is only slow: gnet refills a socket once half of its
+// buffer is free, which takes a 1 KB/s reader many seconds. One system call
+// per backlogged connection per half period, none for the others.
+func (c *Conn) kernelProgress(now, timeout time.Duration) bool {
+	acked, ok := peerAcked(c.fd)
+	if !ok {
+		return false
+	}
+	acked = max(acked, 1) // 0 means not sampled
+	if c.acked == 0 {
+		c.acked = acked
+		return false
+	}
+	if now-c.deadline < timeout || acked-c.acked < minKernelProgress {
+		return false
+	}
+	c.deadline, c.acked = now, acked // a new period, sampled at its start
+	return true
+}
+
 // maxSweepCloses bounds the connections one sweep pass closes before it
 // lets the loop's other work run (a close costs tens of microseconds: its
 // socket, its buffers, its OnClose and the hub's bookkeeping).
@@ -407,6 +437,8 @@ func (l *loop) sweep(now time.Duration, from int) (resume int) {
 			switch {
 			case c.hello() != nil:
 				// OnOpen still runs on a worker: its timers start after.
+			case write > 0 && c.counted > 0 && now-c.deadline >= write/2 && c.kernelProgress(now, write):
+				// The peer still reads, slower than the backlog shows.
 			case write > 0 && c.counted > 0 && now-c.deadline >= write:
 				// Whatever it sends, a peer that does not read is gone:
 				// its pongs must not keep its backlog alive.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +46,36 @@ func flooded(t *testing.T) (s *Server, clock *testClock, r *recorder, conn net.C
 	c = waitOpen(t, r)
 	_ = wsutil.WriteClientText(conn, []byte("flood me"))
 	waitFor(t, "a backlog", func() bool { return backlogOf(t, c) > 0 })
+	waitKernelStill(t, c)
 	return s, clock, r, conn, c
+}
+
+// ackedOf reads, on c's loop, what c's peer has acknowledged.
+func ackedOf(t testing.TB, c *Conn) uint32 {
+	t.Helper()
+	n := make(chan uint32, 1)
+	if err := c.loop.Post(func() { a, _ := peerAcked(c.fd); n <- a }); err != nil {
+		t.Fatal(err)
+	}
+	return <-n
+}
+
+// waitKernelStill waits until the client's kernel has stopped taking data
+// (its receive window is full), so that what a test sees next is what the
+// client does, not what was still in flight.
+func waitKernelStill(t testing.TB, c *Conn) {
+	t.Helper()
+	last, still := ackedOf(t, c), 0
+	waitFor(t, "the client's kernel to stop taking data", func() bool {
+		time.Sleep(5 * time.Millisecond)
+		a := ackedOf(t, c)
+		if a == last {
+			still++
+		} else {
+			last, still = a, 0
+		}
+		return still >= 10
+	})
 }
 
 // A client that never reads is closed after WriteTimeout, however busily it
@@ -119,5 +149,52 @@ func TestSocketSendBufferIsSet(t *testing.T) {
 	// Linux reports twice the value set (its own bookkeeping).
 	if n := <-got; n != want && n != 2*want {
 		t.Fatalf("SO_SNDBUF = %d, want %d (or %d)", n, want, 2*want)
+	}
+}
+
+// A reader too slow to shrink the engine's backlog within WriteTimeout —
+// gnet refills a socket only once half of its buffer is free — still makes
+// progress in its kernel, and stays.
+func TestWriteTimeoutSeesKernelProgress(t *testing.T) {
+	if _, ok := peerAcked(0); !ok && runtime.GOOS != "linux" {
+		t.Skip("no TCP_INFO here")
+	}
+	r := floodOnRequest()
+	// A large kernel buffer: reading a little never wakes gnet to refill it.
+	s := startServer(t, Config{WriteTimeout: 10 * time.Second, MaxOutboundBytes: 64 << 20, SocketSendBuffer: 4 << 20}, r)
+	clock := fakeClock(s)
+	conn := dial(t, s, "/", nil)
+	c := waitOpen(t, r)
+	_ = wsutil.WriteClientText(conn, []byte("flood me"))
+	waitFor(t, "a backlog", func() bool { return backlogOf(t, c) > 0 })
+	waitKernelStill(t, c)
+	backlog := backlogOf(t, c)
+	// Enough to reopen the window on loopback, whose segments are 64 KiB.
+	buf := make([]byte, 256<<10)
+	for period := 0; period < 3; period++ { // 30 s in all
+		clock.advance(5 * time.Second)
+		s.sweepAll(true) // samples what the peer acknowledged
+		before := ackedOf(t, c)
+		if _, err := io.ReadFull(conn, buf); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the client's kernel to acknowledge more", func() bool { return ackedOf(t, c)-before >= minKernelProgress })
+		clock.advance(5 * time.Second)
+		s.sweepAll(true)
+	}
+	if got := backlogOf(t, c); got != backlog {
+		t.Logf("the engine's backlog moved (%d → %d): the test did not isolate kernel progress", backlog, got)
+	}
+	if st := s.Stats(); st.WriteTimeouts != 0 || st.Active != 1 {
+		t.Fatalf("a reading client was dropped: %+v", st)
+	}
+	// Once it stops reading, the timeout applies again.
+	waitKernelStill(t, c)
+	clock.advance(5 * time.Second)
+	s.sweepAll(true)
+	clock.advance(5 * time.Second)
+	s.sweepAll(true)
+	if err := waitClose(t, r); !errors.Is(err, ErrWriteTimeout) {
+		t.Fatalf("OnClose err = %v, want ErrWriteTimeout once it stopped reading", err)
 	}
 }
