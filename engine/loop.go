@@ -274,6 +274,9 @@ func (c *Conn) kernelProgress(now, timeout time.Duration) bool {
 		return false
 	}
 	c.deadline, c.acked = now, acked // a new period, sampled at its start
+	// Alive, too: its answer to a keepalive ping may sit behind the
+	// backlog it is still reading.
+	c.lastRead, c.pinged = now, false
 	return true
 }
 
