@@ -261,6 +261,9 @@ const minKernelProgress = 1 << 10
 // buffer is free, which takes a 1 KB/s reader many seconds. One system call
 // per backlogged connection per half period, none for the others.
 func (c *Conn) kernelProgress(now, timeout time.Duration) bool {
+	if c.acked != 0 && now-c.deadline < timeout {
+		return false // sampled, and not due yet: no system call
+	}
 	acked, ok := peerAcked(c.fd)
 	if !ok {
 		return false
@@ -270,7 +273,7 @@ func (c *Conn) kernelProgress(now, timeout time.Duration) bool {
 		c.acked = acked
 		return false
 	}
-	if now-c.deadline < timeout || acked-c.acked < minKernelProgress {
+	if acked-c.acked < minKernelProgress {
 		return false
 	}
 	c.deadline, c.acked = now, acked // a new period, sampled at its start
