@@ -114,7 +114,7 @@ func join(t *testing.T, addr, room, nick string) (*client, serverMsg) {
 	if h.Room != room {
 		t.Fatalf("%s: history of room %q, want %q", nick, h.Room, room)
 	}
-	j := c.expect("join")
+	j := c.expectOwnJoin()
 	if j.Nick != nick || j.Room != room || j.ID <= h.ID {
 		t.Fatalf("%s: own join notice %+v after history id %d", nick, j, h.ID)
 	}
@@ -165,6 +165,25 @@ func (c *client) expect(typ string) serverMsg {
 		c.t.Fatalf("%s: got %+v, want a %q message", c.nick, m, typ)
 	}
 	return m
+}
+
+// expectOwnJoin reads the notice of c's own join. The server handles
+// connections independently, so the leave notice of a member that left just
+// before c joined may come first; it is skipped.
+func (c *client) expectOwnJoin() serverMsg {
+	c.t.Helper()
+	for {
+		m, err := c.read()
+		if err != nil {
+			c.t.Fatalf("%s: reading its join: %v", c.nick, err)
+		}
+		if m.Type == "join" && m.Nick == c.nick {
+			return m
+		}
+		if m.Type != "leave" {
+			c.t.Fatalf("%s: got %+v, want its own join", c.nick, m)
+		}
+	}
 }
 
 // expectMsg reads the next message: a chat message from nick with text.
@@ -624,20 +643,7 @@ func joinRaw(t *testing.T, addr, room, nick string) (*client, serverMsg, []byte)
 	if err != nil || h.Type != "history" {
 		t.Fatalf("%s: %+v %v, want the history", nick, h, err)
 	}
-	// The server handles connections independently: the leave notice of a
-	// member that left just before may come ahead of our own join.
-	for {
-		m, _, err := c.readRaw()
-		if err != nil {
-			t.Fatalf("%s: %v, want its join", nick, err)
-		}
-		if m.Type == "join" && m.Nick == nick {
-			break
-		}
-		if m.Type != "leave" {
-			t.Fatalf("%s: got %+v, want its join", nick, m)
-		}
-	}
+	c.expectOwnJoin()
 	return c, h, raw
 }
 
