@@ -212,13 +212,14 @@ func TestTickerIncrementalFramesGapsAndPong(t *testing.T) {
 	var mu sync.Mutex
 	var ivReceived, ivGaps, ivSamples int64
 	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: 3, Duration: 60 * time.Second, WindowDone: done,
-		StartAt: func() (time.Time, error) {
-			now := time.Now()
-			close(started)
-			return now, nil
-		},
+		StartAt:  func() (time.Time, error) { return time.Now(), nil },
 		Interval: 10 * time.Millisecond,
 		Event: func(ev map[string]any) {
+			if ev["event"] == "window" {
+				// The server starts once the window is open: frames that
+				// came earlier would be answered but not counted.
+				close(started)
+			}
 			if ev["event"] != "interval" {
 				return
 			}
