@@ -739,15 +739,7 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 		return
 	}
 	n, err := unix.Read(int(c.fd), l.rb)
-	if err != nil {
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			return
-		}
-		l.eof(c, idx, now, err.Error())
-		return
-	}
-	if n == 0 {
-		l.eof(c, idx, now, "EOF")
+	if !l.readOK(c, idx, now, n, err) {
 		return
 	}
 	l.input(c, idx, l.rb[:n], now, traffic)
@@ -1099,4 +1091,20 @@ func (l *loop) scan(now int64) {
 			}
 		}
 	}
+}
+
+// readOK reports whether a read of c returned bytes; a connection the peer
+// closed or that failed is ended (eof), one with nothing yet is left alone.
+func (l *loop) readOK(c *conn, idx int32, now int64, n int, err error) bool {
+	if err != nil {
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			l.eof(c, idx, now, err.Error())
+		}
+		return false
+	}
+	if n == 0 {
+		l.eof(c, idx, now, "EOF")
+		return false
+	}
+	return true
 }

@@ -282,15 +282,7 @@ func (l *loop) setInterest(c *conn, idx int32) {
 // kernel, and one that checks later parses them from a frame boundary.
 func (l *loop) hostileHandshake(c *conn, idx int32, now int64) {
 	n, _, err := unix.Recvfrom(int(c.fd), l.rb, unix.MSG_PEEK)
-	if err != nil {
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			return
-		}
-		l.eof(c, idx, now, err.Error())
-		return
-	}
-	if n == 0 {
-		l.eof(c, idx, now, "EOF")
+	if !l.readOK(c, idx, now, n, err) {
 		return
 	}
 	head, err := wsframe.ParseResponse(l.rb[:n], l.key(c))
