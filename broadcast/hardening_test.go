@@ -3,6 +3,7 @@ package broadcast
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -171,5 +172,69 @@ func TestOutboundBudgetMakesSubscribersSlow(t *testing.T) {
 	}
 	if st.Conflated == 0 || st.SlowClosed != 0 || est.BudgetShed != 0 || est.SlowClosed != 0 {
 		t.Fatalf("hub %+v, server %+v: want conflation and no close", st, est)
+	}
+}
+
+// When closes free part of the server's outbound budget, the stalled
+// subscribers that the budget made slow stay slow: they have read nothing,
+// so they get conflated values, not fresh copies that refill the budget.
+func TestFreedBudgetIsNotRefilledByStalledSubscribers(t *testing.T) {
+	const budget, stalled, size = 2 << 20, 16, 8 << 10
+	// LowWater as high as HighWater: every stalled backlog is below it, so
+	// only the rule for subscribers made slow by the budget keeps them slow.
+	h, srv, sub := newHub(t, Options{HighWater: 1 << 20, LowWater: 1 << 20, Policy: Conflate},
+		engine.Config{MaxOutboundBytes: budget, MaxOutboundTotal: budget, SocketSendBuffer: 16 << 10, WriteTimeout: -1})
+	conns := make([]net.Conn, stalled)
+	for i := range conns {
+		conns[i] = connect(t, srv, sub, "tick") // never read
+	}
+	reader := connect(t, srv, sub, "tick")
+	waitSubs(t, h, "tick", stalled+1)
+	payload := []byte(strings.Repeat("p", size))
+	publish := func() int64 {
+		t.Helper()
+		if err := h.Publish("tick", engine.TextMessage, payload); err != nil {
+			t.Fatal(err)
+		}
+		if got := readText(t, reader); len(got) != size {
+			t.Fatalf("reader got %d bytes", len(got))
+		}
+		looplink.Sweep(srv) // each loop flushes this batch on its own
+		looplink.Sweep(srv)
+		return srv.Stats().OutboundBytes
+	}
+	// Fill the budget: the kernel takes the first part of each backlog.
+	for i := 0; publish() < budget*9/10; i++ {
+		if i == 5000 {
+			t.Fatalf("the server holds %d bytes after 40 MB published, want the budget filled", srv.Stats().OutboundBytes)
+		}
+	}
+	for i := 0; i < 20; i++ { // every stalled subscriber is now slow
+		publish()
+	}
+	// Half of the stalled subscribers go away; their backlogs are freed.
+	for _, c := range conns[:stalled/2] {
+		c.Close()
+	}
+	waitSubs(t, h, "tick", stalled/2+1)
+	var held int64
+	for deadline := time.Now().Add(60 * time.Second); ; { // a hang guard
+		if held = publish(); held < budget*3/4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server still holds %d bytes after closes", held)
+		}
+	}
+	conflated := h.Stats().Conflated
+	maxHeld := held
+	for i := 0; i < 200; i++ { // 1.6 MB to each remaining stalled subscriber
+		maxHeld = max(maxHeld, publish())
+	}
+	if bound := held + stalled/2*(size+16); maxHeld > bound {
+		t.Fatalf("after closes freed the budget down to %d bytes, the stalled subscribers took it up to %d (bound %d): they were written to again", held, maxHeld, bound)
+	}
+	if h.Stats().Conflated == conflated {
+		t.Fatal("no value conflated for the stalled subscribers after the closes")
 	}
 }

@@ -86,7 +86,10 @@ type Options struct {
 	HighWater int
 	// LowWater is the backlog at or below which a slow subscriber counts as
 	// drained again; it then gets the conflated latest messages. It must
-	// not exceed HighWater. Default HighWater/4.
+	// not exceed HighWater. Default HighWater/4. A subscriber that the
+	// outbound budget made slow with less than LowWater must also have
+	// written out half of that backlog: one that reads nothing stays slow
+	// when others' closes free part of the budget.
 	LowWater int
 	// Policy applies to topics without their own (SetPolicy).
 	Policy Policy

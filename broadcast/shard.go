@@ -53,6 +53,7 @@ type member struct {
 	head, tail int32    // pending runs in shard.arena, -1 when none
 	touched    bool     // in shard.touched
 	slow       bool     // over the high-water mark: policies apply
+	slowFrom   int      // its backlog when it became slow
 	gone       bool     // closed or unsubscribed from everything
 	parked     bool     // in shard.parked
 	conflated  []conflated
@@ -237,15 +238,16 @@ func (sh *shard) enqueue(m *member, b *batch, start, end int32) {
 
 // flush writes every touched subscriber's pending frames, one write each.
 //
-// Subscribers that keep up go first: a slow one costs more (its backlog is
-// read, its policy applied, its frames conflated), and thousands of stalled
-// subscribers on a loop must not delay the readers behind them.
+// Subscribers that keep up (nothing left unsent) go first: one behind costs
+// more (its frames are copied into its backlog, or its policy applied and
+// its frames conflated), and thousands of stalled subscribers on a loop must
+// not delay the readers behind them.
 func (sh *shard) flush() {
 	sh.queued = false
 	// One clock read per flush marks every subscriber written as active.
 	now := sh.hub.srv.Now()
 	for _, m := range sh.touched {
-		if !m.gone && !m.slow {
+		if !m.gone && !m.slow && m.c.Buffered() == 0 {
 			sh.flushMember(m, now)
 			m.head, m.tail = -1, -1 // done: the second pass skips it
 		}
@@ -271,14 +273,22 @@ func (sh *shard) flush() {
 // whether it is slow. While the loop's share of the server's outbound budget
 // is used up, any backlog makes a subscriber slow: the topic's policy then
 // keeps it from growing, instead of the engine closing it.
+//
+// A slow subscriber counts as drained once its backlog is at most LowWater
+// and at most half of what it was when it became slow. The second bound
+// matters for one made slow by the budget with less than LowWater: it has
+// to have drained something first. Otherwise, when closes free part of the
+// budget, thousands of stalled subscribers that read nothing would all be
+// written to again, refilling the budget with copies for connections that
+// are about to time out.
 func (sh *shard) updateSlow(m *member) bool {
 	opts := &sh.hub.opts
 	backlog := m.c.Buffered()
-	if m.slow && backlog <= opts.LowWater {
+	if m.slow && backlog <= min(opts.LowWater, m.slowFrom/2) {
 		m.slow = false
 	}
 	if !m.slow && (backlog > opts.HighWater || backlog > 0 && sh.loop.OverBudget()) {
-		m.slow = true
+		m.slow, m.slowFrom = true, backlog
 	}
 	return m.slow
 }
