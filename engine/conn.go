@@ -326,6 +326,27 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 	return err
 }
 
+// sendPongs answers the pings of the read being decoded since the last data
+// message (so the order of pongs and replies is kept), in one write. While
+// the peer keeps up every ping gets its pong. When unsent bytes wait for it
+// only the latest ping is answered, which RFC 6455 (5.5.3) allows for pings
+// not yet answered: a peer that floods pings and reads nothing then adds
+// one pong per read to its backlog, not one per ping.
+func (c *Conn) sendPongs() {
+	l := c.loop
+	if len(l.pongs) == 0 {
+		return
+	}
+	b := l.pongs
+	if c.state == stateOpen {
+		if c.backlog() > 0 {
+			b = b[l.lastPong:]
+		}
+		c.writeEncoded(b)
+	}
+	l.pongs = l.pongs[:0]
+}
+
 // writeEncoded sends bytes that already hold complete frames.
 func (c *Conn) writeEncoded(b []byte) bool {
 	if c.state != stateOpen {

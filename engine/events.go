@@ -145,6 +145,7 @@ func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
 	l := c.loop
 	d := l.decoderFor(c)
 	action := e.decodeFrames(c, d, p)
+	c.sendPongs()
 	l.settleDecoder(c, d)
 	return action
 }
@@ -168,6 +169,7 @@ func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 			if pe, ok := err.(*codec.ProtocolError); ok {
 				code, reason = StatusCode(pe.Code), pe.Reason
 			}
+			c.sendPongs() // before the close frame: nothing may follow it
 			c.startClose(code, reason, true)
 			return gnet.None
 		}
@@ -180,10 +182,13 @@ func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 			}
 			c.lastMsg = c.loop.now
 			c.loop.stats.messagesIn.Add(1)
+			c.sendPongs() // pings before a message are answered before what it causes
 			s.dispatchMessage(c, MessageType(ev.Op), ev.Payload)
 		case ws.OpPing:
 			if c.state == stateOpen {
-				_ = c.writeFrame(opPong, ev.Payload)
+				l := c.loop
+				l.lastPong = len(l.pongs)
+				l.pongs = codec.AppendFrame(l.pongs, opPong, ev.Payload)
 				if s.pingH != nil {
 					s.onPing(c, ev.Payload)
 				}
@@ -199,6 +204,7 @@ func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 				code, reason, _ := codec.ParseClose(ev.Payload)
 				ce := &CloseError{Code: StatusCode(code), Reason: string(reason), Remote: true}
 				c.setCloseErr(ce)
+				c.sendPongs() // before the close frame: nothing may follow it
 				c.writeClose(ce.Code, ce.Reason)
 			}
 			c.state = stateClosed

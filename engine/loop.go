@@ -51,6 +51,10 @@ type loop struct {
 	// and no allocation; iov carries large ones to writev.
 	scratch []byte
 	iov     [2][]byte
+	// pongs collects the pongs of one read, and lastPong is where the
+	// latest starts (see Conn.sendPongs).
+	pongs    []byte
+	lastPong int
 
 	mu    sync.Mutex
 	inbox []task
