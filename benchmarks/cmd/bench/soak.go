@@ -58,6 +58,25 @@ func tickerFlags(fs *flag.FlagSet, o *soak.TickerOpts) {
 	fs.Int64Var(&o.MemoryLimit, "memory-limit", o.MemoryLimit, "ticker -memory-limit: the process's memory budget, bytes (at least 4 × -max-outbound-total; 0: the ticker's default)")
 }
 
+// populationFlags declares the clients that the soak and the stall
+// experiment share: the measured readers and the stalled subscribers.
+func populationFlags(fs *flag.FlagSet, readers, stalls, stallProcs *int, stallHold *time.Duration) {
+	fs.IntVar(readers, "readers", *readers, "healthy readers (latency measured)")
+	fs.IntVar(stalls, "stalls", *stalls, "stalled subscribers")
+	fs.IntVar(stallProcs, "stall-procs", *stallProcs, "load generator processes for the stalled subscribers")
+	fs.DurationVar(stallHold, "stall-hold", *stallHold, "a stalled subscriber checks whether the server closed it after this long (±25%), then comes back")
+}
+
+// outputFlags declares where an experiment writes (results/name by
+// default), whether it pins CPUs, and -from, which renders its report
+// again from a saved file instead of running.
+func outputFlags(fs *flag.FlagSet, name, saved string) (out *string, pin *bool, from *string) {
+	out = fs.String("out", "", "results directory (default: results/"+name+" in the benchmarks module)")
+	pin = fs.Bool("pin", true, "pin the ticker and the load generators to separate CPUs (taskset)")
+	from = fs.String("from", "", "render the report again from this "+saved+" instead of running")
+	return out, pin, from
+}
+
 // soakCmd runs the ticker for a long time under slow and hostile clients.
 func soakCmd(args []string) error {
 	o := soak.DefaultSoak()
@@ -65,10 +84,7 @@ func soakCmd(args []string) error {
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "the readers' window")
 	fs.DurationVar(&o.Baseline, "baseline", 0, "readers alone before the hostile load starts (default: a tenth of -duration, 10 s to 1 min)")
 	tickerFlags(fs, &o.Ticker)
-	fs.IntVar(&o.Readers, "readers", o.Readers, "healthy readers (latency measured)")
-	fs.IntVar(&o.Stalls, "stalls", o.Stalls, "stalled subscribers")
-	fs.IntVar(&o.StallProcs, "stall-procs", o.StallProcs, "load generator processes for the stalled subscribers")
-	fs.DurationVar(&o.StallHold, "stall-hold", o.StallHold, "a stalled subscriber checks whether the server closed it after this long (±25%), then comes back")
+	populationFlags(fs, &o.Readers, &o.Stalls, &o.StallProcs, &o.StallHold)
 	fs.IntVar(&o.SlowReads, "slowread", o.SlowReads, "slow readers")
 	fs.IntVar(&o.SlowRate, "slowread-rate", o.SlowRate, "bytes per second per slow reader")
 	fs.IntVar(&o.PongOnly, "pongonly", o.PongOnly, "connections that never read and send a pong a second")
@@ -78,9 +94,7 @@ func soakCmd(args []string) error {
 	fs.IntVar(&o.StreamRate, "stream-rate", o.StreamRate, "bytes per second per streamer (0: as fast as the socket takes them)")
 	fs.IntVar(&o.ChurnConc, "churn-conc", o.ChurnConc, "connect/upgrade/close cycles in flight")
 	fs.IntVar(&o.ChurnRate, "churn-rate", o.ChurnRate, "connect/upgrade/close cycles started per second at most (0: as fast as they complete)")
-	out := fs.String("out", "", "results directory (default: results/soak in the benchmarks module)")
-	pin := fs.Bool("pin", true, "pin the ticker and the load generators to separate CPUs (taskset)")
-	from := fs.String("from", "", "render the report again from this soak.json instead of running")
+	out, pin, from := outputFlags(fs, "soak", "soak.json")
 	_ = fs.Parse(args)
 	if *from != "" {
 		var res soak.Result
@@ -126,13 +140,8 @@ func stallCmd(args []string) error {
 	fs := flag.NewFlagSet("stall", flag.ExitOnError)
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "each run's window")
 	tickerFlags(fs, &o.Ticker)
-	fs.IntVar(&o.Readers, "readers", o.Readers, "healthy readers (latency measured)")
-	fs.IntVar(&o.Stalls, "stalls", o.Stalls, "stalled subscribers in the second run")
-	fs.IntVar(&o.StallProcs, "stall-procs", o.StallProcs, "load generator processes for the stalled subscribers")
-	fs.DurationVar(&o.StallHold, "stall-hold", o.StallHold, "a stalled subscriber checks whether the server closed it after this long (±25%), then comes back")
-	out := fs.String("out", "", "results directory (default: results/stall in the benchmarks module)")
-	pin := fs.Bool("pin", true, "pin the ticker and the load generators to separate CPUs (taskset)")
-	from := fs.String("from", "", "render the report again from this stall.json instead of running")
+	populationFlags(fs, &o.Readers, &o.Stalls, &o.StallProcs, &o.StallHold)
+	out, pin, from := outputFlags(fs, "stall", "stall.json")
 	_ = fs.Parse(args)
 	if *from != "" {
 		var s soak.Stall

@@ -5,7 +5,6 @@ package runner
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,15 +121,9 @@ func (s *server) stop() {
 
 // lg is a running loadgen process.
 type lg struct {
-	cmd       *exec.Cmd
-	stdin     io.WriteCloser
-	stdout    bytes.Buffer
+	*Proc
 	connected chan map[string]any
 	progress  func(map[string]any)
-	done      chan struct{}
-	err       error
-	tail      []string // last stderr lines that were not events
-	mu        sync.Mutex
 }
 
 // maxPendingConnects bounds the connections in connect or handshake at
@@ -155,81 +148,29 @@ func (r *Runner) startLoadgen(sc Scenario, addr string, shard int, tag string, p
 	}
 	cmd := exec.Command(r.Loadgen, args...)
 	pin(cmd, r.CPUs.Load)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	l := &lg{cmd: cmd, connected: make(chan map[string]any, 1), progress: progress, done: make(chan struct{})}
-	cmd.Stdout = &l.stdout
+	l := &lg{connected: make(chan map[string]any, 1), progress: progress}
 	var err error
-	if l.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(r.LogDir, fmt.Sprintf("%s.loadgen%d.log", tag, shard)))
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	go func() {
-		s := bufio.NewScanner(errPipe)
-		for s.Scan() {
-			line := s.Text()
-			fmt.Fprintln(logf, line)
-			if ev, ok := strings.CutPrefix(line, "EVENT "); ok {
-				var m map[string]any
-				if json.Unmarshal([]byte(ev), &m) == nil {
-					switch m["event"] {
-					case "connected":
-						l.connected <- m
-					case "connecting":
-						if l.progress != nil {
-							l.progress(m)
-						}
-					}
-				}
-				continue
-			}
-			l.mu.Lock()
-			l.tail = append(l.tail, line)
-			if len(l.tail) > 5 {
-				l.tail = l.tail[1:]
-			}
-			l.mu.Unlock()
+	l.Proc, err = StartProc(cmd, filepath.Join(r.LogDir, fmt.Sprintf("%s.loadgen%d.log", tag, shard)), "", func(ev []byte) {
+		var m map[string]any
+		if json.Unmarshal(ev, &m) != nil {
+			return
 		}
-		l.err = cmd.Wait()
-		logf.Close()
-		close(l.done)
-	}()
+		switch m["event"] {
+		case "connected":
+			l.connected <- m
+		case "connecting":
+			if l.progress != nil {
+				l.progress(m)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
 	return l, nil
 }
 
-func (l *lg) failure() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	msg := strings.Join(l.tail, "; ")
-	if msg == "" && l.err != nil {
-		msg = l.err.Error()
-	}
-	return errors.New("loadgen: " + msg)
-}
-
-func (l *lg) kill() {
-	select {
-	case <-l.done:
-	default:
-		_ = l.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-l.done:
-		case <-time.After(3 * time.Second):
-			_ = l.cmd.Process.Kill()
-			<-l.done
-		}
-	}
-}
+func (l *lg) failure() error { return errors.New("loadgen: " + l.Failure()) }
 
 // Measure runs scenario sc against im and returns its row.
 func (r *Runner) Measure(ctx context.Context, im *Impl, sc Scenario) report.Row {
@@ -282,7 +223,7 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 	var lgs []*lg
 	defer func() {
 		for _, l := range lgs {
-			l.kill()
+			l.Stop(3 * time.Second)
 		}
 	}()
 	for i := 0; i < sc.Procs; i++ {
@@ -296,7 +237,7 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 	for _, l := range lgs {
 		select {
 		case <-l.connected:
-		case <-l.done:
+		case <-l.Done:
 			return l.failure()
 		case <-srv.done:
 			return fmt.Errorf("server exited while connecting (%v)", srv.err)
@@ -320,7 +261,7 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 	}
 	start := time.Now().Add(sc.Warmup + 200*time.Millisecond)
 	for _, l := range lgs {
-		if _, err := fmt.Fprintf(l.stdin, "%d\n", start.UnixNano()); err != nil {
+		if _, err := fmt.Fprintf(l.Stdin, "%d\n", start.UnixNano()); err != nil {
 			return fmt.Errorf("send start time: %w", err)
 		}
 	}
@@ -346,14 +287,14 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 	var results []*loadgen.Result
 	for _, l := range lgs {
 		select {
-		case <-l.done:
+		case <-l.Done:
 		case <-time.After(30 * time.Second):
 			return fmt.Errorf("loadgen did not finish")
 		}
-		if l.err != nil {
+		if l.Err != nil {
 			return l.failure()
 		}
-		rs, err := loadgen.ReadResults(&l.stdout)
+		rs, err := loadgen.ReadResults(&l.Stdout)
 		if err != nil || len(rs) != 1 {
 			return fmt.Errorf("loadgen result: %v", err)
 		}

@@ -98,13 +98,23 @@ func DefaultStall() StallOptions {
 		Readers: 50, Stalls: 5000, StallProcs: 2, StallHold: 18 * time.Second}
 }
 
+// stallWarmup is how long after the stalled subscribers have connected the
+// readers' window opens (in both runs, so they compare). Subscribers that
+// read nothing are first served like any other: the kernel takes about two
+// seconds of ticks (a 64 KiB send buffer and the client's 4 KB receive
+// buffer), then the server's backlogs fill to their bound within half a
+// second. The experiment measures readers beside stalled subscribers, so
+// the window opens once those have stalled; their coming back after the
+// server closes them (-stall-hold) repeats that ramp inside the window.
+const stallWarmup = 6 * time.Second
+
 // StallPlans are the experiment's two runs, each on a fresh ticker: the
 // readers alone, and the readers with the stalled subscribers connected
 // before the window opens (and coming back, -stall-hold, after the server
 // closes them).
 func StallPlans(o StallOptions) (baseline, stalled Plan) {
 	baseline = Plan{Name: "stall-baseline", Ticker: o.Ticker, Readers: o.Readers, ReaderSrc: readerSrc, Duration: o.Duration,
-		Sample: 200 * time.Millisecond, Interval: time.Second}
+		Warmup: stallWarmup, Sample: 200 * time.Millisecond, Interval: time.Second}
 	stalled = baseline
 	stalled.Name = "stall-stalled"
 	g := Group{Name: "stall", Procs: max(1, o.StallProcs), Before: true,

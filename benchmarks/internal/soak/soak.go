@@ -1,13 +1,10 @@
 package soak
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,52 +120,17 @@ type Churn struct {
 	Failures int64   `json:"failures"`
 }
 
-// lgProc is a running load generator process.
+// lgProc is a running load generator process of a group.
 type lgProc struct {
+	*runner.Proc
 	group     string
 	shard     int
-	cmd       *exec.Cmd
-	stdin     io.WriteCloser
-	stdout    bytes.Buffer
 	connected chan struct{}
-	done      chan struct{}
-	err       error
-	mu        sync.Mutex
-	tail      []string
 	kinds     map[string]*loadgen.KindStats // latest interval snapshot
 }
 
 func (p *lgProc) failure() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	msg := strings.Join(p.tail, "; ")
-	if msg == "" && p.err != nil {
-		msg = p.err.Error()
-	}
-	return fmt.Errorf("loadgen %s/%d: %s", p.group, p.shard, msg)
-}
-
-func (p *lgProc) signal() {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	}
-}
-
-func (p *lgProc) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.signal()
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	return fmt.Errorf("loadgen %s/%d: %s", p.group, p.shard, p.Failure())
 }
 
 // run is the state of one plan's run.
@@ -216,7 +178,7 @@ func Run(ctx context.Context, env *Env, plan Plan) (*Result, error) {
 	defer r.tk.Stop()
 	defer func() {
 		for _, p := range r.procs {
-			p.kill()
+			p.Stop(10 * time.Second)
 		}
 	}()
 	// The idle RSS, once the runtime has settled from its start.
@@ -285,7 +247,7 @@ func (r *run) drive(ctx context.Context) error {
 		for _, lp := range ps {
 			select {
 			case <-lp.connected:
-			case <-lp.done:
+			case <-lp.Done:
 				return lp.failure()
 			case <-r.tk.Done():
 				return fmt.Errorf("the ticker exited while %s connected (%v)", what, r.tk.err)
@@ -321,14 +283,14 @@ func (r *run) drive(ctx context.Context) error {
 	}
 	// The readers measure: the hostile load generators on the same CPUs
 	// must not delay them.
-	_ = syscall.Setpriority(syscall.PRIO_PROCESS, rp[0].cmd.Process.Pid, -10)
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, rp[0].Cmd.Process.Pid, -10)
 	if err := waitConnected(rp, "the readers"); err != nil {
 		return err
 	}
 	stdinProcs = append(stdinProcs, rp...)
 	start := time.Now().Add(p.Warmup)
 	for _, lp := range stdinProcs {
-		if _, err := fmt.Fprintf(lp.stdin, "%d\n", start.UnixNano()); err != nil {
+		if _, err := fmt.Fprintf(lp.Stdin, "%d\n", start.UnixNano()); err != nil {
 			return fmt.Errorf("send the start time: %w", err)
 		}
 	}
@@ -358,19 +320,19 @@ func (r *run) drive(ctx context.Context) error {
 		later = append(later, ps...)
 	}
 	select {
-	case <-rp[0].done:
+	case <-rp[0].Done:
 	case <-r.tk.Done():
 		return fmt.Errorf("the ticker exited during the window (%v)", r.tk.err)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	for _, lp := range later {
-		lp.signal()
+		lp.Signal()
 	}
 	guard := time.After(2 * time.Minute)
 	for _, lp := range r.procs {
 		select {
-		case <-lp.done:
+		case <-lp.Done:
 		case <-guard:
 			return fmt.Errorf("loadgen %s/%d did not finish", lp.group, lp.shard)
 		}
@@ -399,62 +361,31 @@ func (r *run) startGroup(g Group, extra []string) ([]*lgProc, error) {
 func (r *run) startLoadgen(group string, shard int, args []string) (*lgProc, error) {
 	cmd := exec.Command(r.env.Loadgen, args...)
 	runner.Pin(cmd, r.env.CPUs.Load)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	lp := &lgProc{group: group, shard: shard, cmd: cmd, connected: make(chan struct{}), done: make(chan struct{})}
-	cmd.Stdout = &lp.stdout
+	lp := &lgProc{group: group, shard: shard, connected: make(chan struct{})}
+	connected := false
 	var err error
-	if lp.stdin, err = cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	errPipe, err := cmd.StderrPipe()
+	lp.Proc, err = runner.StartProc(cmd, filepath.Join(r.env.LogDir, fmt.Sprintf("%s.%s%d.log", r.plan.Name, group, shard)),
+		"loadgen "+strings.Join(args, " "), func(ev []byte) {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(ev, &m) != nil {
+				return
+			}
+			switch string(m["event"]) {
+			case `"connected"`:
+				if !connected {
+					connected = true
+					close(lp.connected)
+				}
+			case `"interval"`:
+				r.interval(lp, m)
+			}
+		})
 	if err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(r.env.LogDir, fmt.Sprintf("%s.%s%d.log", r.plan.Name, group, shard)))
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(logf, "loadgen %s\n", strings.Join(args, " "))
-	if err := cmd.Start(); err != nil {
-		logf.Close()
 		return nil, err
 	}
 	r.mu.Lock()
 	r.procs = append(r.procs, lp)
 	r.mu.Unlock()
-	go func() {
-		sc := bufio.NewScanner(errPipe)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		connected := false
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logf, line)
-			if ev, ok := strings.CutPrefix(line, "EVENT "); ok {
-				var m map[string]json.RawMessage
-				if json.Unmarshal([]byte(ev), &m) == nil {
-					switch string(m["event"]) {
-					case `"connected"`:
-						if !connected {
-							connected = true
-							close(lp.connected)
-						}
-					case `"interval"`:
-						r.interval(lp, m)
-					}
-				}
-				continue
-			}
-			lp.mu.Lock()
-			lp.tail = append(lp.tail, line)
-			if len(lp.tail) > 5 {
-				lp.tail = lp.tail[1:]
-			}
-			lp.mu.Unlock()
-		}
-		lp.err = cmd.Wait()
-		logf.Close()
-		close(lp.done)
-	}()
 	return lp, nil
 }
 
@@ -498,10 +429,10 @@ func (r *run) interval(lp *lgProc, m map[string]json.RawMessage) {
 func (r *run) finish() error {
 	res := r.res
 	for _, lp := range r.procs {
-		if lp.err != nil {
+		if lp.Err != nil {
 			return lp.failure()
 		}
-		rs, err := loadgen.ReadResults(&lp.stdout)
+		rs, err := loadgen.ReadResults(&lp.Stdout)
 		if err != nil || len(rs) != 1 {
 			return fmt.Errorf("loadgen %s/%d result: %v", lp.group, lp.shard, err)
 		}
