@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/heraldws/herald/broadcast"
+	"github.com/heraldws/herald/nats/internal/wire"
 )
 
 // Defaults of Options.
@@ -111,7 +112,7 @@ type Bus struct {
 	nc   *nats.Conn
 	opts Options
 	log  *slog.Logger
-	subj subjects
+	subj wire.Subjects
 	hub  atomic.Pointer[broadcast.Hub]
 
 	inbox chan *nats.Msg // every subscription feeds it, in the broker's order
@@ -140,7 +141,7 @@ func Connect(opts Options) (*Bus, error) {
 	b := &Bus{
 		opts:    opts,
 		log:     opts.Logger,
-		subj:    newSubjects(opts.Prefix),
+		subj:    wire.NewSubjects(opts.Prefix),
 		inbox:   make(chan *nats.Msg, opts.ReceiveQueue),
 		changes: make(map[string]bool),
 		wake:    make(chan struct{}, 1),
@@ -185,8 +186,8 @@ func (b *Bus) Attach(h *broadcast.Hub) {
 	if b.opts.Wildcard {
 		// One subscription for every topic and batch under the prefix:
 		// subjects never overlap, so nothing arrives twice.
-		if _, err := b.nc.ChanSubscribe(b.subj.prefix+">", b.inbox); err != nil {
-			b.log.Error("herald/nats: cannot subscribe", "subject", b.subj.prefix+">", "err", err)
+		if _, err := b.nc.ChanSubscribe(b.subj.All(), b.inbox); err != nil {
+			b.log.Error("herald/nats: cannot subscribe", "subject", b.subj.All(), "err", err)
 			return
 		}
 		b.stats.subscriptions.Store(1)

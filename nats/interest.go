@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/heraldws/herald/nats/internal/wire"
 )
 
 // DefaultSyncTimeout bounds Sync when its context has no deadline.
@@ -135,8 +137,8 @@ func (r *reconciler) apply(topic string, on bool) {
 	} else {
 		delete(r.active, topic)
 	}
-	r.ref(b.subj.topic(topic), on)
-	r.ref(b.subj.groupBatch(group(topic)), on)
+	r.ref(b.subj.Topic(topic), on)
+	r.ref(b.subj.GroupBatch(wire.Group(topic)), on)
 }
 
 // ref counts one more or one fewer topic that needs subject, subscribing

@@ -8,18 +8,19 @@ import (
 
 	"github.com/heraldws/herald/broadcast"
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/nats/internal/wire"
 	"github.com/heraldws/herald/pool"
 )
 
 // Headers the bus sends, shared read-only by every publish.
 var (
-	binaryHeader = nats.Header{HeaderType: {typeBinary}}
-	batchHeader  = nats.Header{HeaderBatch: {batchVersion}}
+	binaryHeader = nats.Header{wire.HeaderType: {wire.TypeBinary}}
+	batchHeader  = nats.Header{wire.HeaderBatch: {wire.BatchVersion}}
 )
 
 // batchHeaderBytes is what batchHeader costs on the wire, which counts
 // against the broker's max_payload: "NATS/1.0\r\nHerald-Batch: 1\r\n\r\n".
-const batchHeaderBytes = len("NATS/1.0\r\n") + len(HeaderBatch) + len(": ") + len(batchVersion) + 4
+const batchHeaderBytes = len("NATS/1.0\r\n") + len(wire.HeaderBatch) + len(": ") + len(wire.BatchVersion) + 4
 
 // Publish sends a batch published on the attached hub to the other nodes.
 // Every topic must pass CheckTopic, or nothing is sent and the error is a
@@ -39,9 +40,9 @@ func (b *Bus) Publish(msgs []broadcast.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	g := group(msgs[0].Topic)
+	g := wire.Group(msgs[0].Topic)
 	for i := 1; i < len(msgs); i++ {
-		if group(msgs[i].Topic) != g {
+		if wire.Group(msgs[i].Topic) != g {
 			return b.publishGroups(msgs)
 		}
 	}
@@ -59,10 +60,10 @@ func (b *Bus) publishGroups(msgs []broadcast.Message) error {
 		if sent[i] {
 			continue
 		}
-		g := group(msgs[i].Topic)
+		g := wire.Group(msgs[i].Topic)
 		part = part[:0]
 		for j := i; j < len(msgs); j++ {
-			if !sent[j] && group(msgs[j].Topic) == g {
+			if !sent[j] && wire.Group(msgs[j].Topic) == g {
 				part = append(part, msgs[j])
 				sent[j] = true
 			}
@@ -94,11 +95,11 @@ func (b *Bus) publishGroup(part []broadcast.Message, g string) error {
 		if m.Type == engine.BinaryMessage {
 			header = binaryHeader
 		}
-		return b.send(b.subj.topic(topic), header, m.Data, 1)
+		return b.send(b.subj.Topic(topic), header, m.Data, 1)
 	case oneTopic:
-		return b.publishBatch(b.subj.topic(topic), part)
+		return b.publishBatch(b.subj.Topic(topic), part)
 	default:
-		return b.publishBatch(b.subj.groupBatch(g), part)
+		return b.publishBatch(b.subj.GroupBatch(g), part)
 	}
 }
 
@@ -112,20 +113,21 @@ func (b *Bus) publishBatch(subject string, part []broadcast.Message) error {
 	}
 	size := 0
 	for i := range part {
-		size += entrySize(&part[i])
+		size += wire.EntrySize(part[i].Topic, part[i].Data)
 	}
 	buf := pool.Get(min(size, limit))
 	defer pool.Put(buf)
 	var firstErr error
 	start := 0
 	for i := range part {
-		if n := entrySize(&part[i]); len(buf.B) > 0 && len(buf.B)+n > limit {
+		m := &part[i]
+		if n := wire.EntrySize(m.Topic, m.Data); len(buf.B) > 0 && len(buf.B)+n > limit {
 			if err := b.send(subject, batchHeader, buf.B, i-start); err != nil && firstErr == nil {
 				firstErr = err
 			}
 			buf.B, start = buf.B[:0], i
 		}
-		buf.B = appendEntry(buf.B, &part[i])
+		buf.B = wire.AppendEntry(buf.B, m.Topic, m.Type == engine.BinaryMessage, m.Data)
 	}
 	if err := b.send(subject, batchHeader, buf.B, len(part)-start); err != nil && firstErr == nil {
 		firstErr = err

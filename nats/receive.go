@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldws/herald/broadcast"
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/nats/internal/wire"
 )
 
 // Bounds of one delivery to the hub: messages that wait in the receive
@@ -98,12 +99,16 @@ func (r *receiver) flush() {
 func (r *receiver) decode(m *nats.Msg) {
 	b := r.b
 	b.stats.received.Add(1)
-	if v, isBatch := m.Header[HeaderBatch]; isBatch {
-		if len(v) != 1 || v[0] != batchVersion {
-			r.reject(m, fmt.Errorf("%s %q is not a known batch version (%q)", HeaderBatch, v, batchVersion))
+	if v, isBatch := m.Header[wire.HeaderBatch]; isBatch {
+		if len(v) != 1 || v[0] != wire.BatchVersion {
+			r.reject(m, fmt.Errorf("%s %q is not a known batch version (%q)", wire.HeaderBatch, v, wire.BatchVersion))
 			return
 		}
-		err := decodeBatch(m.Data, func(typ engine.MessageType, topic, data []byte) {
+		err := wire.DecodeBatch(m.Data, func(binary bool, topic, data []byte) {
+			typ := engine.TextMessage
+			if binary {
+				typ = engine.BinaryMessage
+			}
 			r.batch = append(r.batch, broadcast.Message{Topic: r.intern(topic), Type: typ, Data: data})
 		})
 		if err != nil {
@@ -111,22 +116,22 @@ func (r *receiver) decode(m *nats.Msg) {
 		}
 		return
 	}
-	topic := b.subj.topicOf(m.Subject)
+	topic := b.subj.TopicOf(m.Subject)
 	if err := CheckTopic(topic); err != nil {
 		r.reject(m, err)
 		return
 	}
 	typ := engine.TextMessage
-	switch t := m.Header.Get(HeaderType); t {
-	case "", typeText:
-	case typeBinary:
+	switch t := m.Header.Get(wire.HeaderType); t {
+	case "", wire.TypeText:
+	case wire.TypeBinary:
 		typ = engine.BinaryMessage
 	default:
-		r.reject(m, fmt.Errorf("%s %q is neither %q nor %q", HeaderType, t, typeText, typeBinary))
+		r.reject(m, fmt.Errorf("%s %q is neither %q nor %q", wire.HeaderType, t, wire.TypeText, wire.TypeBinary))
 		return
 	}
 	if typ == engine.TextMessage && !utf8.Valid(m.Data) {
-		r.reject(m, errNotUTF8)
+		r.reject(m, errors.New("text message is not valid UTF-8"))
 		return
 	}
 	r.batch = append(r.batch, broadcast.Message{Topic: topic, Type: typ, Data: m.Data})

@@ -1,16 +1,13 @@
-package nats
+package wire
 
 import (
 	"bytes"
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/heraldws/herald/broadcast"
-	"github.com/heraldws/herald/engine"
 )
 
-func TestCheckTopic(t *testing.T) {
+func TestTopicRule(t *testing.T) {
 	for _, tc := range []struct {
 		topic string
 		rule  string // "" when valid; else a part of the rule named
@@ -19,9 +16,9 @@ func TestCheckTopic(t *testing.T) {
 		{"prices.S0", ""},
 		{"prices.eu.EUR-USD_1", ""},
 		{"a$b", ""}, // '$' only reserved at a token's start
-		{strings.Repeat("x", broadcast.MaxTopicLen), ""},
+		{strings.Repeat("x", MaxTopicLen), ""},
 		{"", "empty"},
-		{strings.Repeat("x", broadcast.MaxTopicLen+1), "longer than 256"},
+		{strings.Repeat("x", MaxTopicLen+1), "longer than 256"},
 		{"a b", "printable ASCII without spaces"},
 		{"a\tb", "printable ASCII without spaces"},
 		{"a\x00", "printable ASCII without spaces"},
@@ -36,101 +33,101 @@ func TestCheckTopic(t *testing.T) {
 		{"$batch", "begin with '$'"},
 		{"a.$b", "begin with '$'"},
 	} {
-		err := CheckTopic(tc.topic)
-		if tc.rule == "" {
-			if err != nil {
-				t.Errorf("CheckTopic(%q) = %v, want nil", tc.topic, err)
-			}
-			if checkTopicBytes([]byte(tc.topic)) != nil {
-				t.Errorf("checkTopicBytes(%q) refuses a valid topic", tc.topic)
-			}
-			continue
+		rule := TopicRule(tc.topic)
+		if tc.rule == "" && rule != "" || !strings.Contains(rule, tc.rule) {
+			t.Errorf("TopicRule(%q) = %q, want %q", tc.topic, rule, tc.rule)
 		}
-		var te *TopicError
-		if !errors.As(err, &te) || te.Topic != tc.topic || !strings.Contains(err.Error(), tc.rule) {
-			t.Errorf("CheckTopic(%q) = %v, want a *TopicError naming %q", tc.topic, err, tc.rule)
-		}
-		if got := checkTopicBytes([]byte(tc.topic)); got == nil || got.Error() != err.Error() {
-			t.Errorf("checkTopicBytes(%q) = %v, want %v", tc.topic, got, err)
+		if got := topicRuleBytes([]byte(tc.topic)); got != rule {
+			t.Errorf("topicRuleBytes(%q) = %q, want %q as TopicRule", tc.topic, got, rule)
 		}
 	}
 }
 
 func TestSubjects(t *testing.T) {
-	s := newSubjects("herald")
+	s := NewSubjects("herald")
 	for _, tc := range []struct{ topic, subject, group, batch string }{
 		{"S0", "herald.S0", "", "herald.$batch"},
 		{"prices.S0", "herald.prices.S0", "prices", "herald.$batch.prices"},
 		{"prices.eu.S0", "herald.prices.eu.S0", "prices.eu", "herald.$batch.prices.eu"},
 	} {
-		if got := s.topic(tc.topic); got != tc.subject {
+		if got := s.Topic(tc.topic); got != tc.subject {
 			t.Errorf("subject of %q = %q, want %q", tc.topic, got, tc.subject)
 		}
-		if got := s.topicOf(tc.subject); got != tc.topic {
+		if got := s.TopicOf(tc.subject); got != tc.topic {
 			t.Errorf("topic of %q = %q, want %q", tc.subject, got, tc.topic)
 		}
-		if g := group(tc.topic); g != tc.group || s.groupBatch(g) != tc.batch {
-			t.Errorf("group of %q = %q (%q), want %q (%q)", tc.topic, g, s.groupBatch(g), tc.group, tc.batch)
+		if g := Group(tc.topic); g != tc.group || s.GroupBatch(g) != tc.batch {
+			t.Errorf("group of %q = %q (%q), want %q (%q)", tc.topic, g, s.GroupBatch(g), tc.group, tc.batch)
 		}
 	}
-	if got := s.topicOf("other.S0"); got != "" {
-		t.Errorf("topicOf outside the prefix = %q", got)
+	if got := s.TopicOf("other.S0"); got != "" {
+		t.Errorf("TopicOf outside the prefix = %q", got)
+	}
+	if got := s.All(); got != "herald.>" {
+		t.Errorf("All = %q", got)
 	}
 }
 
-func encodeBatch(msgs []broadcast.Message) []byte {
+// entry is a decoded batch entry.
+type entry struct {
+	topic  string
+	binary bool
+	data   []byte
+}
+
+func encode(es []entry) []byte {
 	var p []byte
-	for i := range msgs {
-		p = appendEntry(p, &msgs[i])
+	for _, e := range es {
+		p = AppendEntry(p, e.topic, e.binary, e.data)
 	}
 	return p
 }
 
-func decodeAll(p []byte) ([]broadcast.Message, error) {
-	var got []broadcast.Message
-	err := decodeBatch(p, func(typ engine.MessageType, topic, data []byte) {
-		got = append(got, broadcast.Message{Topic: string(topic), Type: typ, Data: data})
+func decode(p []byte) ([]entry, error) {
+	var got []entry
+	err := DecodeBatch(p, func(binary bool, topic, data []byte) {
+		got = append(got, entry{string(topic), binary, data})
 	})
 	return got, err
 }
 
 func TestBatchRoundTrip(t *testing.T) {
-	msgs := []broadcast.Message{
-		{Topic: "S0", Type: engine.TextMessage, Data: []byte(`{"sym":"S0"}`)},
-		{Topic: "prices.S1", Type: engine.BinaryMessage, Data: []byte{0, 0xff, 1}},
-		{Topic: "S0", Type: engine.TextMessage, Data: nil},
-		{Topic: strings.Repeat("t", 256), Type: engine.BinaryMessage, Data: bytes.Repeat([]byte{7}, 70000)},
+	es := []entry{
+		{"S0", false, []byte(`{"sym":"S0"}`)},
+		{"prices.S1", true, []byte{0, 0xff, 1}},
+		{"S0", false, nil},
+		{strings.Repeat("t", 256), true, bytes.Repeat([]byte{7}, 70000)},
 	}
-	p := encodeBatch(msgs)
+	p := encode(es)
 	size := 0
-	for i := range msgs {
-		size += entrySize(&msgs[i])
+	for _, e := range es {
+		size += EntrySize(e.topic, e.data)
 	}
 	if len(p) != size {
-		t.Fatalf("encoded %d bytes, entrySize says %d", len(p), size)
+		t.Fatalf("encoded %d bytes, EntrySize says %d", len(p), size)
 	}
 	// The documented layout of the first entry, byte by byte.
 	want := append([]byte{1, 0, 2, 'S', '0', 0, 0, 0, 12}, `{"sym":"S0"}`...)
 	if !bytes.HasPrefix(p, want) {
 		t.Fatalf("first entry % x, want % x", p[:len(want)], want)
 	}
-	got, err := decodeAll(p)
+	got, err := decode(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(msgs) {
-		t.Fatalf("decoded %d entries, want %d", len(got), len(msgs))
+	if len(got) != len(es) {
+		t.Fatalf("decoded %d entries, want %d", len(got), len(es))
 	}
-	for i := range msgs {
-		if got[i].Topic != msgs[i].Topic || got[i].Type != msgs[i].Type || !bytes.Equal(got[i].Data, msgs[i].Data) {
-			t.Fatalf("entry %d: got %q %v %d bytes, want %q %v %d bytes", i,
-				got[i].Topic, got[i].Type, len(got[i].Data), msgs[i].Topic, msgs[i].Type, len(msgs[i].Data))
+	for i := range es {
+		if got[i].topic != es[i].topic || got[i].binary != es[i].binary || !bytes.Equal(got[i].data, es[i].data) {
+			t.Fatalf("entry %d: got %q %t %d bytes, want %q %t %d bytes", i,
+				got[i].topic, got[i].binary, len(got[i].data), es[i].topic, es[i].binary, len(es[i].data))
 		}
 	}
 }
 
 func TestDecodeBatchRefuses(t *testing.T) {
-	good := encodeBatch([]broadcast.Message{{Topic: "a", Type: engine.TextMessage, Data: []byte("x")}})
+	good := encode([]entry{{"a", false, []byte("x")}})
 	for _, tc := range []struct {
 		name string
 		p    []byte
@@ -152,7 +149,7 @@ func TestDecodeBatchRefuses(t *testing.T) {
 		{"good then bad", append(good[:len(good):len(good)], 9, 0, 1, 'a', 0, 0, 0, 0), "neither 1"},
 	} {
 		calls := 0
-		err := decodeBatch(tc.p, func(engine.MessageType, []byte, []byte) { calls++ })
+		err := DecodeBatch(tc.p, func(bool, []byte, []byte) { calls++ })
 		var be *BatchError
 		if !errors.As(err, &be) || !strings.Contains(err.Error(), tc.rule) {
 			t.Errorf("%s: %v, want a *BatchError naming %q", tc.name, err, tc.rule)
@@ -162,7 +159,7 @@ func TestDecodeBatchRefuses(t *testing.T) {
 		}
 	}
 	// A binary entry may carry anything.
-	if _, err := decodeAll([]byte{2, 0, 1, 'a', 0, 0, 0, 1, 0xff}); err != nil {
+	if _, err := decode([]byte{2, 0, 1, 'a', 0, 0, 0, 1, 0xff}); err != nil {
 		t.Errorf("binary entry with non-UTF-8 data: %v", err)
 	}
 }
