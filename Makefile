@@ -5,6 +5,10 @@ GO        ?= go
 # (golang/go#75804); a count has no deadline to race. ~10 s each on 2 cores.
 FUZZTIME  ?= 200000x
 PKGS      := ./...
+# The NATS Bus and the ticker's cluster build: a module of their own, so
+# that the core's go.mod carries no broker client. ./... at the root does
+# not reach into it; these targets do, explicitly.
+NATSMOD   := nats
 
 .PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-soak bench-stall bench-go bench-memory
 
@@ -18,13 +22,16 @@ check: vet fmt
 
 vet:
 	$(GO) vet $(PKGS)
+	cd $(NATSMOD) && $(GO) vet ./...
 
 fmt:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Every package of the root module, tests/conformance included.
+# Every package of the root module, tests/conformance included, then the
+# nats module's.
 unit:
 	$(GO) test -race -count=1 $(PKGS)
+	cd $(NATSMOD) && $(GO) test -race -count=1 ./...
 
 ## conformance: the RFC 6455 conformance suite alone (part of unit).
 conformance:
@@ -36,6 +43,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzValidateUTF8$$' -fuzztime=$(FUZZTIME) ./codec
 	$(GO) test -run='^$$' -fuzz='^FuzzStep$$' -fuzztime=$(FUZZTIME) ./upgrade
 	$(GO) test -run='^$$' -fuzz='^FuzzParseHeader$$' -fuzztime=$(FUZZTIME) ./internal/wsframe
+	cd $(NATSMOD) && $(GO) test -run='^$$' -fuzz='^FuzzDecodeBatch$$' -fuzztime=$(FUZZTIME) ./internal/wire
 
 interop:
 	bash tests/interop/setup.sh

@@ -121,8 +121,9 @@ var (
 // Hub is a sharded pub/sub hub bound to one server. All its methods are safe
 // from any goroutine.
 type Hub struct {
-	srv  looplink.Server
-	opts Options
+	srv      looplink.Server
+	opts     Options
+	interest InterestBus // opts.Bus, if it wants to know the local topics
 
 	mu       sync.RWMutex
 	topics   map[string]*topic // topics with at least one subscriber
@@ -176,6 +177,7 @@ func New(srv *engine.Server, opts Options) (*Hub, error) {
 	h.shards.Store(&empty)
 	link.OnConnClose(h.forget)
 	if opts.Bus != nil {
+		h.interest, _ = opts.Bus.(InterestBus)
 		opts.Bus.Attach(h)
 	}
 	return h, nil
@@ -266,7 +268,9 @@ func (h *Hub) Topics() int {
 
 // Publish sends one message to every subscriber of topic, and to the Bus if
 // there is one. A text message must be valid UTF-8. After the server's
-// Shutdown it returns an error wrapping engine.ErrClosed.
+// Shutdown it returns an error wrapping engine.ErrClosed. If the Bus
+// refuses the message, it is still delivered locally and the error is a
+// *BusError.
 func (h *Hub) Publish(topic string, typ engine.MessageType, data []byte) error {
 	return h.PublishBatch([]Message{{Topic: topic, Type: typ, Data: data}})
 }
@@ -274,7 +278,9 @@ func (h *Hub) Publish(topic string, typ engine.MessageType, data []byte) error {
 // PublishBatch sends several messages at once: each loop gets one task for
 // the batch and each subscriber one write for all of its messages in it.
 // Within a batch, and between batches from one goroutine, every subscriber
-// receives messages in publish order.
+// receives messages in publish order. The Bus, if any, gets the batch as
+// one call; if it refuses it, the error is a *BusError and the batch has
+// been delivered locally all the same.
 func (h *Hub) PublishBatch(msgs []Message) error {
 	if err := checkBatch(msgs); err != nil {
 		return err
@@ -282,13 +288,16 @@ func (h *Hub) PublishBatch(msgs []Message) error {
 	if h.srv.Closed() {
 		return fmt.Errorf("broadcast: publish: %w", engine.ErrClosed)
 	}
+	var busErr error
 	if h.opts.Bus != nil {
+		// A broker that is away must not stop local delivery: the local
+		// subscribers get the batch whatever the Bus says.
 		if err := h.opts.Bus.Publish(msgs); err != nil {
-			return fmt.Errorf("broadcast: bus: %w", err)
+			busErr = &BusError{Err: err}
 		}
 	}
 	h.deliver(msgs)
-	return nil
+	return busErr
 }
 
 // checkBatch validates a batch before anything of it is sent: the whole
@@ -395,6 +404,9 @@ func (h *Hub) join(name string) *topic {
 			t.policy.Store(uint32(p))
 		}
 		h.topics[name] = t
+		if h.interest != nil {
+			h.interest.Interest(name, true)
+		}
 	}
 	t.subs.Add(1)
 	return t
@@ -407,6 +419,9 @@ func (h *Hub) leave(t *topic) {
 	defer h.mu.Unlock()
 	if t.subs.Add(-1) == 0 && h.topics[t.name] == t {
 		delete(h.topics, t.name)
+		if h.interest != nil {
+			h.interest.Interest(t.name, false)
+		}
 	}
 }
 

@@ -1,8 +1,9 @@
-package main
+package app
 
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,23 +18,20 @@ import (
 // startTicker runs the example in-process with a fast tick.
 func startTicker(t *testing.T, symbols, size int) string {
 	t.Helper()
-	tk, err := newTicker(options{addr: "127.0.0.1:0", interval: 20 * time.Millisecond, symbols: symbols, size: size},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	tk, err := New(Options{Addr: "127.0.0.1:0", Interval: 20 * time.Millisecond, Symbols: symbols, Size: size, Publish: true},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tk.srv.Start(); err != nil {
+	if err := tk.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	go tk.publish(stop)
 	t.Cleanup(func() {
-		close(stop)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		_ = tk.srv.Shutdown(ctx)
+		_ = tk.Shutdown(ctx)
 	})
-	return tk.srv.Addr().String()
+	return tk.Addr().String()
 }
 
 type tick struct {
@@ -184,5 +182,23 @@ func TestMemoryLimitFlag(t *testing.T) {
 		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("applyMemoryLimit(%d, %d) = %v, want an error containing %q", tc.limit, tc.outbound, err, tc.wantErr)
 		}
+	}
+}
+
+// The flags' defaults are the bench contract's: alone, publishing; a node
+// that does not publish needs a cluster.
+func TestFlagsAndOptions(t *testing.T) {
+	fs := flag.NewFlagSet("ticker", flag.ContinueOnError)
+	o := Flags(fs)
+	if err := fs.Parse([]string{"-addr", "127.0.0.1:0", "-reuseport"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.NATS != "" || !o.Publish || !o.ReusePort || o.Symbols != 20 || o.Interval != 100*time.Millisecond {
+		t.Fatalf("options %+v", *o)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	o.Publish = false
+	if _, err := New(*o, quiet, nil); err == nil || !strings.Contains(err.Error(), "-publish=false needs -nats") {
+		t.Fatalf("New without a cluster nor publishing: %v", err)
 	}
 }

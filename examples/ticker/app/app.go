@@ -1,0 +1,281 @@
+// Package app is the ticker example's server, shared by the two builds of
+// the command: examples/ticker in the core module (one process, no broker)
+// and nats/cmd/ticker in the nats module, which adds -nats to join a
+// cluster. It lives apart from both so that the core module's go.mod needs
+// no NATS client while the two commands keep one set of flags and one
+// behaviour.
+package app
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/heraldws/herald/broadcast"
+	"github.com/heraldws/herald/engine"
+)
+
+//go:embed web
+var webFiles embed.FS
+
+// Options are the bench contract's flags (see Flags).
+type Options struct {
+	Addr     string
+	Interval time.Duration
+	Symbols  int
+	Size     int
+	Loops    int
+	// Budget (MaxOutboundTotal), HighWater and SendBuffer bound what slow
+	// clients cost; MemoryLimit is the process's budget.
+	Budget      int64
+	HighWater   int
+	SendBuffer  int
+	MemoryLimit int64
+	// ReusePort lets several processes share Addr (SO_REUSEPORT).
+	ReusePort bool
+	// NATS is the broker URL of a cluster to join; "" runs alone.
+	NATS string
+	// Publish makes this node publish ticks. A node with Publish false only
+	// delivers what others publish.
+	Publish bool
+}
+
+// Cluster is how a node reaches the others: a broadcast.Bus it can report
+// on and close.
+type Cluster interface {
+	broadcast.Bus
+	// Report is what /stats shows of the cluster connection.
+	Report() any
+	Close() error
+}
+
+// Ticker is the example's server: a hub with one topic per symbol and,
+// when it publishes, a publisher that updates every symbol each tick.
+type Ticker struct {
+	engine.BaseHandler
+	opts    Options
+	srv     *engine.Server
+	hub     *broadcast.Hub
+	log     *slog.Logger
+	cluster Cluster
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	ticking  sync.WaitGroup
+}
+
+// New makes a ticker with the given options, joined to cluster if it is
+// not nil (the ticker closes it at Shutdown).
+func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
+	if opts.Symbols < 1 || opts.Symbols > 100000 {
+		return nil, fmt.Errorf("-symbols must be between 1 and 100000, not %d", opts.Symbols)
+	}
+	if opts.Interval <= 0 {
+		return nil, fmt.Errorf("-interval must be positive, not %v", opts.Interval)
+	}
+	if !opts.Publish && cluster == nil {
+		return nil, errors.New("-publish=false needs -nats: alone, a node that does not publish has nothing to deliver")
+	}
+	t := &Ticker{opts: opts, log: logger, cluster: cluster, stop: make(chan struct{})}
+	mux := http.NewServeMux()
+	web, _ := fs.Sub(webFiles, "web")
+	mux.Handle("GET /", http.FileServerFS(web))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /stats", t.serveStats)
+	srv, err := engine.New(engine.Config{
+		Addr:             opts.Addr,
+		Loops:            opts.Loops,
+		ReusePort:        opts.ReusePort,
+		MaxOutboundTotal: opts.Budget,
+		SocketSendBuffer: opts.SendBuffer,
+		HTTPHandler:      mux,
+		Logger:           logger,
+	}, t)
+	if err != nil {
+		return nil, err
+	}
+	t.srv = srv
+	hubOpts := broadcast.Options{Policy: broadcast.Conflate, HighWater: opts.HighWater}
+	if cluster != nil {
+		hubOpts.Bus = cluster
+	}
+	// A ticker only cares about the newest price: a subscriber that falls
+	// behind gets the latest per symbol once it catches up.
+	if t.hub, err = broadcast.New(srv, hubOpts); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Start starts serving and, if the node publishes, ticking.
+func (t *Ticker) Start() error {
+	if err := t.srv.Start(); err != nil {
+		return err
+	}
+	if t.opts.Publish {
+		t.ticking.Add(1)
+		go func() {
+			defer t.ticking.Done()
+			t.publish(t.stop)
+		}()
+	}
+	return nil
+}
+
+// Addr is the address the ticker listens on, once started.
+func (t *Ticker) Addr() net.Addr { return t.srv.Addr() }
+
+// Hub is the ticker's hub: one topic per symbol.
+func (t *Ticker) Hub() *broadcast.Hub { return t.hub }
+
+// Shutdown stops ticking, closes every client with 1001 and leaves the
+// cluster.
+func (t *Ticker) Shutdown(ctx context.Context) error {
+	t.stopOnce.Do(func() { close(t.stop) })
+	t.ticking.Wait()
+	err := t.srv.Shutdown(ctx)
+	if t.cluster != nil {
+		err = errors.Join(err, t.cluster.Close())
+	}
+	return err
+}
+
+// OnOpen subscribes the connection to every symbol, or to those listed in
+// ?symbols=S0,S3.
+func (t *Ticker) OnOpen(c *engine.Conn) {
+	req := c.Request()
+	if req.Path != "/ws" {
+		_ = c.Close(engine.StatusPolicyViolation, "the ticker is at /ws")
+		return
+	}
+	var topics []string
+	if list := req.Query().Get("symbols"); list != "" {
+		for _, sym := range strings.Split(list, ",") {
+			if !t.validSymbol(sym) {
+				_ = c.Close(engine.StatusPolicyViolation, "unknown symbol "+strconv.Quote(sym))
+				return
+			}
+			topics = append(topics, sym)
+		}
+	} else {
+		topics = make([]string, t.opts.Symbols)
+		for k := range topics {
+			topics[k] = symbol(k)
+		}
+	}
+	if err := t.hub.Subscribe(c, topics...); err != nil {
+		_ = c.Close(engine.StatusInternalError, "subscribe failed")
+	}
+}
+
+func (t *Ticker) validSymbol(sym string) bool {
+	k, err := strconv.Atoi(strings.TrimPrefix(sym, "S"))
+	return strings.HasPrefix(sym, "S") && err == nil && k >= 0 && k < t.opts.Symbols && sym == symbol(k)
+}
+
+func symbol(k int) string { return "S" + strconv.Itoa(k) }
+
+// publish runs the ticks until stop is closed: every tick, each symbol's
+// price takes a random step and one message per symbol goes out in one
+// batch.
+func (t *Ticker) publish(stop <-chan struct{}) {
+	n := t.opts.Symbols
+	seq := make([]int64, n)
+	price := make([]float64, n)
+	names := make([]string, n)
+	for k := range price {
+		price[k] = 100 + float64(k%50)
+		names[k] = symbol(k)
+	}
+	msgs := make([]broadcast.Message, n)
+	offsets := make([]int, 0, n+1)
+	var arena []byte
+	clusterDown := false
+	tick := time.NewTicker(t.opts.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		arena, offsets = arena[:0], offsets[:0]
+		now := time.Now().UnixNano() // the batch's publish time
+		for k := 0; k < n; k++ {
+			seq[k]++
+			price[k] *= 1 + (rand.Float64()-0.5)*0.004
+			offsets = append(offsets, len(arena))
+			arena = appendTick(arena, names[k], seq[k], now, price[k], t.opts.Size)
+		}
+		offsets = append(offsets, len(arena))
+		for k := 0; k < n; k++ {
+			msgs[k] = broadcast.Message{Topic: names[k], Type: engine.TextMessage, Data: arena[offsets[k]:offsets[k+1]]}
+		}
+		var busErr *broadcast.BusError
+		switch err := t.hub.PublishBatch(msgs); {
+		case errors.As(err, &busErr):
+			// Local clients got the tick; tell the operator once that the
+			// cluster does not, and once that it does again.
+			if !clusterDown {
+				clusterDown = true
+				t.log.Warn("ticks reach local clients only: the cluster does not take them", "err", busErr.Err)
+			}
+		case err != nil:
+			t.log.Warn("publish", "err", err)
+		case clusterDown:
+			clusterDown = false
+			t.log.Info("ticks reach the cluster again")
+		}
+	}
+}
+
+// appendTick appends one tick message, padded to about size bytes:
+// {"sym":"S3","seq":12,"ts":1700000000000000000,"px":101.2345,"pad":"..."}
+func appendTick(dst []byte, sym string, seq, ts int64, px float64, size int) []byte {
+	start := len(dst)
+	dst = append(dst, `{"sym":"`...)
+	dst = append(dst, sym...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendInt(dst, seq, 10)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	dst = append(dst, `,"px":`...)
+	dst = strconv.AppendFloat(dst, px, 'f', 4, 64)
+	const padOverhead = len(`,"pad":""}`)
+	if pad := size - (len(dst) - start) - padOverhead; pad > 0 {
+		dst = append(dst, `,"pad":"`...)
+		for i := 0; i < pad; i++ {
+			dst = append(dst, 'x')
+		}
+		dst = append(dst, `"`...)
+	}
+	return append(dst, '}')
+}
+
+// serveStats reports the server's, the hub's and the cluster's counters as
+// JSON.
+func (t *Ticker) serveStats(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	stats := map[string]any{
+		"server":   t.srv.Stats(),
+		"hub":      t.hub.Stats(),
+		"symbols":  t.opts.Symbols,
+		"interval": t.opts.Interval.String(),
+		"publish":  t.opts.Publish,
+	}
+	if t.cluster != nil {
+		stats["cluster"] = t.cluster.Report()
+	}
+	_ = json.NewEncoder(w).Encode(stats)
+}
