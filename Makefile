@@ -9,6 +9,9 @@ PKGS      := ./...
 # that the core's go.mod carries no broker client. ./... at the root does
 # not reach into it; these targets do, explicitly.
 NATSMOD   := nats
+# The Prometheus collector: its own module too, so that the core's go.mod
+# carries no metrics library.
+PROMMOD   := prom
 
 .PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-soak bench-stall bench-go bench-memory
 
@@ -23,15 +26,17 @@ check: vet fmt
 vet:
 	$(GO) vet $(PKGS)
 	cd $(NATSMOD) && $(GO) vet ./...
+	cd $(PROMMOD) && $(GO) vet ./...
 
 fmt:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Every package of the root module, tests/conformance included, then the
-# nats module's.
+# nats and prom modules'.
 unit:
 	$(GO) test -race -count=1 $(PKGS)
 	cd $(NATSMOD) && $(GO) test -race -count=1 ./...
+	cd $(PROMMOD) && $(GO) test -race -count=1 ./...
 
 ## conformance: the RFC 6455 conformance suite alone (part of unit).
 conformance:

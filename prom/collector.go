@@ -1,0 +1,105 @@
+package prom
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heraldws/herald/broadcast"
+	"github.com/heraldws/herald/engine"
+)
+
+// Collector is a prometheus.Collector over a server's Stats and, if given,
+// its hub's. Create it with New.
+type Collector struct {
+	srv *engine.Server
+	hub *broadcast.Hub
+}
+
+// New returns a Collector for srv and hub. hub may be nil: a server without
+// a hub then has no herald_hub_* series.
+func New(srv *engine.Server, hub *broadcast.Hub) *Collector {
+	return &Collector{srv: srv, hub: hub}
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName("herald", "", name), help, labels, nil)
+}
+
+var (
+	connectionsDesc   = desc("connections", "WebSocket connections open or handshaking.")
+	outboundDesc      = desc("outbound_bytes", "Bytes written to connections and not yet taken by the peers' sockets.")
+	acceptedDesc      = desc("accepted_total", "TCP connections accepted.")
+	handshakesDesc    = desc("handshakes_total", "WebSocket handshakes by outcome.", "outcome")
+	httpServedDesc    = desc("http_served_total", "Plain HTTP requests served by Config.HTTPHandler.")
+	closesDesc        = desc("closes_total", "Connections the server ended, by reason.", "reason")
+	panicsDesc        = desc("panics_total", "Panics recovered from handlers and hooks.")
+	receivedDesc      = desc("messages_received_total", "Data messages received.")
+	sentDesc          = desc("messages_sent_total", "Data messages sent with Conn.Send (hub deliveries are herald_hub_deliveries_total).")
+	memReturnsDesc    = desc("memory_returns_total", "Times freed memory was given back to the OS (Config.ReturnMemoryAfter).")
+	topicsDesc        = desc("hub_topics", "Topics with at least one subscriber.")
+	subscriptionsDesc = desc("hub_subscriptions", "Subscriptions: (connection, topic) pairs.")
+	publishedDesc     = desc("hub_published_total", "Messages published, locally or through the Bus.")
+	batchesDesc       = desc("hub_batches_total", "Batch deliveries run by the event loops.")
+	deliveriesDesc    = desc("hub_deliveries_total", "Messages written to subscribers.")
+	slowDesc          = desc("hub_slow_total", "Messages to slow subscribers, by what their topic's policy did.", "action")
+)
+
+// Describe sends the descriptors of every series the Collector can export.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{connectionsDesc, outboundDesc, acceptedDesc, handshakesDesc,
+		httpServedDesc, closesDesc, panicsDesc, receivedDesc, sentDesc, memReturnsDesc} {
+		ch <- d
+	}
+	if c.hub != nil {
+		for _, d := range []*prometheus.Desc{topicsDesc, subscriptionsDesc, publishedDesc, batchesDesc, deliveriesDesc, slowDesc} {
+			ch <- d
+		}
+	}
+}
+
+// Collect reads the counters once and sends them.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.srv.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(connectionsDesc, float64(st.Active))
+	gauge(outboundDesc, float64(st.OutboundBytes))
+	counter(acceptedDesc, st.Accepted)
+	counter(handshakesDesc, st.Upgraded, "upgraded")
+	counter(handshakesDesc, st.Rejected, "rejected")
+	counter(handshakesDesc, st.HandshakeTimeouts, "timeout")
+	counter(httpServedDesc, st.HTTPServed)
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{
+		{"protocol_error", st.ProtocolErrors},
+		{"slow_consumer", st.SlowClosed},
+		{"budget", st.BudgetShed},
+		{"worker_backlog", st.WorkerBacklogClosed},
+		{"pong_timeout", st.PongTimeouts},
+		{"write_timeout", st.WriteTimeouts},
+		{"idle", st.IdleClosed},
+	} {
+		counter(closesDesc, r.n, r.reason)
+	}
+	counter(panicsDesc, st.Panics)
+	counter(receivedDesc, st.MessagesIn)
+	counter(sentDesc, st.MessagesOut)
+	counter(memReturnsDesc, st.MemoryReturns)
+	if c.hub == nil {
+		return
+	}
+	hs := c.hub.Stats()
+	gauge(topicsDesc, float64(hs.Topics))
+	gauge(subscriptionsDesc, float64(hs.Subscriptions))
+	counter(publishedDesc, hs.Published)
+	counter(batchesDesc, hs.Batches)
+	counter(deliveriesDesc, hs.Deliveries)
+	counter(slowDesc, hs.Dropped, "dropped")
+	counter(slowDesc, hs.Conflated, "conflated")
+	counter(slowDesc, hs.SlowClosed, "closed")
+}
