@@ -97,4 +97,14 @@ func TestReadSystemAndCountFDs(t *testing.T) {
 	if err != nil || n < 4 {
 		t.Fatalf("%d open files, %v", n, err)
 	}
+	more := make([]*os.File, 10)
+	for i := range more {
+		if more[i], err = os.Open(os.Args[0]); err != nil {
+			t.Fatal(err)
+		}
+		defer more[i].Close()
+	}
+	if m, err := CountFDs(os.Getpid()); err != nil || m != n+10 {
+		t.Fatalf("%d open files after opening 10 more than %d, %v", m, n, err)
+	}
 }
