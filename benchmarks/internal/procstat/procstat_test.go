@@ -75,7 +75,7 @@ func TestParseMeminfoAndSlabinfo(t *testing.T) {
 		"TCP                 2070   2100   2432   13    8 : tunables    0    0    0 : slabdata    161    161      0\n" +
 		"sock_inode_cache    4150   4176    768   21    4 : tunables    0    0    0 : slabdata    198    198      0\n"
 	m, err := ParseSlabinfo([]byte(slab))
-	if err != nil || m["TCP"] != 2100*2432 || m["sock_inode_cache"] != 4176*768 {
+	if err != nil || m["TCP"].Bytes() != 2100*2432 || m["sock_inode_cache"] != (Slab{Objs: 4176, ObjSize: 768}) {
 		t.Fatalf("%v %v", m, err)
 	}
 }

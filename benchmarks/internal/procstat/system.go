@@ -31,10 +31,19 @@ type System struct {
 	// Conntrack is net.netfilter.nf_conntrack_count, or -1 without
 	// connection tracking.
 	Conntrack int64 `json:"conntrack"`
-	// Slabs is each slab cache's size in bytes (objects × object size),
-	// or nil when /proc/slabinfo cannot be read.
-	Slabs map[string]int64 `json:"-"`
+	// Slabs is each slab cache, or nil when /proc/slabinfo cannot be
+	// read.
+	Slabs map[string]Slab `json:"-"`
 }
+
+// Slab is one slab cache of /proc/slabinfo.
+type Slab struct {
+	Objs    int64 // num_objs
+	ObjSize int64 // bytes per object
+}
+
+// Bytes is the cache's size: objects × object size.
+func (s Slab) Bytes() int64 { return s.Objs * s.ObjSize }
 
 // ReadSystem reads the host's socket and kernel memory counters under Root.
 // Slabs stays nil if slabinfo is not readable (it needs root); the rest
@@ -123,10 +132,10 @@ func ParseMeminfo(b []byte) map[string]int64 {
 	return out
 }
 
-// ParseSlabinfo returns each cache's bytes (num_objs × objsize) from the
+// ParseSlabinfo returns each cache's objects and object size from the
 // contents of /proc/slabinfo (version 2.x).
-func ParseSlabinfo(b []byte) (map[string]int64, error) {
-	out := map[string]int64{}
+func ParseSlabinfo(b []byte) (map[string]Slab, error) {
+	out := map[string]Slab{}
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		if len(line) == 0 || line[0] == '#' || bytes.HasPrefix(line, []byte("slabinfo")) {
 			continue
@@ -140,7 +149,7 @@ func ParseSlabinfo(b []byte) (map[string]int64, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fmt.Errorf("slabinfo: odd line %q", line)
 		}
-		out[f[0]] += objs * size
+		out[f[0]] = Slab{Objs: objs, ObjSize: size}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("slabinfo: no caches")
