@@ -27,7 +27,7 @@ func fleetCmd(args []string) error {
 	fs.IntVar(&cfg.Pending, "pending", fleet.DefaultPending, "connections in connect or handshake at once, over a wave's load generators")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "idle time before each memory sample (default 5s; negative: none)")
 	fs.IntVar(&cfg.Ticks, "ticks", 10, "ticks in the ticker phase")
-	fs.DurationVar(&cfg.TickInterval, "tick-interval", 0, "time between ticks (0: at least 1s and at least 15µs per connection)")
+	fs.DurationVar(&cfg.TickInterval, "tick-interval", 0, "time between ticks (0: at least 1s and at least 30µs per connection)")
 	fs.IntVar(&cfg.Symbols, "symbols", 1, "symbols per tick (each a message to every connection)")
 	fs.IntVar(&cfg.MsgSize, "size", 128, "bytes per message")
 	fs.IntVar(&cfg.Loops, "loops", 1, "event loops per herald process")

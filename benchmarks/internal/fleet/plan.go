@@ -38,7 +38,7 @@ const (
 	// at least the connections × this, so that one tick's fan-out (the
 	// servers' writes and the load generators' reads, on the same host)
 	// ends well before the next.
-	TickCostPerConn = 15 * time.Microsecond
+	TickCostPerConn = 30 * time.Microsecond
 )
 
 // Config is one fleet run. Zero values take the defaults.

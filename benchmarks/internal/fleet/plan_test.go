@@ -51,7 +51,7 @@ func TestPlanC1M(t *testing.T) {
 	if total != 1_000_000 || !equal(perWave, []int{100_000, 150_000, 250_000, 500_000}) {
 		t.Fatalf("total %d, per wave %v", total, perWave)
 	}
-	if len(p.Shards) != 57 || p.TickInterval != 15*time.Second || p.Expected() != 10_000_000 {
+	if len(p.Shards) != 57 || p.TickInterval != 30*time.Second || p.Expected() != 10_000_000 {
 		t.Fatalf("%d shards, tick every %v, %d deliveries", len(p.Shards), p.TickInterval, p.Expected())
 	}
 	if d := strings.Join(p.Describe(), "\n"); !strings.Contains(d, "56 herald ticker processes") || !strings.Contains(d, "57 load generator processes") {
@@ -64,7 +64,7 @@ func TestPlanSmallAndForced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Servers != 3 || !equal(p.Marks, []int{12500, 25000, 37500, 50000}) || len(p.Shards) != 4 || p.TickInterval != time.Second {
+	if p.Servers != 3 || !equal(p.Marks, []int{12500, 25000, 37500, 50000}) || len(p.Shards) != 4 || p.TickInterval != 1500*time.Millisecond {
 		t.Fatalf("%+v", p)
 	}
 	// The test's run: three servers forced, two marks, one load

@@ -117,7 +117,7 @@ func MemoryChart(res *Results) string {
 		kernel = append(kernel, s.KernelPerConn)
 		lg = append(lg, s.LoadgenPerConn)
 		hT = append(hT, float64(s.ServerRSS-fl.Base.ServerRSS)/(1<<20))
-		kT = append(kT, float64((s.System.SlabBytes-fl.Base.System.SlabBytes)+(s.System.TCPMemPages-fl.Base.System.TCPMemPages)*4096)/(1<<20))
+		kT = append(kT, s.KernelPerConn*float64(s.Conns)/(1<<20))
 		lgT = append(lgT, float64(s.LoadgenRSS)/(1<<20))
 		brT = append(brT, float64(s.BrokerRSS)/(1<<20))
 	}
@@ -151,7 +151,7 @@ func Markdown(res *Results) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# herald fleet: %s connections\n\n", report.Human(float64(p.Conns)))
-	w("%s; %s, %d cores, %s, kernel %s, %s. %s\n\n", res.Date, res.Machine.CPU, res.Machine.Cores, res.Machine.Memory, res.Machine.Kernel, strings.Join(res.Versions, ", "), res.CPUs)
+	w("%s; %s, %d cores, %s, kernel %s, %s. %s Load average (1, 5, 15 min) at the start and the end: %s.\n\n", res.Date, res.Machine.CPU, res.Machine.Cores, res.Machine.Memory, res.Machine.Kernel, strings.Join(res.Versions, ", "), res.CPUs, strings.Join(fl.LoadAvg, " and "))
 	w("## Layout\n\n")
 	for _, l := range fl.Layout {
 		w("- %s\n", l)
@@ -173,13 +173,17 @@ func Markdown(res *Results) string {
 
 	w("## %s: memory against connections\n\n", ScenarioHold)
 	w("![memory against connections](plots/fleet_memory.svg)\n\n")
-	w("| connections | herald RSS / conn | kernel / conn (both ends) | load generators / conn | herald RSS, all servers | per server: connections (RSS) | nats-server RSS | TCP sockets in use | slab |\n|---:|---:|---:|---:|---:|---|---:|---:|---:|\n")
-	w("| 0 | | | | %s | (%s–%s) | %s | %d | %s |\n", mibStr(fl.Base.ServerRSS), mibStr(fl.Base.ServerRSSMin), mibStr(fl.Base.ServerRSSMax), mibStr(fl.Base.BrokerRSS), fl.Base.System.TCPInUse, mibStr(fl.Base.System.SlabBytes))
+	w("| connections | herald RSS / conn | kernel / conn (both ends) | (raw; of it /proc inodes) | load generators / conn | herald RSS, all servers | per server: connections (RSS) | nats-server RSS | TCP sockets in use | slab |\n|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n")
+	w("| 0 | | | | | %s | (%s–%s) | %s | %d | %s |\n", mibStr(fl.Base.ServerRSS), mibStr(fl.Base.ServerRSSMin), mibStr(fl.Base.ServerRSSMax), mibStr(fl.Base.BrokerRSS), fl.Base.System.TCPInUse, mibStr(fl.Base.System.SlabBytes))
 	for _, s := range fl.Samples {
-		w("| %s | %s | %s | %s | %s | %d–%d (%s–%s) | %s | %d | %s |\n", report.Human(float64(s.Conns)), bytesStr(s.HeraldPerConn), bytesStr(s.KernelPerConn), bytesStr(s.LoadgenPerConn),
+		w("| %s | %s | %s | (%s; %s) | %s | %s | %d–%d (%s–%s) | %s | %d | %s |\n", report.Human(float64(s.Conns)), bytesStr(s.HeraldPerConn), bytesStr(s.KernelPerConn),
+			bytesStr(s.KernelRawPerConn), bytesStr(s.ProcPerConn), bytesStr(s.LoadgenPerConn),
 			mibStr(s.ServerRSS), s.ServerConnsMin, s.ServerConnsMax, mibStr(s.ServerRSSMin), mibStr(s.ServerRSSMax), mibStr(s.BrokerRSS), s.System.TCPInUse, mibStr(s.System.SlabBytes))
 	}
-	w("\nherald RSS / conn = (the servers' VmRSS added up − the same before any connection) ÷ connections, sampled %v after each wave connected, without forcing a collection. Kernel / conn = (growth of meminfo's `Slab` + growth of sockstat's TCP `mem` pages) ÷ connections: it covers both ends of every connection (client and server sockets are on this host), so a server host alone pays about half; on a shared machine other work moves `Slab` too. Load generators / conn is their whole RSS ÷ connections. Per server: the connections each process holds (its open files over its baseline) and its RSS, lowest–highest.\n\n", p.Settle)
+	w("\nherald RSS / conn = (the servers' VmRSS added up − the same before any connection) ÷ connections, sampled %v after each wave connected, without forcing a collection; each process's fixed costs (pools, buffers, the runtime's growth) are in it, so it falls as each process holds more. "+
+		"Kernel / conn = (growth of meminfo's `Slab` + growth of sockstat's TCP `mem` pages − proc inodes) ÷ connections: it covers both ends of every connection (client and server sockets are on this host), so a server host alone pays about half; on a shared machine other work moves `Slab` too. "+
+		"The proc inodes (`proc_inode_cache` and a dentry each) appear when something lists `/proc/<pid>/fd` of the processes — one per descriptor, whoever lists them (this harness does not: it counts descriptors from the directory's size); they are shown apart and left out. "+
+		"Load generators / conn is their whole RSS ÷ connections, each process's baseline included. Per server: the connections each process holds (its open files over its baseline) and its RSS, lowest–highest.\n\n", p.Settle)
 	w("| wave | connections | load generators | connect s | connects/s | failures |\n|---:|---:|---:|---:|---:|---:|\n")
 	for i, wv := range fl.Waves {
 		w("| %d | %s → %s | %d | %.1f | %s | %d |\n", i+1, report.Human(float64(wv.Mark-wv.Conns)), report.Human(float64(wv.Mark)), wv.Shards, wv.Seconds, report.Human(wv.PerS), wv.Failures)

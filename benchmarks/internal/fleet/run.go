@@ -71,6 +71,9 @@ type Fleet struct {
 	Stopped []string        `json:"stopped"` // how each process ended
 	Errors  []string        `json:"errors,omitempty"`
 	Cost    *CostModel      `json:"cost_model,omitempty"`
+	// LoadAvg is /proc/loadavg when the run started and when it ended:
+	// on a shared machine, how busy the rest of it was.
+	LoadAvg []string `json:"loadavg"`
 }
 
 // Wave is one group of load generators that connected together.
@@ -101,10 +104,19 @@ type Sample struct {
 	System         procstat.System `json:"system"`
 	// Per connection, against the baseline: herald's RSS growth over all
 	// servers; the kernel's, slab and TCP buffer pages (both ends of each
-	// connection are on this host); the load generators' whole RSS.
+	// connection are on this host), without the /proc inodes (see
+	// ProcPerConn); the load generators' whole RSS.
 	HeraldPerConn  float64 `json:"herald_rss_per_conn"`
 	KernelPerConn  float64 `json:"kernel_per_conn"`
 	LoadgenPerConn float64 `json:"loadgen_rss_per_conn"`
+	// KernelRawPerConn is the growth of Slab and TCP pages as it is;
+	// ProcPerConn the part of it that is proc inodes and their dentries
+	// (proc_inode_cache in /proc/slabinfo): they exist while something
+	// lists /proc/<pid>/fd of the processes (a monitoring agent, lsof),
+	// one per descriptor, and are not what a socket costs. 0 without
+	// slabinfo (then KernelPerConn is the raw growth).
+	KernelRawPerConn float64 `json:"kernel_raw_per_conn"`
+	ProcPerConn      float64 `json:"proc_inodes_per_conn"`
 }
 
 // SlabGrowth is a slab cache's growth from the baseline to N connections.
@@ -218,7 +230,7 @@ func Run(ctx context.Context, env Env, plan Plan) (*Results, error) {
 	if err := os.MkdirAll(env.LogDir, 0o755); err != nil {
 		return nil, err
 	}
-	r := &run{env: env, plan: plan, t0: time.Now(), fl: &Fleet{Plan: plan, Layout: plan.Describe()}}
+	r := &run{env: env, plan: plan, t0: time.Now(), fl: &Fleet{Plan: plan, Layout: plan.Describe(), LoadAvg: []string{loadavg(env.ProcRoot)}}}
 	for _, line := range r.fl.Layout {
 		r.log("  %s", line)
 	}
@@ -238,8 +250,19 @@ func Run(ctx context.Context, env Env, plan Plan) (*Results, error) {
 	if err := r.tick(ctx); err != nil {
 		return nil, err
 	}
+	r.fl.LoadAvg = append(r.fl.LoadAvg, loadavg(env.ProcRoot))
 	r.stopAll()
 	return r.finish()
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg(procRoot string) string {
+	b, err := os.ReadFile(filepath.Join(procRoot, "loadavg"))
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 // limits checks the host against the plan, raises what -tune may, and
@@ -734,20 +757,35 @@ func (r *run) sample(conns int) (Sample, error) {
 		b := r.fl.Base
 		page := int64(os.Getpagesize())
 		s.HeraldPerConn = float64(s.ServerRSS-b.ServerRSS) / float64(conns)
-		s.KernelPerConn = float64((sys.SlabBytes-b.System.SlabBytes)+(sys.TCPMemPages-b.System.TCPMemPages)*page) / float64(conns)
+		raw := (sys.SlabBytes - b.System.SlabBytes) + (sys.TCPMemPages-b.System.TCPMemPages)*page
+		proc := procInodes(b.System.Slabs, sys.Slabs)
+		s.KernelRawPerConn = float64(raw) / float64(conns)
+		s.ProcPerConn = float64(proc) / float64(conns)
+		s.KernelPerConn = float64(raw-proc) / float64(conns)
 		s.LoadgenPerConn = float64(s.LoadgenRSS) / float64(conns)
 	}
 	return s, nil
 }
 
+// procInodes is the growth of the proc inodes and their dentries from
+// base to at (0 without slabinfo).
+func procInodes(base, at map[string]procstat.Slab) int64 {
+	b, ok1 := base["proc_inode_cache"]
+	a, ok2 := at["proc_inode_cache"]
+	if !ok1 || !ok2 || a.Objs <= b.Objs {
+		return 0
+	}
+	return a.Bytes() - b.Bytes() + (a.Objs-b.Objs)*at["dentry"].ObjSize
+}
+
 // slabGrowth is the caches that grew most from base to at, per connection.
-func slabGrowth(base, at map[string]int64, conns int) []SlabGrowth {
+func slabGrowth(base, at map[string]procstat.Slab, conns int) []SlabGrowth {
 	if base == nil || at == nil || conns == 0 {
 		return nil
 	}
 	var out []SlabGrowth
 	for k, v := range at {
-		if d := v - base[k]; d > 0 {
+		if d := v.Bytes() - base[k].Bytes(); d > 0 {
 			out = append(out, SlabGrowth{Cache: k, Bytes: d, PerConn: float64(d) / float64(conns)})
 		}
 	}
