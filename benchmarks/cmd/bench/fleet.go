@@ -33,6 +33,7 @@ func fleetCmd(args []string) error {
 	fs.IntVar(&cfg.Loops, "loops", 1, "event loops per herald process")
 	tune := fs.Bool("tune", false, "raise the kernel settings the run needs (as root), printing each before and after")
 	force := fs.Bool("force", false, "run even when a limit the plan needs (files, ports, memory) is too low")
+	planOnly := fs.Bool("plan", false, "print the plan and check the limits against it (with -tune, raise them), then exit without running")
 	out, pin, from := outputFlags(fs, "fleet", "results.json")
 	_ = fs.Parse(args)
 
@@ -73,6 +74,9 @@ func fleetCmd(args []string) error {
 	plan, err := fleet.NewPlan(cfg, lim.NofileHard, lim.Ports())
 	if err != nil {
 		return err
+	}
+	if *planOnly {
+		return fleet.Preflight(fleet.Env{Tune: *tune, Force: *force}, plan)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

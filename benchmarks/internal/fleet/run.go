@@ -265,6 +265,21 @@ func loadavg(procRoot string) string {
 	return strings.Join(f[:min(3, len(f))], " ")
 }
 
+// Preflight prints plan and checks this host's limits against it,
+// printing what Tune would change (or, with env.Tune as root, changing
+// it), without starting anything. It fails as Run would on a limit that
+// blocks the plan.
+func Preflight(env Env, plan Plan) error {
+	if env.ProcRoot == "" {
+		env.ProcRoot = "/proc"
+	}
+	r := &run{env: env, plan: plan, t0: time.Now(), fl: &Fleet{Plan: plan, Layout: plan.Describe()}}
+	for _, line := range r.fl.Layout {
+		r.log("  %s", line)
+	}
+	return r.limits()
+}
+
 // limits checks the host against the plan, raises what -tune may, and
 // refuses a plan that cannot work.
 func (r *run) limits() error {
