@@ -111,6 +111,8 @@ func ReadResults(rd io.Reader) (*Results, error) {
 func MemoryChart(res *Results) string {
 	fl := res.Fleet
 	var x, herald, kernel, lg, hT, kT, lgT, brT []float64
+	// The totals start from nothing held: the baseline.
+	x0, hT0, kT0, lgT0, brT0 := []float64{0}, []float64{0}, []float64{0}, []float64{0}, []float64{float64(fl.Base.BrokerRSS) / (1 << 20)}
 	for _, s := range fl.Samples {
 		x = append(x, float64(s.Conns))
 		herald = append(herald, s.HeraldPerConn)
@@ -121,6 +123,7 @@ func MemoryChart(res *Results) string {
 		lgT = append(lgT, float64(s.LoadgenRSS)/(1<<20))
 		brT = append(brT, float64(s.BrokerRSS)/(1<<20))
 	}
+	x0, hT, kT, lgT, brT = append(x0, x...), append(hT0, hT...), append(kT0, kT...), append(lgT0, lgT...), append(brT0, brT...)
 	var marks []report.Mark
 	for _, s := range fl.Samples {
 		marks = append(marks, report.Mark{T: float64(s.Conns), Label: report.Human(float64(s.Conns))})
@@ -136,10 +139,10 @@ func MemoryChart(res *Results) string {
 				{Name: "load generators", T: x, V: lg, Color: "#2f9e44"},
 			}},
 			{Title: "In all", Unit: "MiB", Lines: []report.TimeLine{
-				{Name: "herald growth", T: x, V: hT},
-				{Name: "kernel growth", T: x, V: kT, Color: "#1971c2"},
-				{Name: "load generators", T: x, V: lgT, Color: "#2f9e44"},
-				{Name: "nats-server", T: x, V: brT, Color: "#7048e8"},
+				{Name: "herald growth", T: x0, V: hT},
+				{Name: "kernel growth", T: x0, V: kT, Color: "#1971c2"},
+				{Name: "load generators", T: x0, V: lgT, Color: "#2f9e44"},
+				{Name: "nats-server", T: x0, V: brT, Color: "#7048e8"},
 			}},
 		}, marks)
 }
