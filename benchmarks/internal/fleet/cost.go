@@ -58,17 +58,19 @@ func NewCostModel(heraldPerConn, kernelPerSocket, cpuUS float64) *CostModel {
 }
 
 // Published figures of other servers at scale (not measured here), for
-// the comparison beside herald's measured ones.
+// the comparison beside herald's measured ones. Compare says which of
+// herald's figures is the comparable one: "process" (RSS per
+// connection), "kernel" (per server socket) or "total" (both).
 var Published = []struct {
 	Who, Figure string
-	PerConn     float64 // bytes per connection as published, for the C10M column; 0: none
-	Covers      string
+	PerConn     float64 // bytes per connection as published
+	Compare     string
 }{
-	{"Centrifugo", "1M connections on 20 pods, ~30 KB per connection; ~500k msg/s delivered", 30 << 10, "pod memory (process and, as a container counts it, socket buffers)"},
-	{"Centrifugo, tuned", "11.6 KB per connection on one node", 11.6 * 1024, "process memory"},
-	{"lesismal/nbio", "≈1 KB per connection at 1M", 1 << 10, "process memory; the kernel's sockets on top"},
-	{"greatws", "0.45–0.6 KB per connection at 1M", 0.6 * 1024, "process memory; the kernel's sockets on top"},
-	{"MigratoryData", "12M connections on one box, ~3 KB of kernel memory per socket", 3 << 10, "the kernel's memory per socket"},
+	{"Centrifugo", "1M connections on 20 pods, ~30 KB per connection; ~500k msg/s delivered", 30 << 10, "total"},
+	{"Centrifugo, tuned", "11.6 KB per connection on one node", 11.6 * 1024, "total"},
+	{"lesismal/nbio", "≈1 KB per connection at 1M", 1 << 10, "process"},
+	{"greatws", "0.45–0.6 KB per connection at 1M", 0.6 * 1024, "process"},
+	{"MigratoryData", "12M connections on one box, ~3 KB of kernel memory per socket", 3 << 10, "kernel"},
 }
 
 // Markdown is the cost model as a report section.
@@ -83,22 +85,34 @@ func (c *CostModel) Markdown() string {
 	} else {
 		w("%.2f µs of server CPU per delivered message (on loopback, where the kernel's send also does the receiving socket's work).\n\n", c.CPUPerDeliveryUS)
 	}
-	w("10M connections need **%.0f GiB** for herald and the kernel: %d host(s) of %d GiB at %.0f%% for connections. ",
+	w("10M connections need **%.0f GiB** for herald and the kernel: %d host(s) of %d GiB at %.0f%% for connections.",
 		c.MemoryGiB, c.HostsForMemory, HostMemGiB, 100*MemFraction)
 	if len(c.Rates) > 0 {
-		w("CPU decides past a message per connection every few seconds (hosts of %d cores at %.0f%%):\n\n", HostCores, 100*CPUFraction)
+		// From this rate on, the cores needed outgrow the hosts memory asks for.
+		cross := float64(c.HostsForMemory) * HostCores * CPUFraction * 1e6 / (C10M * c.CPUPerDeliveryUS)
+		w(" Fan-out CPU needs more hosts than memory from about %.2f messages per connection per second (one every %.1f s), on hosts of %d cores at %.0f%%:\n\n",
+			cross, 1/cross, HostCores, 100*CPUFraction)
 		w("| messages per connection per second | deliveries/s | cores | hosts (CPU and memory) |\n|---:|---:|---:|---:|\n")
 		for _, r := range c.Rates {
 			w("| %g | %s | %.1f | %d |\n", r.PerConnPerS, humanCount(r.Deliveries), r.Cores, r.Hosts)
 		}
-		w("\n")
+		w("\nCentrifugo's published ~500k messages per second delivered (20 pods) would take herald %.1f cores at this CPU per delivery.\n\n", 500e3*c.CPUPerDeliveryUS/1e6)
 	} else {
 		w("\n\n")
 	}
-	w("Beside published figures (not measured here; what each covers differs):\n\n| server | published | per connection × 10M |\n|---|---|---:|\n")
-	w("| herald (this run) | %s process + %s kernel per server socket | %.0f GiB |\n", bytesStr(c.HeraldPerConn), bytesStr(c.KernelPerSocket), c.MemoryGiB)
+	w("Beside published figures (not measured here; they do not all count the same things: a process's memory, a pod's, the kernel's):\n\n")
+	w("| server | published | herald's comparable figure here | published × 10M |\n|---|---|---:|---:|\n")
 	for _, p := range Published {
-		w("| %s | %s (%s) | %.0f GiB |\n", p.Who, p.Figure, p.Covers, C10M*p.PerConn/(1<<30))
+		var mine string
+		switch p.Compare {
+		case "process":
+			mine = bytesStr(c.HeraldPerConn) + " RSS per connection"
+		case "kernel":
+			mine = bytesStr(c.KernelPerSocket) + " kernel per socket"
+		default:
+			mine = bytesStr(c.HeraldPerConn+c.KernelPerSocket) + " process + kernel"
+		}
+		w("| %s | %s | %s | %.0f GiB |\n", p.Who, p.Figure, mine, C10M*p.PerConn/(1<<30))
 	}
 	return b.String()
 }
