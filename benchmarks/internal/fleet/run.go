@@ -1019,9 +1019,20 @@ func (r *run) stopAll() {
 
 // cleanup ends whatever a failed run left running.
 func (r *run) cleanup() {
+	// A load generator still waiting for its window's start reads stdin:
+	// closing it ends the wait, the signal ends anything else. All at
+	// once, so that a million connections' worth of them stop in seconds.
+	var lwg sync.WaitGroup
 	for _, l := range r.lgs {
-		l.Stop(5 * time.Second)
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			l.Signal()
+			_ = l.Stdin.Close()
+			l.Stop(10 * time.Second)
+		}()
 	}
+	lwg.Wait()
 	if r.pub != nil {
 		_ = r.pub.stop(5 * time.Second)
 	}
