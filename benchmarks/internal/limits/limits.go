@@ -157,6 +157,7 @@ type Finding struct {
 	Blocks bool
 }
 
+// String is the finding as one line (two with the fix when too low).
 func (f Finding) String() string {
 	mark := "ok  "
 	if !f.OK {
@@ -298,6 +299,7 @@ type Change struct {
 	Err    string `json:"error,omitempty"`
 }
 
+// String is the change as "setting before -> after".
 func (c Change) String() string {
 	s := fmt.Sprintf("%-32s %s -> %s", c.Sysctl, c.Before, c.After)
 	if c.Err != "" {
