@@ -80,6 +80,9 @@ func TestTinyFleet(t *testing.T) {
 	if len(fl.Stopped) != 3 || !strings.Contains(strings.Join(fl.Stopped, "\n"), "servers: 3 of 3 exited cleanly") {
 		t.Errorf("stopped: %v", fl.Stopped)
 	}
+	if len(res.Versions) != 2 || !strings.HasPrefix(res.Versions[1], "nats-server 2.") {
+		t.Errorf("versions: %v", res.Versions)
+	}
 	if len(res.Rows) != 2 || res.Rows[0].Scenario != ScenarioHold || res.Rows[1].Scenario != ScenarioTicker ||
 		report.Val(res.Rows[0].RSSBytesPerConn) <= 0 || report.Val(res.Rows[1].DeliveredRatio) != 1 {
 		t.Fatalf("rows: %+v", res.Rows)

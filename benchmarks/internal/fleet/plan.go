@@ -319,7 +319,11 @@ func (p Plan) Describe() []string {
 	var ws []string
 	prev := 0
 	for w, m := range p.Marks {
-		ws = append(ws, fmt.Sprintf("%d → %d (%d load generators)", prev, m, waves[w]))
+		unit := "load generators"
+		if waves[w] == 1 {
+			unit = "load generator"
+		}
+		ws = append(ws, fmt.Sprintf("%d → %d (%d %s)", prev, m, waves[w], unit))
 		prev = m
 	}
 	return []string{

@@ -27,7 +27,7 @@ func (r *run) finish() (*Results, error) {
 	res := &Results{Fleet: fl}
 	res.Date = r.t0.UTC().Format(time.RFC3339)
 	res.Machine = r.env.Machine
-	res.Versions = []string{r.env.Label, "nats-server (nats/go.mod's tool)"}
+	res.Versions = []string{r.env.Label, "nats-server " + r.brokerVersion}
 	res.Limits = fl.Limits
 	res.CPUs = r.env.CPUs.Describe()
 	for _, c := range fl.Tuning {

@@ -179,22 +179,24 @@ type run struct {
 	t0   time.Time
 	fl   *Fleet
 
-	broker    *service
-	brokerURL string
-	monitor   string
-	servers   []*service
-	addr      string
-	baseFDs   []int
-	lgs       []*lgProc
-	pub       *service
-	results   []*loadgen.Result
-	merged    *loadgen.Result
+	broker        *service
+	brokerURL     string
+	brokerVersion string
+	monitor       string
+	servers       []*service
+	addr          string
+	baseFDs       []int
+	lgs           []*lgProc
+	pub           *service
+	results       []*loadgen.Result
+	merged        *loadgen.Result
 }
 
 var (
 	listenRE  = regexp.MustCompile(`listening on (\S+)`)
 	clientRE  = regexp.MustCompile(`Listening for client connections on (\S+)`)
 	monitorRE = regexp.MustCompile(`Starting http monitor on (\S+)`)
+	versionRE = regexp.MustCompile(`Version:\s+(\S+)`)
 )
 
 func (r *run) step(format string, args ...any) {
@@ -364,6 +366,9 @@ func (r *run) startBroker(ctx context.Context) error {
 			}
 			if m := monitorRE.FindStringSubmatch(line); m != nil {
 				mon = m[1]
+			}
+			if m := versionRE.FindStringSubmatch(line); m != nil && r.brokerVersion == "" {
+				r.brokerVersion = m[1]
 			}
 			if strings.Contains(line, "Server is ready") {
 				once.Do(func() { close(ready) })
