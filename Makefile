@@ -13,7 +13,7 @@ NATSMOD   := nats
 # carries no metrics library.
 PROMMOD   := prom
 
-.PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-soak bench-stall bench-go bench-memory
+.PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-soak bench-stall bench-fleet bench-c1m bench-go bench-memory
 
 ## test: everything CI checks — vet, gofmt, every package's tests with -race
 ## (the RFC 6455 conformance suite in tests/conformance among them), short
@@ -56,8 +56,9 @@ interop:
 
 # The harness's tests: histogram merging, result parsing, limit checks, the
 # peers' contract, the hostile client kinds, a tiny end-to-end run against
-# the echo example, and the short soak (stalled subscribers against the
-# ticker's budget).
+# the echo example, the short soak (stalled subscribers against the
+# ticker's budget) and a tiny fleet run (3 ticker processes on one port,
+# nats-server, 2,000 connections, ticks to all of them).
 harness:
 	bash benchmarks/peers/setup.sh
 	$(MAKE) -C benchmarks test
@@ -79,6 +80,17 @@ bench-soak:
 
 bench-stall:
 	$(MAKE) -C benchmarks bench-stall
+
+## bench-fleet: CONNS connections (default 50000) over herald ticker
+## processes sharing one port and a NATS broker, memory sampled on the way
+## up, then ticks through the broker to all of them (results/fleet;
+## FLEET_FLAGS=-tune as root raises the kernel settings it needs);
+## bench-c1m: the same with a million. Neither is part of test.
+bench-fleet:
+	$(MAKE) -C benchmarks bench-fleet
+
+bench-c1m:
+	$(MAKE) -C benchmarks bench-c1m
 
 ## bench-go: Go benchmarks (ns/op, allocs/op) of every package.
 bench-go:

@@ -31,3 +31,5 @@ require (
 )
 
 replace github.com/heraldws/herald => ../
+
+tool github.com/nats-io/nats-server/v2

@@ -11,6 +11,7 @@
 //	go run ./cmd/bench report results/latest/results.json
 //	go run ./cmd/bench soak -duration 10m  # the ticker under slow and hostile clients
 //	go run ./cmd/bench stall               # readers' p99 without and with 5,000 stalled subscribers
+//	go run ./cmd/bench fleet -conns 1M -tune # N connections over herald processes on one port and NATS (results/fleet)
 package main
 
 import (
@@ -48,6 +49,8 @@ func main() {
 			err = soakCmd(os.Args[2:])
 		case "stall":
 			err = stallCmd(os.Args[2:])
+		case "fleet":
+			err = fleetCmd(os.Args[2:])
 		default:
 			err = runCmd(os.Args[1:])
 		}

@@ -51,3 +51,60 @@ func TestReadSelfAndFakeRoot(t *testing.T) {
 		t.Fatalf("fake: %+v %v", s, err)
 	}
 }
+
+func TestParseSockstat(t *testing.T) {
+	var s System
+	in := "sockets: used 2015\nTCP: inuse 2006 orphan 1 tw 1807 alloc 2008 mem 208\nUDP: inuse 0 mem 0\n"
+	if err := ParseSockstat([]byte(in), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.SocketsUsed != 2015 || s.TCPInUse != 2006 || s.TCPOrphan != 1 || s.TCPTimeWait != 1807 || s.TCPAlloc != 2008 || s.TCPMemPages != 208 {
+		t.Fatalf("%+v", s)
+	}
+	if err := ParseSockstat([]byte("sockets: used 1\n"), &s); err == nil {
+		t.Fatal("sockstat without TCP accepted")
+	}
+}
+
+func TestParseMeminfoAndSlabinfo(t *testing.T) {
+	mi := ParseMeminfo([]byte("MemTotal:       24606636 kB\nSlab:             151920 kB\nHugePages_Total:       0\n"))
+	if mi["Slab"] != 151920*1024 || mi["MemTotal"] != 24606636*1024 || mi["HugePages_Total"] != 0 {
+		t.Fatalf("%v", mi)
+	}
+	slab := "slabinfo - version: 2.1\n# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>\n" +
+		"TCP                 2070   2100   2432   13    8 : tunables    0    0    0 : slabdata    161    161      0\n" +
+		"sock_inode_cache    4150   4176    768   21    4 : tunables    0    0    0 : slabdata    198    198      0\n"
+	m, err := ParseSlabinfo([]byte(slab))
+	if err != nil || m["TCP"].Bytes() != 2100*2432 || m["sock_inode_cache"] != (Slab{Objs: 4176, ObjSize: 768}) {
+		t.Fatalf("%v %v", m, err)
+	}
+}
+
+func TestReadSystemAndCountFDs(t *testing.T) {
+	s, err := ReadSystem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.SlabBytes <= 0 || s.MemAvailable <= 0 {
+		t.Fatalf("%+v", s)
+	}
+	f, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n, err := CountFDs(os.Getpid())
+	if err != nil || n < 4 {
+		t.Fatalf("%d open files, %v", n, err)
+	}
+	more := make([]*os.File, 10)
+	for i := range more {
+		if more[i], err = os.Open(os.Args[0]); err != nil {
+			t.Fatal(err)
+		}
+		defer more[i].Close()
+	}
+	if m, err := CountFDs(os.Getpid()); err != nil || m != n+10 {
+		t.Fatalf("%d open files after opening 10 more than %d, %v", m, n, err)
+	}
+}

@@ -246,3 +246,7 @@ func nodeLabel(lay Layout, name string) string {
 
 // GoBuild builds pkg (a path inside dir's module) into out.
 func GoBuild(ctx context.Context, dir, out, pkg string) error { return goBuild(ctx, dir, out, pkg) }
+
+// GitRev is the short revision of the repository at root, with "+changes"
+// when its working tree differs.
+func GitRev(root string) string { return gitRev(root) }

@@ -190,17 +190,7 @@ func symbol(k int) string { return "S" + strconv.Itoa(k) }
 // price takes a random step and one message per symbol goes out in one
 // batch.
 func (t *Ticker) publish(stop <-chan struct{}) {
-	n := t.opts.Symbols
-	seq := make([]int64, n)
-	price := make([]float64, n)
-	names := make([]string, n)
-	for k := range price {
-		price[k] = 100 + float64(k%50)
-		names[k] = symbol(k)
-	}
-	msgs := make([]broadcast.Message, n)
-	offsets := make([]int, 0, n+1)
-	var arena []byte
+	ticks := NewTicks(t.opts.Symbols, t.opts.Size)
 	clusterDown := false
 	tick := time.NewTicker(t.opts.Interval)
 	defer tick.Stop()
@@ -210,20 +200,8 @@ func (t *Ticker) publish(stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		arena, offsets = arena[:0], offsets[:0]
-		now := time.Now().UnixNano() // the batch's publish time
-		for k := 0; k < n; k++ {
-			seq[k]++
-			price[k] *= 1 + (rand.Float64()-0.5)*0.004
-			offsets = append(offsets, len(arena))
-			arena = appendTick(arena, names[k], seq[k], now, price[k], t.opts.Size)
-		}
-		offsets = append(offsets, len(arena))
-		for k := 0; k < n; k++ {
-			msgs[k] = broadcast.Message{Topic: names[k], Type: engine.TextMessage, Data: arena[offsets[k]:offsets[k+1]]}
-		}
 		var busErr *broadcast.BusError
-		switch err := t.hub.PublishBatch(msgs); {
+		switch err := t.hub.PublishBatch(ticks.Next(time.Now().UnixNano())); {
 		case errors.As(err, &busErr):
 			// Local clients got the tick; tell the operator once that the
 			// cluster does not, and once that it does again.
@@ -238,6 +216,52 @@ func (t *Ticker) publish(stop <-chan struct{}) {
 			t.log.Info("ticks reach the cluster again")
 		}
 	}
+}
+
+// Ticks makes the ticker's messages: one text message per symbol and tick,
+// in the bench contract's format (see appendTick), with each symbol's
+// sequence number going up by one every tick and its price taking a small
+// random step. The ticker publishes them, and so can a process that serves
+// nobody and only publishes to a cluster (nats/cmd/tickpub). Not safe for
+// concurrent use.
+type Ticks struct {
+	size    int
+	seq     []int64
+	price   []float64
+	names   []string
+	msgs    []broadcast.Message
+	offsets []int
+	arena   []byte
+}
+
+// NewTicks makes ticks of symbols symbols (topics S0 to S<symbols-1>) of
+// about size bytes each.
+func NewTicks(symbols, size int) *Ticks {
+	t := &Ticks{size: size, seq: make([]int64, symbols), price: make([]float64, symbols),
+		names: make([]string, symbols), msgs: make([]broadcast.Message, symbols), offsets: make([]int, 0, symbols+1)}
+	for k := range t.price {
+		t.price[k] = 100 + float64(k%50)
+		t.names[k] = symbol(k)
+	}
+	return t
+}
+
+// Next returns the next tick, one message per symbol, stamped with now
+// (Unix ns) as its publish time. The messages and their data are valid
+// until the next call.
+func (t *Ticks) Next(now int64) []broadcast.Message {
+	t.arena, t.offsets = t.arena[:0], t.offsets[:0]
+	for k := range t.seq {
+		t.seq[k]++
+		t.price[k] *= 1 + (rand.Float64()-0.5)*0.004
+		t.offsets = append(t.offsets, len(t.arena))
+		t.arena = appendTick(t.arena, t.names[k], t.seq[k], now, t.price[k], t.size)
+	}
+	t.offsets = append(t.offsets, len(t.arena))
+	for k := range t.msgs {
+		t.msgs[k] = broadcast.Message{Topic: t.names[k], Type: engine.TextMessage, Data: t.arena[t.offsets[k]:t.offsets[k+1]]}
+	}
+	return t.msgs
 }
 
 // appendTick appends one tick message, padded to about size bytes:

@@ -167,6 +167,27 @@ func TestAppendTickSize(t *testing.T) {
 	}
 }
 
+// Ticks makes one message per symbol and tick, each +1 in its symbol's
+// sequence and stamped with the tick's time.
+func TestTicksSequence(t *testing.T) {
+	ticks := NewTicks(3, 96)
+	for n := int64(1); n <= 4; n++ {
+		msgs := ticks.Next(1000 + n)
+		if len(msgs) != 3 {
+			t.Fatalf("tick %d: %d messages", n, len(msgs))
+		}
+		for k, m := range msgs {
+			var got tick
+			if err := json.Unmarshal(m.Data, &got); err != nil {
+				t.Fatalf("tick %d: %v: %s", n, err, m.Data)
+			}
+			if want := symbol(k); m.Topic != want || got.Sym != want || got.Seq != n || got.TS != 1000+n || len(m.Data) != 96 {
+				t.Fatalf("tick %d, message %d: topic %s %+v (%d bytes)", n, k, m.Topic, got, len(m.Data))
+			}
+		}
+	}
+}
+
 func TestMemoryLimitFlag(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "") // set, so a valid limit leaves the runtime alone
 	for _, tc := range []struct {
