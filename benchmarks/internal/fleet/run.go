@@ -619,6 +619,14 @@ func (r *run) hold(ctx context.Context) error {
 			return err
 		}
 		r.fl.Samples = append(r.fl.Samples, s)
+		// The load generators count connections as they come up; what
+		// counts is what the servers hold after the settle. A connection
+		// lost on the way (a server or a load generator that closed it)
+		// would make every per-connection figure wrong.
+		if s.ServerConns != held {
+			return fmt.Errorf("at the %d mark the servers hold %d connections by their open files (%d–%d each), not %d: connections were lost after they came up",
+				held, s.ServerConns, s.ServerConnsMin, s.ServerConnsMax, held)
+		}
 		r.log("  at %d: herald %s/conn (%d servers, %d–%d connections each), kernel %s/conn, load generators %s/conn, broker %s",
 			held, bytesStr(s.HeraldPerConn), len(r.servers), s.ServerConnsMin, s.ServerConnsMax, bytesStr(s.KernelPerConn), bytesStr(s.LoadgenPerConn), mibStr(s.BrokerRSS))
 	}
@@ -630,9 +638,6 @@ func (r *run) hold(ctx context.Context) error {
 		r.fl.Hold.ConnectPerS = float64(r.fl.Hold.Connected) / r.fl.Hold.ConnectS
 	}
 	r.fl.Hold.BrokerRSS = last.BrokerRSS
-	if last.ServerConns != r.plan.Conns {
-		r.note("the servers hold %d connections by their open files, the load generators asked for %d", last.ServerConns, r.plan.Conns)
-	}
 	r.fl.Slabs = slabGrowth(r.fl.Base.System.Slabs, last.System.Slabs, last.Conns)
 	return nil
 }
