@@ -247,14 +247,17 @@ func (sh *shard) flush() {
 	// One clock read per flush marks every subscriber written as active.
 	now := sh.hub.srv.Now()
 	for _, m := range sh.touched {
-		if !m.gone && !m.slow && m.c.Buffered() == 0 {
-			sh.flushMember(m, now)
+		if m.gone || m.slow {
+			continue
+		}
+		if backlog := m.c.Buffered(); backlog == 0 {
+			sh.flushMember(m, backlog, now)
 			m.head, m.tail = -1, -1 // done: the second pass skips it
 		}
 	}
 	for _, m := range sh.touched {
 		if !m.gone && m.head >= 0 {
-			sh.flushMember(m, now)
+			sh.flushMember(m, m.c.Buffered(), now)
 		}
 		m.head, m.tail, m.touched = -1, -1, false
 	}
@@ -269,7 +272,8 @@ func (sh *shard) flush() {
 	sh.held = sh.held[:0]
 }
 
-// updateSlow moves m in or out of the slow state by its backlog and reports
+// updateSlow moves m in or out of the slow state by its backlog (what
+// Buffered reported for it just before) and reports
 // whether it is slow. While the loop's share of the server's outbound budget
 // is used up, any backlog makes a subscriber slow: the topic's policy then
 // keeps it from growing, instead of the engine closing it.
@@ -281,9 +285,8 @@ func (sh *shard) flush() {
 // budget, thousands of stalled subscribers that read nothing would all be
 // written to again, refilling the budget with copies for connections that
 // are about to time out.
-func (sh *shard) updateSlow(m *member) bool {
+func (sh *shard) updateSlow(m *member, backlog int) bool {
 	opts := &sh.hub.opts
-	backlog := m.c.Buffered()
 	if m.slow && backlog <= min(opts.LowWater, m.slowFrom/2) {
 		m.slow = false
 	}
@@ -293,9 +296,9 @@ func (sh *shard) updateSlow(m *member) bool {
 	return m.slow
 }
 
-func (sh *shard) flushMember(m *member, now time.Duration) {
+func (sh *shard) flushMember(m *member, backlog int, now time.Duration) {
 	c := m.c
-	if sh.updateSlow(m) {
+	if sh.updateSlow(m, backlog) {
 		sh.applyPolicy(m)
 		return
 	}
@@ -337,7 +340,7 @@ func (sh *shard) sweep(now time.Duration) {
 		case m.touched:
 			// A flush is pending for it and will send them.
 			kept = append(kept, m)
-		case sh.updateSlow(m):
+		case sh.updateSlow(m, m.c.Buffered()):
 			kept = append(kept, m)
 		default:
 			m.parked = false

@@ -549,7 +549,7 @@ func (cz *connz) subscribed(subjects []string) int {
 // it.
 func (r *run) hold(ctx context.Context) error {
 	r.step("baseline")
-	if !sleepCtx(ctx, r.plan.Settle) {
+	if !runner.SleepFor(ctx, r.plan.Settle) {
 		return ctx.Err()
 	}
 	base, err := r.sample(0)
@@ -608,7 +608,7 @@ func (r *run) hold(ctx context.Context) error {
 		if s, err := r.readServers(); err == nil {
 			cpu0 = s
 		}
-		if !sleepCtx(ctx, r.plan.Settle) {
+		if !runner.SleepFor(ctx, r.plan.Settle) {
 			return ctx.Err()
 		}
 		if err := r.alive(); err != nil {
@@ -844,7 +844,7 @@ func (r *run) tick(ctx context.Context) error {
 			return fmt.Errorf("load generator %d: send the start: %w", l.shard.Index, err)
 		}
 	}
-	if !sleepUntil(ctx, start.Add(50*time.Millisecond)) {
+	if !runner.SleepUntil(ctx, start.Add(50*time.Millisecond), nil) {
 		return ctx.Err()
 	}
 	cpu0, err := r.readServers()
@@ -1062,21 +1062,4 @@ func exitStr(err error) string {
 		return "exited cleanly"
 	}
 	return err.Error()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool { return sleepUntil(ctx, time.Now().Add(d)) }
-
-func sleepUntil(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
 }

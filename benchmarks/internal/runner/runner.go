@@ -249,7 +249,7 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 	}
 	if sc.Kind == "hold" {
 		say("holding %d idle connections", sc.Conns)
-		if !sleepCtx(ctx, sc.Settle) {
+		if !SleepFor(ctx, sc.Settle) {
 			return ctx.Err()
 		}
 		held, err := procstat.Read(pid)
@@ -266,7 +266,7 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 		}
 	}
 	say("warming up")
-	if !sleepUntilCtx(ctx, start) {
+	if !SleepUntil(ctx, start, nil) {
 		return ctx.Err()
 	}
 	s0, err := procstat.Read(pid)
@@ -274,7 +274,7 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 		return fmt.Errorf("read server /proc: %w", err)
 	}
 	say("measuring for %v", sc.Duration)
-	if !sleepUntilCtx(ctx, start.Add(sc.Duration)) {
+	if !SleepUntil(ctx, start.Add(sc.Duration), nil) {
 		return ctx.Err()
 	}
 	s1, err := procstat.Read(pid)
@@ -366,11 +366,14 @@ func fill(row *report.Row, sc Scenario, res *loadgen.Result, serverCPU int64, wi
 	return nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	return sleepUntilCtx(ctx, time.Now().Add(d))
+// SleepFor waits d; false if ctx ended first.
+func SleepFor(ctx context.Context, d time.Duration) bool {
+	return SleepUntil(ctx, time.Now().Add(d), nil)
 }
 
-func sleepUntilCtx(ctx context.Context, t time.Time) bool {
+// SleepUntil waits until t; false if ctx ended or abort (which may be nil)
+// was closed first.
+func SleepUntil(ctx context.Context, t time.Time, abort <-chan struct{}) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil
@@ -379,6 +382,8 @@ func sleepUntilCtx(ctx context.Context, t time.Time) bool {
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
+		return false
+	case <-abort:
 		return false
 	case <-timer.C:
 		return true

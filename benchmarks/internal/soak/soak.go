@@ -182,7 +182,7 @@ func Run(ctx context.Context, env *Env, plan Plan) (*Result, error) {
 		}
 	}()
 	// The idle RSS, once the runtime has settled from its start.
-	if !sleepCtx(ctx, 500*time.Millisecond) {
+	if !runner.SleepFor(ctx, 500*time.Millisecond) {
 		return nil, ctx.Err()
 	}
 	if r.res.IdleRSS, err = r.tk.RSS(); err != nil {
@@ -304,7 +304,7 @@ func (r *run) drive(ctx context.Context) error {
 		if g.Before {
 			continue
 		}
-		if !sleepUntil(ctx, start.Add(g.At), r.tk.Done()) {
+		if !runner.SleepUntil(ctx, start.Add(g.At), r.tk.Done()) {
 			return errors.New("interrupted")
 		}
 		if r.res.HostileAt == 0 {
@@ -513,26 +513,4 @@ func (r *run) span(from, to float64) *Latency {
 	}
 	l.Summary = histo.Summarize(h)
 	return l
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	return sleepUntil(ctx, time.Now().Add(d), nil)
-}
-
-// sleepUntil waits until t; false if ctx ended or abort was closed first.
-func sleepUntil(ctx context.Context, t time.Time, abort <-chan struct{}) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-abort:
-		return false
-	case <-timer.C:
-		return true
-	}
 }
