@@ -176,6 +176,14 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// CompressedFrameBound is the most AppendCompressedFrame appends for a
+// payload of n bytes: the longest header, and data that does not compress
+// (DEFLATE's stored blocks) with its overhead. With that much room left in
+// dst, AppendCompressedFrame does not allocate.
+func CompressedFrameBound(n int) int {
+	return MaxHeaderLen + n + n>>10 + 16
+}
+
 // deflater is a pooled compressor with the writer it writes through. A
 // compressor is half a megabyte, so it is shared: taken from the pool for
 // one message and put back, never kept by a connection.
@@ -203,8 +211,7 @@ var deflaters = sync.Pool{New: func() any {
 // subscribers, and leaves small messages uncompressed.
 func AppendCompressedFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
 	start := len(dst)
-	// Room for the longest header and for data that does not compress.
-	dst = slices.Grow(dst, MaxHeaderLen+len(payload)+len(payload)>>10+16)
+	dst = slices.Grow(dst, CompressedFrameBound(len(payload)))
 	dst = dst[:start+MaxHeaderLen]
 	z := deflaters.Get().(*deflater)
 	z.w.b = dst

@@ -410,3 +410,23 @@ func TestDeflateErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressedFrameBound: AppendCompressedFrame stays within the bound
+// it documents, for data that compresses and data that does not.
+func TestCompressedFrameBound(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 127, 128, 1000, 65535, 65536, 1 << 20} {
+		for _, random := range []bool{false, true} {
+			p := make([]byte, n)
+			if random {
+				for i := range p {
+					p[i] = byte(r.Uint32())
+				}
+			}
+			dst := make([]byte, 3, 3+CompressedFrameBound(n))
+			if f := AppendCompressedFrame(dst, ws.OpBinary, p); len(f)-3 > CompressedFrameBound(n) || &f[0] != &dst[0] {
+				t.Fatalf("%d bytes (random %v): %d appended, bound %d, reallocated %v", n, random, len(f)-3, CompressedFrameBound(n), &f[0] != &dst[0])
+			}
+		}
+	}
+}

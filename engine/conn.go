@@ -286,10 +286,12 @@ func (c *Conn) Send(typ MessageType, data []byte) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	buf := pool.Get(codec.HeaderLen(len(data)) + len(data))
+	var buf *bytebufferpool.ByteBuffer
 	if c.compresses(data) {
+		buf = pool.Get(codec.CompressedFrameBound(len(data)))
 		buf.B = codec.AppendCompressedFrame(buf.B, ws.OpCode(typ), data)
 	} else {
+		buf = pool.Get(codec.HeaderLen(len(data)) + len(data))
 		buf.B = codec.AppendFrame(buf.B, ws.OpCode(typ), data)
 	}
 	return c.loop.post(task{kind: taskFrame, c: c, buf: buf})
@@ -368,7 +370,7 @@ func (c *Conn) writeMessage(op ws.OpCode, payload []byte) error {
 		l.scratch = codec.AppendCompressedFrame(l.scratch[:0], op, payload)
 		frame = l.scratch
 	} else {
-		big = pool.Get(codec.HeaderLen(len(payload)) + len(payload))
+		big = pool.Get(codec.CompressedFrameBound(len(payload)))
 		big.B = codec.AppendCompressedFrame(big.B, op, payload)
 		frame = big.B
 	}
