@@ -20,24 +20,37 @@ func TestMain(m *testing.M) {
 
 // TestFanOutDoesNotAllocatePerSubscriber publishes to 1000 subscribers and
 // to 10 and checks that a publish costs the same few allocations (the batch
-// task per loop), whatever the number of subscribers.
+// task per loop), whatever the number of subscribers; the same with
+// subscribers that negotiated permessage-deflate, whose compressed twin
+// costs no allocation either.
 func TestFanOutDoesNotAllocatePerSubscriber(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
-	perPublish := func(subs int) float64 {
-		h, srv, _ := newHub(t, Options{}, engine.Config{})
-		stop := drainInProcess(t, srv, subs)
+	perPublish := func(subs int, deflate bool) float64 {
+		cfg := engine.Config{}
+		payload := []byte(`{"sym":"S0","seq":1,"px":101.25}`)
+		if deflate {
+			cfg.Compression = engine.Compression{Enabled: true}
+			payload = []byte(strings.Repeat(`{"sym":"S0","seq":1,"px":101.25},`, 30))
+		}
+		h, srv, _ := newHub(t, Options{}, cfg)
+		stop := drainInProcess(t, srv, subs, deflate)
 		defer stop()
 		waitSubs(t, h, "bench", subs)
-		payload := []byte(`{"sym":"S0","seq":1,"px":101.25}`)
 		publishAndWait(t, h, payload, subs, 100) // warm up pools
-		return testing.AllocsPerRun(200, func() { publishAndWait(t, h, payload, subs, 1) })
+		allocs := testing.AllocsPerRun(200, func() { publishAndWait(t, h, payload, subs, 1) })
+		if deflate && h.Stats().Compressed == 0 {
+			t.Fatal("nothing was compressed")
+		}
+		return allocs
 	}
-	few, many := perPublish(10), perPublish(1000)
-	t.Logf("allocations per publish: %.1f with 10 subscribers, %.1f with 1000", few, many)
-	if many > few+2 || many > 10 {
-		t.Fatalf("allocations grow with subscribers: %.1f for 10, %.1f for 1000", few, many)
+	for _, deflate := range []bool{false, true} {
+		few, many := perPublish(10, deflate), perPublish(1000, deflate)
+		t.Logf("deflate %v: allocations per publish: %.1f with 10 subscribers, %.1f with 1000", deflate, few, many)
+		if many > few+2 || many > 10 {
+			t.Fatalf("deflate %v: allocations grow with subscribers: %.1f for 10, %.1f for 1000", deflate, few, many)
+		}
 	}
 }
 
@@ -65,16 +78,21 @@ func publishBatchAndWait(tb testing.TB, h *Hub, batch []Message, subs, n int) {
 }
 
 // drainInProcess opens subs WebSocket clients subscribed to "bench" that
-// read and discard everything, without allocating per read.
-func drainInProcess(t testing.TB, srv *engine.Server, subs int) func() {
+// read and discard everything, without allocating per read; with deflate
+// they negotiate permessage-deflate.
+func drainInProcess(t testing.TB, srv *engine.Server, subs int, deflate bool) func() {
 	var conns []net.Conn
+	dial, discard := loadclient.Dial, loadclient.Discard
+	if deflate {
+		dial, discard = loadclient.DialDeflate, loadclient.DiscardDeflate
+	}
 	for i := 0; i < subs; i++ {
-		conn, err := loadclient.Dial(srv.Addr().String(), "/bench", i)
+		conn, err := dial(srv.Addr().String(), "/bench", i)
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, conn)
-		go loadclient.Discard(conn)
+		go discard(conn)
 	}
 	return func() {
 		for _, c := range conns {
@@ -91,8 +109,34 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
 			// The drain clients never write, so no keepalive during the run.
 			h, srv, _ := newHub(b, Options{}, engine.Config{PingInterval: time.Hour})
-			defer subscribeClients(b, h, srv, "bench", subs)()
+			defer subscribeClients(b, h, srv, "bench", subs, false)()
 			payload := []byte(`{"sym":"S0","seq":1,"ts":1700000000000000000,"px":101.25}`)
+			publishAndWait(b, h, payload, subs, 10)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			publishAndWait(b, h, payload, subs, b.N)
+			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(b.N*subs), "ns/delivery")
+		})
+	}
+}
+
+// BenchmarkPublishCompressed publishes a 2 KB JSON message to 1000
+// subscribers that negotiated permessage-deflate, and to 1000 that did not:
+// the message is compressed once per publish, so the cost per delivery
+// moves by the compression divided among the subscribers, and each
+// subscriber is written a quarter of the bytes.
+func BenchmarkPublishCompressed(b *testing.B) {
+	const subs = 1000
+	payload := jsonOf(2000, 7)
+	for _, deflate := range []bool{false, true} {
+		name := "plain"
+		if deflate {
+			name = "deflate"
+		}
+		b.Run(name, func(b *testing.B) {
+			h, srv, _ := newHub(b, Options{}, engine.Config{PingInterval: time.Hour, Compression: engine.Compression{Enabled: deflate}})
+			defer subscribeClients(b, h, srv, "bench", subs, deflate)()
 			publishAndWait(b, h, payload, subs, 10)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -115,7 +159,7 @@ func BenchmarkPublishBatch(b *testing.B) {
 	for _, subs := range []int{1000, 4000} {
 		b.Run(fmt.Sprintf("subs=%d/topics=%d", subs, topics), func(b *testing.B) {
 			h, srv, _ := newHub(b, Options{}, engine.Config{PingInterval: time.Hour})
-			defer subscribeClients(b, h, srv, strings.Join(names, ","), subs)()
+			defer subscribeClients(b, h, srv, strings.Join(names, ","), subs, false)()
 			batch := make([]Message, topics)
 			for i, name := range names {
 				batch[i] = Message{Topic: name, Type: engine.TextMessage,
@@ -132,14 +176,19 @@ func BenchmarkPublishBatch(b *testing.B) {
 }
 
 // subscribeClients starts subs draining clients in a child process, each
-// subscribed to the comma-separated topics, and waits until the hub has
+// subscribed to the comma-separated topics (negotiating permessage-deflate
+// if deflate), and waits until the hub has
 // them all. The returned stop, deferred by the benchmark, stops the timer
 // (a deferred call still runs inside it, and closing thousands of
 // connections allocates), closes the clients and waits until the hub has let
 // them go, so that they are not still closing during the next call.
-func subscribeClients(b *testing.B, h *Hub, srv *engine.Server, topics string, subs int) (stop func()) {
+func subscribeClients(b *testing.B, h *Hub, srv *engine.Server, topics string, subs int, deflate bool) (stop func()) {
 	last := topics[strings.LastIndexByte(topics, ',')+1:]
-	stopClients := loadclient.Start(b, srv.Addr().String(), "/"+topics, subs, true)
+	start := loadclient.Start
+	if deflate {
+		start = loadclient.StartDeflate
+	}
+	stopClients := start(b, srv.Addr().String(), "/"+topics, subs, true)
 	waitSubs(b, h, last, subs)
 	return func() {
 		b.StopTimer()

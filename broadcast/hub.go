@@ -9,6 +9,12 @@
 // of the batch with one write: with K topics updated per tick a subscriber
 // costs one syscall per tick, not K.
 //
+// A connection that negotiated permessage-deflate gets each message of
+// Config.Compression.MinSize or more compressed: the hub compresses a
+// message once per publish, into a compressed twin of the batch, and only
+// when one of the topic's subscribers negotiated the extension. However
+// many subscribers take it, a message is compressed once.
+//
 // A subscriber whose unread backlog passes Options.HighWater is a slow
 // consumer; the topic's Policy decides what it gets: newest messages
 // dropped, messages conflated to the latest per topic until it drains, or
@@ -132,15 +138,17 @@ type Hub struct {
 	shardMu sync.Mutex
 	shards  atomic.Pointer[[]*shard] // indexed by the loop's Index
 
-	published atomic.Uint64
+	published, compressed atomic.Uint64
 }
 
 // topic is the hub-wide record of a topic: its policy and how many
-// subscribers it has across loops.
+// subscribers it has across loops, and how many of those negotiated
+// permessage-deflate (its messages then get a compressed twin).
 type topic struct {
-	name   string
-	policy atomic.Uint32 // a Policy; SetPolicy may change it while loops deliver
-	subs   atomic.Int64
+	name        string
+	policy      atomic.Uint32 // a Policy; SetPolicy may change it while loops deliver
+	subs        atomic.Int64
+	deflateSubs atomic.Int64
 }
 
 // New returns a hub that delivers to srv's connections, or an error naming
@@ -337,26 +345,58 @@ func (h *Hub) Deliver(msgs []Message) error {
 	return nil
 }
 
-// deliver encodes the batch once and posts it to every loop that has
-// subscribers.
+// deliver encodes the batch once (and its compressed twin once, if a
+// subscriber of one of its topics negotiated permessage-deflate) and posts
+// it to every loop that has subscribers.
 func (h *Hub) deliver(msgs []Message) {
 	h.published.Add(uint64(len(msgs)))
 	b := getBatch()
 	h.mu.RLock()
 	for i := range msgs {
-		m := &msgs[i]
-		t := h.topics[m.Topic]
+		t := h.topics[msgs[i].Topic]
 		if t == nil || t.subs.Load() == 0 {
 			continue // nobody listens: don't even encode
 		}
-		start := len(b.buf.B)
-		b.buf.B = codec.AppendFrame(b.buf.B, ws.OpCode(m.Type), m.Data)
-		b.items = append(b.items, item{topic: t, start: int32(start), end: int32(len(b.buf.B))})
+		b.items = append(b.items, item{topic: t, msg: int32(i)})
 	}
 	h.mu.RUnlock()
 	if len(b.items) == 0 {
 		b.release()
 		return
+	}
+	// Encoding (compressing above all) happens outside the lock, so that
+	// subscribing never waits for it.
+	minSize := h.srv.CompressMinSize()
+	for k := range b.items {
+		it := &b.items[k]
+		m := &msgs[it.msg]
+		it.start = int32(len(b.buf.B))
+		b.buf.B = codec.AppendFrame(b.buf.B, ws.OpCode(m.Type), m.Data)
+		it.end = int32(len(b.buf.B))
+		if it.topic.deflateSubs.Load() == 0 {
+			// No twin: an empty range where the twin would be, so that
+			// twins stay in item order (itemsIn).
+			if b.zbuf != nil {
+				it.zstart = int32(len(b.zbuf.B))
+			}
+			it.zend = it.zstart
+			continue
+		}
+		if b.zbuf == nil {
+			b.zbuf = pool.Get(len(b.buf.B) + 64)
+		}
+		it.zstart = int32(len(b.zbuf.B))
+		if len(m.Data) >= minSize {
+			b.zbuf.B = codec.AppendCompressedFrame(b.zbuf.B, ws.OpCode(m.Type), m.Data)
+			if b.zbuf.B[it.zstart]&rsv1 != 0 {
+				h.compressed.Add(1)
+			}
+		} else {
+			// Too small to compress: the plain frame, copied, so that a
+			// deflate subscriber's frames of the batch stay one run.
+			b.zbuf.B = append(b.zbuf.B, b.buf.B[it.start:it.end]...)
+		}
+		it.zend = int32(len(b.zbuf.B))
 	}
 	b.refs.Store(1) // the publisher's own reference
 	for _, sh := range *h.shards.Load() {
@@ -392,8 +432,9 @@ func (h *Hub) shardFor(l looplink.Loop) *shard {
 	return grown[i]
 }
 
-// join records a new subscriber of name hub-wide and returns the topic.
-func (h *Hub) join(name string) *topic {
+// join records a new subscriber of name hub-wide, one that negotiated
+// permessage-deflate if deflate, and returns the topic.
+func (h *Hub) join(name string, deflate bool) *topic {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	t := h.topics[name]
@@ -409,14 +450,21 @@ func (h *Hub) join(name string) *topic {
 		}
 	}
 	t.subs.Add(1)
+	if deflate {
+		t.deflateSubs.Add(1)
+	}
 	return t
 }
 
-// leave records that a subscriber of t has gone; the last one removes the
-// topic, so an idle topic costs nothing.
-func (h *Hub) leave(t *topic) {
+// leave records that a subscriber of t has gone (one that negotiated
+// permessage-deflate if deflate); the last one removes the topic, so an
+// idle topic costs nothing.
+func (h *Hub) leave(t *topic, deflate bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if deflate {
+		t.deflateSubs.Add(-1)
+	}
 	if t.subs.Add(-1) == 0 && h.topics[t.name] == t {
 		delete(h.topics, t.name)
 		if h.interest != nil {
@@ -434,27 +482,65 @@ func (h *Hub) forget(c looplink.Conn) {
 	}
 }
 
+// rsv1 marks a compressed frame.
+const rsv1 = 0x40
+
 // pool of batches: a batch is shared by all loops and goes back to the pool
 // when the last one is done with it.
 var batches = sync.Pool{New: func() any { return new(batch) }}
 
+// batch is one publish, encoded: buf holds every message's frame, and zbuf,
+// when a subscriber of one of its topics negotiated permessage-deflate,
+// their compressed twins (or copies of the frames too small to compress).
 type batch struct {
 	buf   *bytebufferpool.ByteBuffer
+	zbuf  *bytebufferpool.ByteBuffer // nil when no message has a twin
 	items []item
 	refs  atomic.Int32
 }
 
+// item is one message of a batch: its frame is buf[start:end], its twin
+// zbuf[zstart:zend] (an empty range when it has none).
 type item struct {
-	topic      *topic
-	start, end int32
+	topic        *topic
+	msg          int32 // its index in the published batch, while encoding
+	start, end   int32
+	zstart, zend int32
+}
+
+// twin reports whether the item has a frame in zbuf.
+func (it *item) twin() bool { return it.zend > it.zstart }
+
+// frames returns the buffer of the plain frames or, with z, of the twins.
+func (b *batch) frames(z bool) []byte {
+	if z {
+		return b.zbuf.B
+	}
+	return b.buf.B
+}
+
+// frameOf returns the item's frame, or its twin with z.
+func (b *batch) frameOf(it *item, z bool) []byte {
+	if z {
+		return b.zbuf.B[it.zstart:it.zend]
+	}
+	return b.buf.B[it.start:it.end]
 }
 
 // itemsIn returns the items whose frames fill bytes [start, end) of the
-// buffer: a run queued for a subscriber. Items are in buffer order.
-func (b *batch) itemsIn(start, end int32) []item {
-	i := sort.Search(len(b.items), func(i int) bool { return b.items[i].start >= start })
+// buffer (of the twins with z): a run queued for a subscriber. Items are in
+// buffer order, in both buffers. Among twins, the slice may hold items
+// without one (an empty range inside the run); callers skip them.
+func (b *batch) itemsIn(z bool, start, end int32) []item {
+	at := func(i int) int32 {
+		if z {
+			return b.items[i].zstart
+		}
+		return b.items[i].start
+	}
+	i := sort.Search(len(b.items), func(i int) bool { return at(i) >= start })
 	j := i
-	for j < len(b.items) && b.items[j].start < end {
+	for j < len(b.items) && at(j) < end {
 		j++
 	}
 	return b.items[i:j]
@@ -471,7 +557,8 @@ func (b *batch) release() {
 		return
 	}
 	pool.Put(b.buf)
-	b.buf = nil
+	pool.Put(b.zbuf)
+	b.buf, b.zbuf = nil, nil
 	clear(b.items)
 	b.items = b.items[:0]
 	batches.Put(b)

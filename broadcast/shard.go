@@ -49,6 +49,7 @@ type shardTopic struct {
 // member is one subscribed connection on a loop.
 type member struct {
 	c          looplink.Conn
+	z          bool     // it negotiated permessage-deflate: it gets the twins
 	subs       []subRef // the topics it is in, and its index in each
 	head, tail int32    // pending runs in shard.arena, -1 when none
 	touched    bool     // in shard.touched
@@ -65,17 +66,19 @@ type subRef struct {
 }
 
 // pending is a run of n frames queued for a member: bytes [start, end) of a
-// batch's buffer. Frames that follow each other in the batch share one run,
-// so a subscriber of every topic in a batch (a ticker's client) costs one
-// entry and one write, not one entry per topic. Which topics a run holds is
-// needed only for a slow subscriber, and is read from the batch's items then.
+// batch's buffer, or of its compressed twin with z. Frames that follow each
+// other in the batch share one run, so a subscriber of every topic in a
+// batch (a ticker's client) costs one entry and one write, not one entry
+// per topic. Which topics a run holds is needed only for a slow subscriber,
+// and is read from the batch's items then.
 type pending struct {
 	b             *batch
 	start, end, n int32
 	next          int32
+	z             bool
 }
 
-func (p *pending) bytes() []byte { return p.b.buf.B[p.start:p.end] }
+func (p *pending) bytes() []byte { return p.b.frames(p.z)[p.start:p.end] }
 
 // conflated is the latest frame of a topic kept for a slow subscriber.
 type conflated struct {
@@ -107,7 +110,7 @@ func (sh *shard) subscribe(c looplink.Conn, names []string) {
 	}
 	m := sh.members[c]
 	if m == nil {
-		m = &member{c: c, head: -1, tail: -1}
+		m = &member{c: c, z: c.Deflate(), head: -1, tail: -1}
 		sh.members[c] = m
 	}
 	m.gone = false
@@ -118,7 +121,7 @@ next:
 				continue next // already subscribed
 			}
 		}
-		t := sh.hub.join(name)
+		t := sh.hub.join(name, m.z)
 		st := sh.topics[t]
 		if st == nil {
 			st = &shardTopic{t: t}
@@ -190,7 +193,7 @@ func (sh *shard) removeSub(m *member, k int) {
 		delete(sh.topics, st.t)
 	}
 	sh.subscribed.Add(-1)
-	sh.hub.leave(st.t)
+	sh.hub.leave(st.t, m.z)
 }
 
 // run queues a batch's frames for this loop's subscribers. The writes happen
@@ -198,13 +201,21 @@ func (sh *shard) removeSub(m *member, k int) {
 // posted together reach each subscriber in one write.
 func (sh *shard) run(b *batch) {
 	sh.stats.batches.Add(1)
-	for _, it := range b.items {
+	for k := range b.items {
+		it := &b.items[k]
 		st := sh.topics[it.topic]
 		if st == nil {
 			continue
 		}
+		twin := it.twin()
 		for _, m := range st.subs {
-			sh.enqueue(m, b, it.start, it.end)
+			// A deflate subscriber that joined after the publish looked
+			// (no twin) gets the plain frame, which it can always take.
+			if m.z && twin {
+				sh.enqueue(m, b, true, it.zstart, it.zend)
+			} else {
+				sh.enqueue(m, b, false, it.start, it.end)
+			}
 		}
 	}
 	sh.held = append(sh.held, b)
@@ -214,16 +225,16 @@ func (sh *shard) run(b *batch) {
 	}
 }
 
-func (sh *shard) enqueue(m *member, b *batch, start, end int32) {
+func (sh *shard) enqueue(m *member, b *batch, z bool, start, end int32) {
 	if m.tail >= 0 {
-		if p := &sh.arena[m.tail]; p.b == b && p.end == start {
+		if p := &sh.arena[m.tail]; p.b == b && p.z == z && p.end == start {
 			p.end = end // the next frame of the batch: extend the run
 			p.n++
 			return
 		}
 	}
 	i := int32(len(sh.arena))
-	sh.arena = append(sh.arena, pending{b: b, start: start, end: end, n: 1, next: -1})
+	sh.arena = append(sh.arena, pending{b: b, start: start, end: end, n: 1, next: -1, z: z})
 	if m.head < 0 {
 		m.head = i
 	} else {
@@ -362,13 +373,18 @@ func (sh *shard) sweep(now time.Duration) {
 func (sh *shard) applyPolicy(m *member) {
 	for i := m.head; i >= 0; i = sh.arena[i].next {
 		p := &sh.arena[i]
-		for _, it := range p.b.itemsIn(p.start, p.end) {
+		items := p.b.itemsIn(p.z, p.start, p.end)
+		for k := range items {
+			it := &items[k]
+			if p.z && !it.twin() {
+				continue // not in the run: it has no bytes among the twins
+			}
 			switch Policy(it.topic.policy.Load()) {
 			case DropNewest:
 				sh.stats.dropped.Add(1)
 			case Conflate:
 				sh.stats.conflated.Add(1)
-				m.keepLatest(it.topic, p.b.buf.B[it.start:it.end])
+				m.keepLatest(it.topic, p.b.frameOf(it, p.z))
 				if !m.parked {
 					m.parked = true
 					sh.parked = append(sh.parked, m)

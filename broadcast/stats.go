@@ -5,6 +5,7 @@ type Stats struct {
 	Topics        int    // topics with at least one subscriber
 	Subscriptions int64  // (connection, topic) pairs
 	Published     uint64 // messages published (locally or through the Bus)
+	Compressed    uint64 // messages compressed for permessage-deflate subscribers: once per message, however many take it
 	Batches       uint64 // batch deliveries run by loops
 	Deliveries    uint64 // messages written to subscribers
 	Dropped       uint64 // messages not sent to slow subscribers (DropNewest)
@@ -14,7 +15,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the hub's counters.
 func (h *Hub) Stats() Stats {
-	st := Stats{Topics: h.Topics(), Published: h.published.Load()}
+	st := Stats{Topics: h.Topics(), Published: h.published.Load(), Compressed: h.compressed.Load()}
 	for _, sh := range *h.shards.Load() {
 		if sh == nil {
 			continue

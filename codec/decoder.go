@@ -22,7 +22,10 @@ type DecoderConfig struct {
 	// bytes).
 	MaxFrameBytes int64
 	// MaxMessageBytes is the largest message: the sum of its fragments'
-	// payloads. 0 means DefaultMaxMessageBytes.
+	// payloads, and for a compressed message its inflated size (checked
+	// while inflating). 0 means DefaultMaxMessageBytes. A compressed frame
+	// or message may take slightly more than the limits on the wire (1/4096
+	// more, plus 256 bytes): DEFLATE expands what it cannot compress.
 	MaxMessageBytes int64
 }
 
@@ -48,20 +51,21 @@ type Event struct {
 	// frame, and 0 when no event is complete yet.
 	Op ws.OpCode
 	// Payload is the unmasked payload; for a fragmented message, all
-	// fragments joined. It may be nil when empty. It is valid until the next
-	// call to Decode or Release, and no longer than the input it came from
-	// (see Decoder). A close frame's payload has been validated; read it with
-	// ParseClose.
+	// fragments joined; for a compressed message, inflated. It may be nil
+	// when empty. It is valid until the next call to Decode or Release, and
+	// no longer than the input it came from (see Decoder). Text has been
+	// checked for UTF-8. A close frame's payload has been validated; read
+	// it with ParseClose.
 	Payload []byte
-	// Compressed reports that the message's first frame had RSV1 set: with
-	// permessage-deflate negotiated, the payload is deflated and has not
-	// been checked for UTF-8. Always false for control frames.
+	// Compressed reports that the message arrived compressed with
+	// permessage-deflate (RSV1 on its first frame); Payload holds it
+	// inflated. Always false for control frames.
 	Compressed bool
 }
 
 // Decoder flags.
 const (
-	flagAllowRSV1  = 1 << iota // permessage-deflate negotiated
+	flagDeflate    = 1 << iota // permessage-deflate negotiated
 	flagPayload                // reading the payload of the current frame
 	flagFin                    // the current frame has FIN set
 	flagCompressed             // the current message had RSV1 on its first frame
@@ -89,6 +93,11 @@ const eagerBytes = pool.SmallSize
 // and returned as a sub-slice of it. Everything else is copied into a pooled
 // buffer, which goes back to the pool on the next Decode or Release call.
 //
+// With permessage-deflate negotiated (Init, SetDeflate), a compressed
+// message is buffered like a fragmented one and inflated when it completes,
+// with a decompressor taken from a pool for that call only (see inflate):
+// the Decoder itself never holds one.
+//
 // The zero Decoder is ready to use with the default limits and no extension;
 // Init sets a configuration. A Decoder is not safe for concurrent use. It
 // holds no pointer into itself, so between calls its value may be moved to
@@ -114,13 +123,24 @@ type Decoder struct {
 }
 
 // Init prepares a zero (or released) Decoder. cfg holds the limits and may be
-// shared by many decoders; nil means the defaults. allowRSV1 is true when
-// permessage-deflate was negotiated for the connection: RSV1 may then mark a
-// message's first frame as compressed.
-func (d *Decoder) Init(cfg *DecoderConfig, allowRSV1 bool) {
+// shared by many decoders; nil means the defaults. deflate is true when
+// permessage-deflate (RFC 7692, without client context takeover) was
+// negotiated for the connection: RSV1 may then mark a message's first
+// frame as compressed, and such messages are inflated.
+func (d *Decoder) Init(cfg *DecoderConfig, deflate bool) {
 	*d = Decoder{cfg: cfg}
-	if allowRSV1 {
-		d.flags = flagAllowRSV1
+	d.SetDeflate(deflate)
+}
+
+// SetDeflate changes whether permessage-deflate is negotiated, as Init's
+// deflate does, keeping everything else. Call it only between messages
+// (AtRest): it lets one Decoder serve connections with and without
+// compression in turn.
+func (d *Decoder) SetDeflate(deflate bool) {
+	if deflate {
+		d.flags |= flagDeflate
+	} else {
+		d.flags &^= flagDeflate
 	}
 }
 
@@ -130,7 +150,7 @@ func (d *Decoder) Init(cfg *DecoderConfig, allowRSV1 bool) {
 func (d *Decoder) Release() {
 	pool.Put(d.msg)
 	pool.Put(d.ctl)
-	d.Init(d.cfg, d.flags&flagAllowRSV1 != 0)
+	d.Init(d.cfg, d.flags&flagDeflate != 0)
 }
 
 // AtRest reports whether d is between frames and outside any message, with
@@ -201,6 +221,11 @@ func (d *Decoder) Decode(p []byte) (n int, ev Event, err error) {
 				if perr != nil {
 					return n, Event{}, d.fail(perr)
 				}
+				if compressed {
+					if payload, perr = d.inflate(payload, op); perr != nil {
+						return n, Event{}, d.fail(perr)
+					}
+				}
 				// Fields one by one: a composite literal here makes the
 				// compiler copy the struct through the stack with wide moves
 				// that stall on the narrow stores before them.
@@ -245,6 +270,11 @@ func (d *Decoder) Decode(p []byte) (n int, ev Event, err error) {
 		op, compressed, perr := d.complete(payload)
 		if perr != nil {
 			return n, Event{}, d.fail(perr)
+		}
+		if compressed {
+			if payload, perr = d.inflate(payload, op); perr != nil {
+				return n, Event{}, d.fail(perr)
+			}
 		}
 		ev.Op, ev.Payload, ev.Compressed = op, payload, compressed
 		return n, ev, nil
@@ -358,7 +388,7 @@ func (d *Decoder) checkStart(b0, b1 byte) *ProtocolError {
 		return ErrUnmaskedFrame
 	}
 	if b0&rsv1Bit != 0 {
-		if d.flags&flagAllowRSV1 == 0 {
+		if d.flags&flagDeflate == 0 {
 			return ErrReservedBits
 		}
 		if op == ws.OpContinuation || op.IsControl() {
@@ -414,6 +444,9 @@ func (d *Decoder) checkLength(h []byte) *ProtocolError {
 		return nil // at most 125 bytes, checked by checkStart
 	}
 	maxFrame, maxMsg := d.cfg.limits()
+	if h[0]&rsv1Bit != 0 || op == ws.OpContinuation && d.flags&flagCompressed != 0 {
+		maxFrame, maxMsg = compressedLimit(maxFrame), compressedLimit(maxMsg)
+	}
 	if length > maxFrame {
 		return ErrFrameTooBig
 	}
@@ -479,7 +512,8 @@ func (d *Decoder) payload(chunk []byte) *ProtocolError {
 // msgSpace extends the message buffer by k bytes and returns them. A new or
 // outgrown buffer gets room for twice what has arrived (at least eagerBytes),
 // capped by the end of the message when this frame is its last, and by the
-// message limit.
+// message limit. A compressed message's buffer also has room for the bytes
+// inflate appends.
 func (d *Decoder) msgSpace(k int) []byte {
 	b := d.msg
 	n := 0
@@ -493,7 +527,12 @@ func (d *Decoder) msgSpace(k int) []byte {
 			want = min(want, int64(n)+d.rem)
 		}
 		_, maxMsg := d.cfg.limits()
-		want = max(min(want, maxMsg), need)
+		extra := int64(0)
+		if d.flags&flagCompressed != 0 {
+			maxMsg = compressedLimit(maxMsg)
+			extra = int64(len(deflateTail))
+		}
+		want = max(min(want, maxMsg), need) + extra
 		nb := pool.Get(int(want))
 		if b != nil {
 			nb.B = append(nb.B, b.B...)
@@ -520,7 +559,8 @@ func (d *Decoder) checkText(p []byte) *ProtocolError {
 }
 
 // complete finishes a control frame, or the last frame of a message, whose
-// whole payload is p, and returns the event's opcode and Compressed flag.
+// whole payload is p, and returns the event's opcode and Compressed flag. A
+// compressed message is still to be inflated (inflate).
 func (d *Decoder) complete(p []byte) (ws.OpCode, bool, *ProtocolError) {
 	if d.op >= ws.OpClose {
 		if d.op == ws.OpClose {

@@ -96,20 +96,21 @@ func streamCases() []streamCase {
 		want:   []ev{msg(ws.OpPing, "x"), msg(ws.OpText, big)},
 	})
 	add(streamCase{
-		name:      "compressed message skips utf-8",
-		stream:    frame(bFin|bRsv1|byte(ws.OpText), "\xff\x00deflated"),
+		name:      "compressed message is inflated",
+		stream:    frame(bFin|bRsv1|byte(ws.OpText), deflateStd("héllo, héllo")),
 		allowRSV1: true,
-		want:      []ev{{Op: ws.OpText, Payload: "\xff\x00deflated", Compressed: true}},
+		want:      []ev{{Op: ws.OpText, Payload: "héllo, héllo", Compressed: true}},
 	})
+	zf := deflateStd("\u00e9t\u00e9 \u00e9t\u00e9")
 	add(streamCase{
 		name:      "compressed fragmented message",
-		stream:    cat(frame(bRsv1|byte(ws.OpText), "\xc3"), pingFrame(""), contFrame(true, "\xff")),
+		stream:    cat(frame(bRsv1|byte(ws.OpText), zf[:3]), pingFrame(""), contFrame(true, zf[3:])),
 		allowRSV1: true,
-		want:      []ev{msg(ws.OpPing, ""), {Op: ws.OpText, Payload: "\xc3\xff", Compressed: true}},
+		want:      []ev{msg(ws.OpPing, ""), {Op: ws.OpText, Payload: "\u00e9t\u00e9 \u00e9t\u00e9", Compressed: true}},
 	})
 	add(streamCase{
 		name:      "uncompressed message with deflate negotiated",
-		stream:    cat(textFrame("plain"), frame(bFin|bRsv1|byte(ws.OpBinary), "z")),
+		stream:    cat(textFrame("plain"), frame(bFin|bRsv1|byte(ws.OpBinary), deflateStd("z"))),
 		allowRSV1: true,
 		want:      []ev{msg(ws.OpText, "plain"), {Op: ws.OpBinary, Payload: "z", Compressed: true}},
 	})

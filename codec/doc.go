@@ -7,13 +7,24 @@
 //
 // The package is framing only. It holds no connection state beyond what one
 // Decoder needs to resume a frame, it does no I/O, it starts no goroutine and
-// it knows nothing about the event loop, handshakes, handlers or
-// compression. The engine owns the connection: it feeds each Decoder the bytes
-// that arrived, acts on the events (delivers messages, answers pings, echoes
-// closes) and writes the frames this package encodes. permessage-deflate
-// (RFC 7692) sits above the Decoder: the Decoder only reports that a message
-// was compressed (RSV1 on its first frame) and leaves inflating and the UTF-8
-// check of the inflated text to the caller.
+// it knows nothing about the event loop, handshakes or handlers. The engine
+// owns the connection: it feeds each Decoder the bytes that arrived, acts on
+// the events (delivers messages, answers pings, echoes closes) and writes
+// the frames this package encodes.
+//
+// # Compression
+//
+// permessage-deflate (RFC 7692) is supported in the one form that keeps
+// nothing between messages: no context takeover on either side (package
+// upgrade negotiates only that). A Decoder told that it was negotiated
+// (Init, SetDeflate) inflates compressed messages (RSV1 on the first frame)
+// when they complete, with a decompressor from a pool for that call only;
+// MaxMessageBytes bounds the inflated size while inflating (a deflate bomb
+// is refused with 1009 once it passes the limit), invalid DEFLATE data is
+// 1007, and compressed text is checked for UTF-8 as it is inflated,
+// stopping at the first bad byte (1007). AppendCompressedFrame compresses a
+// message into a frame with a pooled compressor. The flate implementation
+// is klauspost/compress's, chosen by measurement (deflate_bench_test.go).
 //
 // # Decoding
 //

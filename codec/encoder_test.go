@@ -83,11 +83,13 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}
 
 	// A compressed message in two fragments: RSV1 on the first only.
+	z := deflateStd("abcde")
 	f := AppendHeader(nil, ws.OpText, false, true, 3)
-	f = append(f, "abc"...)
-	f = AppendHeader(f, ws.OpContinuation, true, false, 2)
-	f = append(f, "de"...)
-	in := cat(maskServerFrame(f[:5], [4]byte{9, 8, 7, 6}), maskServerFrame(f[5:], [4]byte{1, 2, 3, 4}))
+	f = append(f, z[:3]...)
+	mid := len(f)
+	f = AppendHeader(f, ws.OpContinuation, true, false, len(z)-3)
+	f = append(f, z[3:]...)
+	in := cat(maskServerFrame(f[:mid], [4]byte{9, 8, 7, 6}), maskServerFrame(f[mid:], [4]byte{1, 2, 3, 4}))
 	res, err := decodeSplit(nil, true, in, nil)
 	if err != nil || res.err != nil || len(res.events) != 1 || res.events[0] != (ev{ws.OpText, "abcde", true}) {
 		t.Fatalf("compressed: %v %v", res, err)

@@ -32,7 +32,7 @@ var (
 	ErrReservedBits = protocolErr("reserved bits set")
 	// ErrMisplacedRSV1: RSV1 set on a continuation or control frame while
 	// permessage-deflate is negotiated; it may only mark a message's first
-	// frame (1002).
+	// frame (RFC 7692 6.1, 1002).
 	ErrMisplacedRSV1 = protocolErr("rsv1 on a continuation or control frame")
 	// ErrReservedOpcode: opcode 0x3-0x7 or 0xB-0xF (1002).
 	ErrReservedOpcode = protocolErr("reserved opcode")
@@ -54,8 +54,16 @@ var (
 	ErrFrameTooBig = &ProtocolError{Code: ws.StatusMessageTooBig, Reason: "frame too big"}
 	// ErrMessageTooBig: a message over DecoderConfig.MaxMessageBytes (1009).
 	ErrMessageTooBig = &ProtocolError{Code: ws.StatusMessageTooBig, Reason: "message too big"}
-	// ErrInvalidUTF8: a text message that is not valid UTF-8 (1007).
+	// ErrInvalidUTF8: a text message that is not valid UTF-8, compressed
+	// or not (1007).
 	ErrInvalidUTF8 = &ProtocolError{Code: ws.StatusInvalidFramePayloadData, Reason: "invalid utf-8 in text message"}
+	// ErrInflatedTooBig: a compressed message that inflates to more than
+	// DecoderConfig.MaxMessageBytes (1009), found while inflating: a
+	// deflate bomb costs no more than the limit.
+	ErrInflatedTooBig = &ProtocolError{Code: ws.StatusMessageTooBig, Reason: "inflated message too big"}
+	// ErrInvalidDeflate: a compressed message whose payload is not valid
+	// DEFLATE data or ends in the middle of a block (1007).
+	ErrInvalidDeflate = &ProtocolError{Code: ws.StatusInvalidFramePayloadData, Reason: "invalid deflate data"}
 	// ErrCloseOneByte: a close frame with a 1-byte payload (1002).
 	ErrCloseOneByte = protocolErr("close frame payload of 1 byte")
 	// ErrInvalidCloseCode: a close code that may not be sent (1002); see

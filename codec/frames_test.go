@@ -1,9 +1,13 @@
 package codec
 
 import (
+	"bytes"
+	stdflate "compress/flate"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -76,6 +80,23 @@ func contFrame(fin bool, s string) []byte {
 func closeFrame(code uint16, reason string) []byte {
 	p := binary.BigEndian.AppendUint16(nil, code)
 	return frame(bFin|byte(ws.OpClose), string(p)+reason)
+}
+
+// deflateStd compresses s as a permessage-deflate client would, with the
+// standard library's compress/flate (not the implementation under test):
+// the message on its own, flushed, without the trailing 00 00 ff ff.
+func deflateStd(s string) string {
+	var b bytes.Buffer
+	w, _ := stdflate.NewWriter(&b, stdflate.DefaultCompression)
+	_, _ = w.Write([]byte(s))
+	_ = w.Flush()
+	return strings.TrimSuffix(b.String(), "\x00\x00\xff\xff")
+}
+
+// inflateStd inflates a permessage-deflate payload with compress/flate.
+func inflateStd(p []byte) ([]byte, error) {
+	r := stdflate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader([]byte("\x00\x00\xff\xff\x01\x00\x00\xff\xff"))))
+	return io.ReadAll(r)
 }
 
 func cat(parts ...[]byte) []byte {
@@ -214,7 +235,9 @@ func decodeSplitMode(cfg *DecoderConfig, allowRSV1 bool, stream []byte, cuts []i
 				break
 			}
 		}
-		if d.msg != nil && int64(len(d.msg.B)) > maxMsg {
+		// A compressed message's wire bytes may pass the limit a little
+		// (compressedLimit); its inflated size may not (checked above).
+		if d.msg != nil && int64(len(d.msg.B)) > compressedLimit(maxMsg) {
 			return r, fmt.Errorf("buffered %d bytes over the %d limit", len(d.msg.B), maxMsg)
 		}
 		if d.ctl != nil && len(d.ctl.B) > ws.MaxControlFramePayloadSize {

@@ -27,7 +27,35 @@ const (
 	DefaultShutdownTimeout  = 5 * time.Second
 	DefaultWorkerQueue      = 1024
 	DefaultReturnMemory     = 8 << 20
+	// DefaultCompressionMinSize is Compression.MinSize when it is left
+	// zero: below about 512 bytes, a message compressed on its own saves
+	// too little to pay for compressing and inflating it (see the README).
+	DefaultCompressionMinSize = 512
 )
+
+// Compression configures permessage-deflate (RFC 7692). Herald negotiates
+// it only without context takeover on either side: every message is
+// compressed, and inflated, on its own, so no connection keeps a
+// compressor, a decompressor or a sliding window (an idle connection costs
+// the same with compression as without), and a broadcast is compressed
+// once for all its subscribers. Compressors and decompressors come from
+// pools for the time one message takes. The zero value is off; the README
+// says why that is the default.
+type Compression struct {
+	// Enabled accepts a client's permessage-deflate offer when it can be
+	// met without context takeover (browsers', Node's ws, gorilla's and
+	// coder/websocket's offers can; one that limits the server's window
+	// below 32 KiB cannot and is declined). The client's compressed
+	// messages are then inflated for OnMessage, bounded by MaxMessageBytes
+	// as they inflate.
+	Enabled bool
+	// MinSize is the smallest message that Conn.Send and the broadcast hub
+	// compress for a connection that negotiated the extension; smaller
+	// ones go out as they are. A message that does not get smaller is sent
+	// uncompressed whatever its size. Default DefaultCompressionMinSize
+	// (512 bytes); 1 compresses everything.
+	MinSize int
+}
 
 // Config configures a Server. The zero value of every field is replaced by a
 // sensible default, so Config{Addr: ":8080"} is a complete configuration.
@@ -159,6 +187,9 @@ type Config struct {
 	// panic inside it is recovered and logged too.
 	OnPanic func(c *Conn, p *PanicError)
 
+	// Compression is permessage-deflate: off unless Compression.Enabled.
+	Compression Compression
+
 	// Workers > 0 runs handlers on a pool of that many goroutines instead of
 	// the event loop, in order per connection. Use it when handlers block.
 	// WorkerQueue bounds the handler calls queued for one connection
@@ -186,7 +217,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxMessageBytes", c.MaxMessageBytes}, {"MaxFrameBytes", c.MaxFrameBytes},
 		{"MaxOutboundBytes", int64(c.MaxOutboundBytes)}, {"MaxOutboundTotal", c.MaxOutboundTotal},
 		{"Workers", int64(c.Workers)}, {"SocketSendBuffer", int64(c.SocketSendBuffer)},
-		{"WorkerQueue", int64(c.WorkerQueue)},
+		{"WorkerQueue", int64(c.WorkerQueue)}, {"Compression.MinSize", int64(c.Compression.MinSize)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"PongTimeout", int64(c.PongTimeout)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"CloseTimeout", int64(c.CloseTimeout)},
 		{"ShutdownTimeout", int64(c.ShutdownTimeout)},
@@ -254,6 +285,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReturnMemoryAfter == 0 {
 		c.ReturnMemoryAfter = DefaultReturnMemory
+	}
+	if c.Compression.MinSize == 0 {
+		c.Compression.MinSize = DefaultCompressionMinSize
 	}
 	return c, nil
 }

@@ -39,6 +39,9 @@ const (
 // larger payloads go to writev beside their header, uncopied.
 const smallFrame = 16 << 10
 
+// rsv1 marks the first frame of a compressed message (RFC 7692).
+const rsv1 = 0x40
+
 // Conn is one client connection. Its methods are safe to call from any
 // goroutine unless their documentation says otherwise.
 //
@@ -93,17 +96,40 @@ type Conn struct {
 
 	// proto is the negotiated subprotocol: its index in
 	// Server.subprotocols plus one, 0 for none.
-	proto   uint8
+	proto uint8
+	// deflate is set when permessage-deflate was negotiated, before
+	// OnOpen runs, and never changes: any goroutine may read it.
+	deflate bool
 	state   connState
 	cause   closeCause // why OnClose is told the connection ended, if not aux.closeErr
 	opened  bool       // OnOpen was dispatched, so OnClose will be
-	pinged  bool       // a keepalive ping is outstanding
-	decDead bool       // the decoder failed: discard input until the peer goes
+	bits    loopBits   // flags only the loop touches
 	reqSeen bool       // Request was called: req is not reused (see releaseRequest)
 	// gnetHolds is set whenever bytes were handed to gnet, which may keep
 	// what the socket did not take. While it is clear gnet's outbound buffer
 	// is empty and the backlog is 0 without asking gnet (see backlog).
 	gnetHolds bool
+}
+
+// loopBits are a connection's flags that only its loop reads and writes,
+// packed so that Conn stays in its size class.
+type loopBits uint8
+
+const (
+	bitPinged  loopBits = 1 << iota // a keepalive ping is outstanding
+	bitDecDead                      // the decoder failed: discard input until the peer goes
+)
+
+// has reports whether b is set. Loop only.
+func (c *Conn) has(b loopBits) bool { return c.bits&b != 0 }
+
+// set sets or clears b. Loop only.
+func (c *Conn) set(b loopBits, on bool) {
+	if on {
+		c.bits |= b
+	} else {
+		c.bits &^= b
+	}
 }
 
 // connAux is the part of a connection's state that only a connection being
@@ -186,6 +212,12 @@ func (c *Conn) Session() any {
 // goroutine.
 func (c *Conn) SetSession(v any) { c.session.Store(&v) }
 
+// Compression reports whether permessage-deflate was negotiated with the
+// client (Config.Compression): its compressed messages are inflated for
+// OnMessage, and Send compresses messages of at least
+// Config.Compression.MinSize.
+func (c *Conn) Compression() bool { return c.deflate }
+
 // Subprotocol returns the negotiated subprotocol, or "".
 func (c *Conn) Subprotocol() string {
 	if c.proto == 0 {
@@ -223,6 +255,10 @@ func (c *Conn) releaseRequest() {
 // and queues it to the loop. A text message must be valid UTF-8
 // (ErrInvalidUTF8 otherwise: browsers fail the connection on such a
 // message). It returns ErrClosed once the connection is closing.
+//
+// With permessage-deflate negotiated (Compression), a message of at least
+// Config.Compression.MinSize is compressed, on the caller's goroutine when
+// that is not the loop, with a compressor from a pool.
 func (c *Conn) Send(typ MessageType, data []byte) error {
 	switch typ {
 	case TextMessage:
@@ -239,7 +275,7 @@ func (c *Conn) Send(typ MessageType, data []byte) error {
 		}
 		c.lastMsg = c.loop.now
 		c.loop.stats.messagesOut.Add(1)
-		if err := c.writeFrame(ws.OpCode(typ), data); err != nil {
+		if err := c.writeMessage(ws.OpCode(typ), data); err != nil {
 			return err
 		}
 		if !c.checkBudget() {
@@ -250,9 +286,22 @@ func (c *Conn) Send(typ MessageType, data []byte) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	buf := pool.Get(codec.HeaderLen(len(data)) + len(data))
-	buf.B = codec.AppendFrame(buf.B, ws.OpCode(typ), data)
+	var buf *bytebufferpool.ByteBuffer
+	if c.compresses(data) {
+		buf = pool.Get(codec.CompressedFrameBound(len(data)))
+		buf.B = codec.AppendCompressedFrame(buf.B, ws.OpCode(typ), data)
+	} else {
+		buf = pool.Get(codec.HeaderLen(len(data)) + len(data))
+		buf.B = codec.AppendFrame(buf.B, ws.OpCode(typ), data)
+	}
 	return c.loop.post(task{kind: taskFrame, c: c, buf: buf})
+}
+
+// compresses reports whether a message with payload p goes out compressed:
+// permessage-deflate was negotiated and p is at least MinSize. Safe from
+// any goroutine.
+func (c *Conn) compresses(p []byte) bool {
+	return c.deflate && len(p) >= c.loop.srv.cfg.Compression.MinSize
 }
 
 // SendText sends a text message. s must be valid UTF-8 (ErrInvalidUTF8
@@ -304,6 +353,37 @@ func checkClose(code StatusCode, reason string) error {
 }
 
 // ---- loop-only methods below ----
+
+// writeMessage sends one data message as one frame, compressed if it
+// should be (compresses), respecting MaxOutboundBytes.
+func (c *Conn) writeMessage(op ws.OpCode, payload []byte) error {
+	if !c.compresses(payload) {
+		return c.writeFrame(op, payload)
+	}
+	// A small frame is compressed into the loop's scratch buffer, a large
+	// one into a pooled buffer that goes back once gnet has what the socket
+	// did not take (it copies it).
+	l := c.loop
+	var big *bytebufferpool.ByteBuffer
+	var frame []byte
+	if len(payload) <= smallFrame {
+		l.scratch = codec.AppendCompressedFrame(l.scratch[:0], op, payload)
+		frame = l.scratch
+	} else {
+		big = pool.Get(codec.CompressedFrameBound(len(payload)))
+		big.B = codec.AppendCompressedFrame(big.B, op, payload)
+		frame = big.B
+	}
+	if frame[0]&rsv1 != 0 {
+		l.stats.compressedOut.Add(1)
+	}
+	err := ErrClosed
+	if c.admit(len(frame)) {
+		err = c.write(frame)
+	}
+	pool.Put(big)
+	return err
+}
 
 // writeFrame sends one unfragmented frame, respecting MaxOutboundBytes.
 func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {

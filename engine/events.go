@@ -61,7 +61,7 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	buf, _ := gc.Peek(-1)
 	c.lastRead = c.loop.tick()
-	c.pinged = false
+	c.set(bitPinged, false)
 	action := gnet.None
 	switch c.state {
 	case stateHandshake:
@@ -123,6 +123,10 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		c.SetSession(res.Session)
 	}
 	c.proto = s.protoIndex(res.Subprotocol)
+	if res.Compression {
+		c.deflate = true
+		c.loop.stats.deflateNegotiated.Add(1)
+	}
 	c.lastMsg = c.loop.now
 	c.req = res.Request
 	// The 101 waits until OnOpen has run (see connAux.hello).
@@ -139,7 +143,7 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 // if a frame or message was left unfinished by the previous read, else with
 // the loop's.
 func (e *events) readFrames(c *Conn, p []byte) gnet.Action {
-	if c.decDead {
+	if c.has(bitDecDead) {
 		return gnet.None // discarding until the peer closes
 	}
 	l := c.loop
@@ -157,14 +161,14 @@ func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 		if c.state == stateClosed {
 			return gnet.Close
 		}
-		if c.decDead {
+		if c.has(bitDecDead) {
 			return gnet.None // discarding until the peer closes
 		}
 		n, ev, err := d.Decode(p)
 		p = p[n:]
 		if err != nil {
 			c.loop.stats.protocolErrors.Add(1)
-			c.decDead = true
+			c.set(bitDecDead, true)
 			code, reason := StatusProtocolError, err.Error()
 			if pe, ok := err.(*codec.ProtocolError); ok {
 				code, reason = StatusCode(pe.Code), pe.Reason
@@ -182,6 +186,9 @@ func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 			}
 			c.lastMsg = c.loop.now
 			c.loop.stats.messagesIn.Add(1)
+			if ev.Compressed {
+				c.loop.stats.compressedIn.Add(1)
+			}
 			c.sendPongs() // pings before a message are answered before what it causes
 			s.dispatchMessage(c, MessageType(ev.Op), ev.Payload)
 		case ws.OpPing:

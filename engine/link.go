@@ -33,6 +33,9 @@ func (c *linkConn) Loop() looplink.Loop { return c.loop }
 // IsOpen reports whether the connection is upgraded and not closing.
 func (c *linkConn) IsOpen() bool { return c.state == stateOpen }
 
+// Deflate reports whether the connection negotiated permessage-deflate.
+func (c *linkConn) Deflate() bool { return c.deflate }
+
 // Buffered returns the bytes queued for the peer that it has not read.
 func (c *linkConn) Buffered() int {
 	if c.state == stateClosed {
@@ -74,6 +77,9 @@ func (s *linkServer) Closed() bool { return s.draining.Load() }
 
 // MaxOutboundBytes is the per-connection outbound bound.
 func (s *linkServer) MaxOutboundBytes() int { return s.cfg.MaxOutboundBytes }
+
+// CompressMinSize is Config.Compression.MinSize.
+func (s *linkServer) CompressMinSize() int { return s.cfg.Compression.MinSize }
 
 // Now is the loops' timer clock.
 func (s *linkServer) Now() time.Duration { return (*Server)(s).clock() }

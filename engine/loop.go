@@ -208,6 +208,9 @@ func (l *loop) run(t *task) {
 			// Counted before the write, so that a client that has read
 			// the message also sees it counted.
 			l.stats.messagesOut.Add(1)
+			if t.buf.B[0]&rsv1 != 0 {
+				l.stats.compressedOut.Add(1)
+			}
 			if c.writeEncoded(t.buf.B) {
 				c.checkBudget()
 			}
@@ -283,7 +286,8 @@ func (c *Conn) kernelProgress(now, timeout time.Duration) bool {
 	c.deadline, c.acked = now, acked // a new period, sampled at its start
 	// Alive, too: its answer to a keepalive ping may sit behind the
 	// backlog it is still reading.
-	c.lastRead, c.pinged = now, false
+	c.lastRead = now
+	c.set(bitPinged, false)
 	return true
 }
 
@@ -306,6 +310,7 @@ func (l *loop) decoderFor(c *Conn) *codec.Decoder {
 		// c gets a decoder of its own rather than share the loop's.
 		if c.dec == nil {
 			c.dec = l.spareDecoder()
+			c.dec.SetDeflate(c.deflate)
 		}
 		return c.dec
 	}
@@ -313,6 +318,8 @@ func (l *loop) decoderFor(c *Conn) *codec.Decoder {
 	if c.dec != nil {
 		return c.dec
 	}
+	// The loop's decoder is at rest: it takes on c's extension.
+	l.dec.SetDeflate(c.deflate)
 	return &l.dec
 }
 
@@ -327,7 +334,7 @@ func (l *loop) settleDecoder(c *Conn, d *codec.Decoder) {
 	}
 	own := d != &l.dec
 	switch {
-	case c.state == stateClosed || c.decDead || d.AtRest():
+	case c.state == stateClosed || c.has(bitDecDead) || d.AtRest():
 		d.Release()
 		if own {
 			c.dec = nil
@@ -464,8 +471,8 @@ func (l *loop) sweep(now time.Duration, from int) (resume int) {
 				l.stats.pongTimeouts.Add(1)
 				c.drop(causePongTimeout)
 				closes++
-			case keepalive && !c.pinged && now-c.lastRead >= ping:
-				c.pinged = true
+			case keepalive && !c.has(bitPinged) && now-c.lastRead >= ping:
+				c.set(bitPinged, true)
 				_ = c.writeFrame(opPing, nil)
 			}
 		case stateClosing:

@@ -84,6 +84,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 		CheckOrigin:    cfg.CheckOrigin,
 		Authorize:      cfg.Authorize,
 		Subprotocols:   cfg.Subprotocols,
+		Compression:    cfg.Compression.Enabled,
 		HTTPHandler:    cfg.HTTPHandler,
 	})
 	if err != nil {

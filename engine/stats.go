@@ -22,17 +22,21 @@ type Stats struct {
 	IdleClosed          uint64 // connections closed by IdleTimeout
 	MessagesIn          uint64 // data messages received
 	MessagesOut         uint64 // data messages sent with Conn.Send
+	DeflateNegotiated   uint64 // upgrades that negotiated permessage-deflate
+	CompressedIn        uint64 // compressed messages received (and inflated)
+	CompressedOut       uint64 // messages Conn.Send sent compressed
 	MemoryReturns       uint64 // times freed memory was given back to the OS (Config.ReturnMemoryAfter)
 }
 
 // loopStats are one loop's counters. Each is written by its loop only, so
 // the atomics are uncontended; they are atomic so Stats can read them.
 type loopStats struct {
-	accepted, upgraded, rejected, httpServed      atomic.Uint64
-	handshakeTimeouts, protocolErrors, slowClosed atomic.Uint64
-	workerBacklogClosed, budgetShed               atomic.Uint64
-	pongTimeouts, idleClosed, writeTimeouts       atomic.Uint64
-	messagesIn, messagesOut                       atomic.Uint64
+	accepted, upgraded, rejected, httpServed       atomic.Uint64
+	handshakeTimeouts, protocolErrors, slowClosed  atomic.Uint64
+	workerBacklogClosed, budgetShed                atomic.Uint64
+	pongTimeouts, idleClosed, writeTimeouts        atomic.Uint64
+	messagesIn, messagesOut                        atomic.Uint64
+	deflateNegotiated, compressedIn, compressedOut atomic.Uint64
 }
 
 func (s *loopStats) addTo(t *Stats) {
@@ -50,4 +54,7 @@ func (s *loopStats) addTo(t *Stats) {
 	t.IdleClosed += s.idleClosed.Load()
 	t.MessagesIn += s.messagesIn.Load()
 	t.MessagesOut += s.messagesOut.Load()
+	t.DeflateNegotiated += s.deflateNegotiated.Load()
+	t.CompressedIn += s.compressedIn.Load()
+	t.CompressedOut += s.compressedOut.Load()
 }

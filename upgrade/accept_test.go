@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"math/rand/v2"
 	"testing"
-
-	"github.com/gobwas/ws/wsflate"
 )
 
 // TestAcceptKeyRFC: the worked example of RFC 6455 §1.3.
@@ -96,7 +94,7 @@ func TestReply101(t *testing.T) {
 		"Upgrade: websocket\r\n" +
 		"Connection: Upgrade\r\n" +
 		"Sec-WebSocket-Accept: " + testAccept + "\r\n"
-	deflate := &wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}
+	const answer = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 	cases := []struct {
 		name string
 		cfg  Config
@@ -122,29 +120,29 @@ func TestReply101(t *testing.T) {
 		},
 		{
 			name: "compression",
-			cfg:  Config{Compression: deflate},
+			cfg:  Config{Compression: true},
 			data: wsHead("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"),
-			want: fixed + "Sec-WebSocket-Extensions: permessage-deflate;server_no_context_takeover;client_no_context_takeover\r\n\r\n",
+			want: fixed + answer + "\r\n\r\n",
 		},
 		{
-			// wsflate declines an offer that allows the server more window
-			// than it is configured for, and takes the next one.
+			// An accepted server_max_window_bits is repeated (RFC 7692
+			// 7.1.2.1); a smaller window declines its offer.
 			name: "compression with window bits",
-			cfg:  Config{Compression: &wsflate.Parameters{ServerMaxWindowBits: 10}},
-			data: wsHead("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=15, permessage-deflate"),
-			want: fixed + "Sec-WebSocket-Extensions: permessage-deflate;server_max_window_bits=10\r\n\r\n",
+			cfg:  Config{Compression: true},
+			data: wsHead("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10, permessage-deflate; server_max_window_bits=15"),
+			want: fixed + answer + "; server_max_window_bits=15\r\n\r\n",
 		},
 		{
 			name: "compression declined",
-			cfg:  Config{Compression: deflate},
+			cfg:  Config{Compression: true},
 			data: wsHead("Sec-WebSocket-Extensions: x-webkit-deflate-frame"),
 			want: fixed + "\r\n",
 		},
 		{
 			name: "both",
-			cfg:  Config{Subprotocols: []string{"chat"}, Compression: deflate},
+			cfg:  Config{Subprotocols: []string{"chat"}, Compression: true},
 			data: wsHead("Sec-WebSocket-Protocol: chat", "Sec-WebSocket-Extensions: permessage-deflate"),
-			want: fixed + "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: permessage-deflate;server_no_context_takeover;client_no_context_takeover\r\n\r\n",
+			want: fixed + "Sec-WebSocket-Protocol: chat\r\n" + answer + "\r\n\r\n",
 		},
 	}
 	for _, tc := range cases {

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/gobwas/ws/wsflate"
 )
 
 // browserHead is what a browser sends, give or take.
@@ -150,7 +148,7 @@ func TestUpgradeAllocs(t *testing.T) {
 	}
 	full := Config{
 		Subprotocols: []string{"chat.v1", "chat.v2"},
-		Compression:  &wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true},
+		Compression:  true,
 		Authorize:    func(*Request) (any, error) { return "alice", nil },
 		CheckOrigin:  func(*Request) bool { return false },
 	}

@@ -51,8 +51,9 @@
 //     offered is chosen;
 //   - each Sec-WebSocket-Extensions line must parse as an extension list
 //     (RFC 6455 §9.1), else 400, whether or not the server compresses; with
-//     Config.Compression the first compatible permessage-deflate offer is
-//     accepted, and an offer with bad parameters is declined, not refused;
+//     Config.Compression the first permessage-deflate offer that can be met
+//     without context takeover on either side is accepted (RFC 7692; see
+//     extensions.go), and an offer that cannot is declined, not refused;
 //   - the Origin policy, below, else 403;
 //   - Authorize runs last, only for otherwise valid upgrades: a *RejectError
 //     refuses with its status, any other error with 403 and a generic body.

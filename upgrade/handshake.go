@@ -31,7 +31,7 @@ func (u *Upgrader) finish(r *Request, n int, o offer) Result {
 		Request:     r,
 		Subprotocol: o.subprotocol,
 		Session:     sess,
-		Compression: o.compression,
+		Compression: o.deflate != deflateDeclined,
 		Status:      http.StatusSwitchingProtocols,
 	}
 }
@@ -47,9 +47,7 @@ func (u *Upgrader) append101(b []byte, o offer) []byte {
 		b = append(b, o.subprotocol...)
 		b = append(b, "\r\n"...)
 	}
-	if o.compression {
-		b = append(b, u.extLine...)
-	}
+	b = append(b, o.deflate.line()...)
 	return append(b, "\r\n"...)
 }
 

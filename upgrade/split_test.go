@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
-
-	"github.com/gobwas/ws/wsflate"
 )
 
 // splitCases are heads whose outcome must not depend on how they arrive.
@@ -44,7 +42,7 @@ func splitUpgrader(tb testing.TB) *Upgrader {
 	return newTest(tb, Config{
 		MaxHeaderBytes: 512,
 		Subprotocols:   []string{"a", "b"},
-		Compression:    &wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true},
+		Compression:    true,
 		HTTPHandler:    mux,
 		Authorize: func(r *Request) (any, error) {
 			switch r.Query().Get("token") {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gobwas/ws/wsflate"
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/heraldws/herald/pool"
@@ -48,11 +47,13 @@ type Config struct {
 	// chosen is not an error (the reply then names no subprotocol).
 	Subprotocols []string
 
-	// Compression, if set, accepts permessage-deflate (RFC 7692) offers
-	// compatible with these parameters; the 101 then carries exactly them
-	// and Result.Compression is true. Nil declines every offer; offers are
-	// still checked for syntax either way.
-	Compression *wsflate.Parameters
+	// Compression accepts permessage-deflate (RFC 7692) offers that can be
+	// met with no state kept between messages on either side: the 101
+	// answers server_no_context_takeover and client_no_context_takeover
+	// (see extensions.go for which offers qualify) and Result.Compression
+	// is true. False declines every offer; offers are still checked for
+	// syntax either way.
+	Compression bool
 
 	// HTTPHandler serves requests that are not WebSocket upgrade attempts
 	// (health checks, metrics, a static page). It runs synchronously on the
@@ -70,7 +71,6 @@ type Upgrader struct {
 	origins   []originPattern
 	anyOrigin bool
 	now       func() time.Time // the clock for Date; tests pin it
-	extLine   string           // the 101's Sec-WebSocket-Extensions line when compressing
 }
 
 // New validates cfg and applies its defaults.
@@ -92,16 +92,6 @@ func New(cfg Config) (*Upgrader, error) {
 		}
 	}
 	u.cfg.Subprotocols = append([]string(nil), cfg.Subprotocols...)
-	if c := cfg.Compression; c != nil {
-		for _, b := range []wsflate.WindowBits{c.ServerMaxWindowBits, c.ClientMaxWindowBits} {
-			if b != 0 && (b < 8 || b > 15) {
-				return nil, fmt.Errorf("upgrade: permessage-deflate window bits %d out of range 8..15", b)
-			}
-		}
-		p := *c
-		u.cfg.Compression = &p
-		u.extLine = extensionsLine(p)
-	}
 	return u, nil
 }
 
@@ -147,8 +137,8 @@ type Result struct {
 	Request     *Request
 	Subprotocol string // the chosen subprotocol, "" if none
 	Session     any    // what Authorize returned
-	// Compression reports that permessage-deflate was negotiated, with
-	// exactly Config.Compression's parameters.
+	// Compression reports that permessage-deflate was negotiated: both
+	// sides compress each message on its own (no context takeover).
 	Compression bool
 	Status      int   // the HTTP status sent: 101, 400, 403, ...
 	Err         error // why it was refused (an *Error), nil otherwise

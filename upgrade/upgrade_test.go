@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/gobwas/ws/wsflate"
 )
 
 func TestStepStatuses(t *testing.T) {
@@ -618,50 +616,6 @@ func TestSubprotocols(t *testing.T) {
 				tc.server, tc.offer, res.Status, res.Subprotocol, resp.Header.Get("Sec-WebSocket-Protocol"), tc.status, tc.want, res.Err)
 		}
 		release(res)
-	}
-}
-
-func TestCompression(t *testing.T) {
-	params := &wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}
-	cases := []struct {
-		cfg    *wsflate.Parameters
-		offer  string
-		accept bool
-		header string
-	}{
-		{
-			cfg:    params,
-			offer:  "permessage-deflate; client_max_window_bits",
-			accept: true,
-			header: "permessage-deflate;server_no_context_takeover;client_no_context_takeover",
-		},
-		{
-			cfg:   nil,
-			offer: "permessage-deflate",
-		},
-		{
-			cfg:   params,
-			offer: "permessage-deflate; server_max_window_bits=99",
-		},
-		{
-			cfg:   params,
-			offer: "x-webkit-deflate-frame",
-		},
-	}
-	for _, tc := range cases {
-		u := newTest(t, Config{Compression: tc.cfg})
-		res := stepWhole(u, wsHead("Sec-WebSocket-Extensions: "+tc.offer))
-		resp, _ := checkReply(t, res)
-		got := strings.ReplaceAll(resp.Header.Get("Sec-WebSocket-Extensions"), " ", "")
-		if res.Kind != Upgraded || res.Compression != tc.accept || got != tc.header {
-			t.Fatalf(
-				"offer %q: %v compression %v header %q: %v",
-				tc.offer, res.Kind, res.Compression, got, res.Err)
-		}
-		release(res)
-	}
-	if _, err := New(Config{Compression: &wsflate.Parameters{ServerMaxWindowBits: 16}}); err == nil {
-		t.Fatal("window bits 16 accepted")
 	}
 }
 

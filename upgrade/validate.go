@@ -19,9 +19,9 @@ func refused(status int, reason, detail string, cause error) refusal {
 
 // offer is what a valid upgrade request asks for, as the checks found it.
 type offer struct {
-	key         string // Sec-WebSocket-Key, valid
-	subprotocol string // the subprotocol chosen, "" if none
-	compression bool   // permessage-deflate accepted
+	key         string        // Sec-WebSocket-Key, valid
+	subprotocol string        // the subprotocol chosen, "" if none
+	deflate     deflateAnswer // the permessage-deflate negotiation
 }
 
 // checkUpgrade applies RFC 6455 §4.2.1 to an upgrade attempt, in the order
@@ -59,7 +59,7 @@ func (u *Upgrader) checkUpgrade(r *Request) (offer, refusal) {
 		return offer{}, refused(http.StatusBadRequest, ErrBadSubprotocol.Error(),
 			strings.Join(h["Sec-Websocket-Protocol"], ", "), ErrBadSubprotocol)
 	}
-	if o.compression, ok = u.negotiateExtensions(h["Sec-Websocket-Extensions"]); !ok {
+	if o.deflate, ok = u.negotiateExtensions(h["Sec-Websocket-Extensions"]); !ok {
 		return offer{}, refused(http.StatusBadRequest, ErrBadExtension.Error(),
 			strings.Join(h["Sec-Websocket-Extensions"], ", "), ErrBadExtension)
 	}

@@ -5,15 +5,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/gobwas/ws/wsflate"
 )
 
 // TestUpgradeRules walks every rule of the handshake validation: each row
 // is one request, the status it gets, the cause Result.Err wraps and the
 // reason the peer reads. Rows with status 101 show what a rule lets through.
 func TestUpgradeRules(t *testing.T) {
-	deflate := &wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}
+	const deflate = true
 	withConnection := func(lines ...string) string {
 		var extra []string
 		for _, l := range lines {
@@ -156,7 +154,7 @@ func TestUpgradeRules(t *testing.T) {
 // TestUpgradeRulesAreSplitProof: the rows above that exercise the new rules
 // decide the same in any split, down to one byte per read.
 func TestUpgradeRulesAreSplitProof(t *testing.T) {
-	u := newTest(t, Config{Compression: &wsflate.Parameters{}, Subprotocols: []string{"chat"}})
+	u := newTest(t, Config{Compression: true, Subprotocols: []string{"chat"}})
 	for _, data := range []string{
 		wsHeadWithout([]string{"Connection"}, "Connection: keep-alive", "Connection: Upgrade"),
 		wsHeadWithout([]string{"Upgrade"}, "Upgrade: websocket", "Upgrade: h2c"),

@@ -79,6 +79,10 @@ type options struct {
 	burst            int     // messages per connection in a burst
 	maxRooms         int     // rooms kept at most
 	loops            int
+	// compression negotiates permessage-deflate; events of
+	// compressionMinSize bytes and more go out compressed.
+	compression        bool
+	compressionMinSize int
 
 	// Test hooks, zero in the command: the clock of the rate limits, the
 	// server's unread outbound bytes (engine Stats.OutboundBytes) and the
@@ -207,6 +211,7 @@ func newChat(opts options, logger *slog.Logger) (*chat, error) {
 		MaxMessageBytes:  maxFrameBytes,
 		MaxOutboundTotal: opts.maxOutboundTotal,
 		WriteTimeout:     opts.writeTimeout,
+		Compression:      engine.Compression{Enabled: opts.compression, MinSize: opts.compressionMinSize},
 		HTTPHandler:      mux,
 		Authorize:        ch.authorize,
 		Logger:           logger,

@@ -63,6 +63,15 @@
 // newline, return and tab 6 bytes for 1. So a 2000-byte text is at most
 // 12,000 bytes as sent, and a whole "msg" event at most 12,258 bytes.
 //
+// # Compression
+//
+// With -compression the server negotiates permessage-deflate with clients
+// that offer it (browsers do), without context takeover on either side:
+// events and histories of -compression-min-size bytes (512) and more go
+// out compressed, each compressed once for all the room's members. Off by
+// default, as in herald (see its README). The limits below count bytes
+// before compression.
+//
 // # Limits
 //
 // A join is a request of a few hundred bytes; what it can make the server
@@ -115,6 +124,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/heraldws/herald/engine"
 )
 
 func main() {
@@ -133,6 +144,9 @@ func main() {
 	flag.IntVar(&opts.burst, "burst", opts.burst, "messages a connection may send in a burst")
 	flag.IntVar(&opts.maxRooms, "rooms", opts.maxRooms, "rooms kept at most (empty ones are forgotten first)")
 	flag.IntVar(&opts.loops, "loops", opts.loops, "event loops (default: one per core)")
+	flag.BoolVar(&opts.compression, "compression", false,
+		"negotiate permessage-deflate with clients that offer it (browsers do): room events and histories of -compression-min-size bytes and more go out compressed, once for all the room's members")
+	flag.IntVar(&opts.compressionMinSize, "compression-min-size", engine.DefaultCompressionMinSize, "with -compression, the smallest message sent compressed, in bytes")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 

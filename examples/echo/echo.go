@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/heraldws/herald/engine"
@@ -13,6 +14,15 @@ const maxMessage = 64 << 20
 // loop and writes directly: no copy, no goroutine.
 type echoHandler struct {
 	engine.BaseHandler
+	log *slog.Logger
+}
+
+// OnOpen logs, at debug level (-v), whether the connection negotiated
+// permessage-deflate.
+func (h echoHandler) OnOpen(c *engine.Conn) {
+	if h.log.Enabled(context.Background(), slog.LevelDebug) {
+		h.log.Debug("herald echo: connection open", "remote", c.RemoteAddr(), "deflate", c.Compression())
+	}
 }
 
 func (echoHandler) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
@@ -26,8 +36,9 @@ const defaultOutboundTotal = 512 << 20
 
 // newServer builds the echo server: any path, any Origin (it is an interop
 // target that pages from other local origins must reach; herald's default is
-// same-origin), messages up to 64 MiB, outbound memory bounded by budget.
-func newServer(addr string, budget int64, logger *slog.Logger) (*engine.Server, error) {
+// same-origin), messages up to 64 MiB, outbound memory bounded by budget,
+// permessage-deflate as compression says.
+func newServer(addr string, budget int64, compression engine.Compression, logger *slog.Logger) (*engine.Server, error) {
 	return engine.New(engine.Config{
 		Addr:            addr,
 		MaxMessageBytes: maxMessage,
@@ -36,6 +47,7 @@ func newServer(addr string, budget int64, logger *slog.Logger) (*engine.Server, 
 		MaxOutboundBytes: maxMessage + 1<<20,
 		MaxOutboundTotal: budget,
 		OriginPatterns:   []string{"*"},
+		Compression:      compression,
 		Logger:           logger,
-	}, echoHandler{})
+	}, echoHandler{log: logger})
 }

@@ -46,19 +46,37 @@ func RaiseFileLimit() uint64 {
 // swallowed. The i-th connection comes from 127.0.0.(2+i%8), so that no
 // single source address runs out of ephemeral ports.
 func Dial(addr, path string, i int) (net.Conn, error) {
+	return dial(addr, path, i, false)
+}
+
+// DialDeflate is Dial offering permessage-deflate as browsers do
+// (wsframe.DeflateOffer); the server must accept it.
+func DialDeflate(addr, path string, i int) (net.Conn, error) {
+	return dial(addr, path, i, true)
+}
+
+func dial(addr, path string, i int, deflate bool) (net.Conn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}}
 	conn, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	key := wsframe.NewRequestKey()
-	if _, err := conn.Write(wsframe.AppendRequest(nil, addr, path, key)); err != nil {
+	var extra []string
+	if deflate {
+		extra = append(extra, "Sec-WebSocket-Extensions: "+wsframe.DeflateOffer)
+	}
+	if _, err := conn.Write(wsframe.AppendRequest(nil, addr, path, key, extra...)); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	head, err := wsframe.ReadHead(conn)
 	if err == nil {
-		_, err = wsframe.ParseResponse(head, key)
+		var ext []byte
+		_, ext, err = wsframe.ParseResponseExtensions(head, key)
+		if err == nil && deflate != strings.HasPrefix(string(ext), "permessage-deflate") {
+			err = fmt.Errorf("offered permessage-deflate %v, answered %q", deflate, ext)
+		}
 	}
 	if err != nil {
 		conn.Close()
@@ -72,11 +90,23 @@ func Dial(addr, path string, i int) (net.Conn, error) {
 // It returns once all are upgraded; the returned function closes them.
 func Start(tb testing.TB, addr, path string, count int, drain bool) (stop func()) {
 	tb.Helper()
+	return start(tb, addr, path, count, drain, false)
+}
+
+// StartDeflate is Start with clients that negotiate permessage-deflate
+// (DialDeflate). Draining clients skip compressed frames unread.
+func StartDeflate(tb testing.TB, addr, path string, count int, drain bool) (stop func()) {
+	tb.Helper()
+	return start(tb, addr, path, count, drain, true)
+}
+
+func start(tb testing.TB, addr, path string, count int, drain, deflate bool) (stop func()) {
+	tb.Helper()
 	if limit := RaiseFileLimit(); limit < uint64(count)+256 {
 		tb.Skipf("open-files limit %d is below the %d sockets needed", limit, count+256)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%t", childEnv, addr, path, count, drain))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%t|%t", childEnv, addr, path, count, drain, deflate))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -100,15 +130,15 @@ func RunIfChild() {
 		return
 	}
 	parts := strings.Split(spec, "|")
-	if len(parts) != 4 {
+	if len(parts) != 5 {
 		fmt.Fprintln(os.Stderr, "load client: bad spec", spec)
 		os.Exit(2)
 	}
 	count, _ := strconv.Atoi(parts[2])
-	os.Exit(run(parts[0], parts[1], count, parts[3] == "true"))
+	os.Exit(run(parts[0], parts[1], count, parts[3] == "true", parts[4] == "true"))
 }
 
-func run(addr, path string, count int, drain bool) int {
+func run(addr, path string, count int, drain, deflate bool) int {
 	RaiseFileLimit()
 	conns := make([]net.Conn, count)
 	var (
@@ -122,7 +152,7 @@ func run(addr, path string, count int, drain bool) int {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < count; i += dialers {
-				c, err := Dial(addr, path, i)
+				c, err := dial(addr, path, i, deflate)
 				if err != nil {
 					mu.Lock()
 					failed = err
@@ -131,7 +161,7 @@ func run(addr, path string, count int, drain bool) int {
 				}
 				conns[i] = c
 				if drain {
-					go Discard(c)
+					go discard(c, deflate)
 				}
 			}
 		}(w)
@@ -154,11 +184,28 @@ func run(addr, path string, count int, drain bool) int {
 // keepalive drops a client that does not), until c fails, is closed, or the
 // server closes it (its close frame is answered).
 func Discard(c net.Conn) {
+	discard(c, false)
+}
+
+// DiscardDeflate is Discard for a connection that negotiated
+// permessage-deflate (DialDeflate): compressed frames are skipped unread
+// too.
+func DiscardDeflate(c net.Conn) {
+	discard(c, true)
+}
+
+func discard(c net.Conn, deflate bool) {
 	r := bufio.NewReaderSize(c, 16<<10)
 	var ctl [wsframe.MaxControlPayload]byte
 	out := make([]byte, 0, 2*wsframe.MaxControlPayload)
 	for {
-		h, err := wsframe.ReadHeader(r, 1<<62)
+		var h wsframe.Header
+		var err error
+		if deflate {
+			h, err = wsframe.ReadHeaderDeflate(r, 1<<62)
+		} else {
+			h, err = wsframe.ReadHeader(r, 1<<62)
+		}
 		if err != nil {
 			return
 		}

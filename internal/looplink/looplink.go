@@ -44,6 +44,10 @@ type Conn interface {
 	Loop() Loop
 	// IsOpen reports whether the connection is upgraded and not closing.
 	IsOpen() bool
+	// Deflate reports whether the connection negotiated permessage-deflate
+	// (no context takeover): frames compressed on their own, with RSV1,
+	// may be written to it. It never changes; safe from any goroutine.
+	Deflate() bool
 	// Buffered returns the bytes queued for the peer that it has not read.
 	Buffered() int
 	// WriteFrames writes bytes that already hold complete, encoded server
@@ -67,6 +71,9 @@ type Server interface {
 	Closed() bool
 	// MaxOutboundBytes is the per-connection outbound bound.
 	MaxOutboundBytes() int
+	// CompressMinSize is the smallest message compressed for connections
+	// that negotiated permessage-deflate (Config.Compression.MinSize).
+	CompressMinSize() int
 	// Now is the clock of the loops' timers: monotonic, since the server
 	// was created.
 	Now() time.Duration

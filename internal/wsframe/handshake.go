@@ -105,21 +105,34 @@ func ReadHead(r io.Reader) ([]byte, error) {
 // extension or subprotocol, since none was offered. It does not allocate
 // unless the answer is wrong.
 func ParseResponse(b []byte, key string) (int, error) {
+	n, _, err := parseResponse(b, key, false)
+	return n, err
+}
+
+// ParseResponseExtensions is ParseResponse for a request that offered
+// extensions: it also returns the value of the answer's
+// Sec-WebSocket-Extensions (nil when there is none) for the caller to
+// check, instead of refusing it.
+func ParseResponseExtensions(b []byte, key string) (n int, extensions []byte, err error) {
+	return parseResponse(b, key, true)
+}
+
+func parseResponse(b []byte, key string, offered bool) (int, []byte, error) {
 	end := indexCRLFCRLF(b)
 	if end < 0 {
 		if len(b) > MaxResponseHead {
-			return 0, ErrResponseLarge
+			return 0, nil, ErrResponseLarge
 		}
-		return 0, nil
+		return 0, nil, nil
 	}
 	head := b[:end]
 	n := end + 4
 	line, rest := cutLine(head)
 	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " || string(line[9:12]) != "101" ||
 		(len(line) > 12 && line[12] != ' ') {
-		return n, fmt.Errorf("%w: status line %q, want HTTP/1.1 101", ErrBadHandshake, line)
+		return n, nil, fmt.Errorf("%w: status line %q, want HTTP/1.1 101", ErrBadHandshake, line)
 	}
-	var upgrade, connection, accepted []byte
+	var upgrade, connection, accepted, extensions []byte
 	var haveUpgrade, haveConnection, haveAccept bool
 	for len(rest) > 0 {
 		line, rest = cutLine(rest)
@@ -131,7 +144,7 @@ func ParseResponse(b []byte, key string) (int, error) {
 			}
 		}
 		if colon <= 0 {
-			return n, fmt.Errorf("%w: malformed header line %q", ErrBadHandshake, line)
+			return n, nil, fmt.Errorf("%w: malformed header line %q", ErrBadHandshake, line)
 		}
 		name := line[:colon]
 		value := trimSpace(line[colon+1:])
@@ -144,27 +157,33 @@ func ParseResponse(b []byte, key string) (int, error) {
 			}
 		case equalFold(name, "sec-websocket-accept"):
 			if haveAccept {
-				return n, fmt.Errorf("%w: more than one Sec-WebSocket-Accept", ErrBadHandshake)
+				return n, nil, fmt.Errorf("%w: more than one Sec-WebSocket-Accept", ErrBadHandshake)
 			}
 			accepted, haveAccept = value, true
 		case equalFold(name, "sec-websocket-extensions"):
-			return n, fmt.Errorf("%w: server answered extensions %q that were not offered", ErrBadHandshake, value)
+			if !offered {
+				return n, nil, fmt.Errorf("%w: server answered extensions %q that were not offered", ErrBadHandshake, value)
+			}
+			if extensions != nil {
+				return n, nil, fmt.Errorf("%w: more than one Sec-WebSocket-Extensions", ErrBadHandshake)
+			}
+			extensions = value
 		case equalFold(name, "sec-websocket-protocol"):
-			return n, fmt.Errorf("%w: server answered subprotocol %q that was not offered", ErrBadHandshake, value)
+			return n, nil, fmt.Errorf("%w: server answered subprotocol %q that was not offered", ErrBadHandshake, value)
 		}
 	}
 	if !haveUpgrade || !equalFold(upgrade, "websocket") {
-		return n, fmt.Errorf("%w: Upgrade header %q, want websocket", ErrBadHandshake, upgrade)
+		return n, nil, fmt.Errorf("%w: Upgrade header %q, want websocket", ErrBadHandshake, upgrade)
 	}
 	if !containsTokenFold(connection, "upgrade") {
-		return n, fmt.Errorf("%w: Connection header %q lacks the upgrade token", ErrBadHandshake, connection)
+		return n, nil, fmt.Errorf("%w: Connection header %q lacks the upgrade token", ErrBadHandshake, connection)
 	}
 	var want [acceptLen]byte
 	accept(&want, key)
 	if string(accepted) != string(want[:]) {
-		return n, fmt.Errorf("%w: Sec-WebSocket-Accept %q, want %q", ErrBadHandshake, accepted, string(want[:]))
+		return n, nil, fmt.Errorf("%w: Sec-WebSocket-Accept %q, want %q", ErrBadHandshake, accepted, string(want[:]))
 	}
-	return n, nil
+	return n, extensions, nil
 }
 
 func indexCRLFCRLF(b []byte) int {

@@ -19,6 +19,7 @@ func (e *ProtocolError) Error() string { return e.msg }
 var (
 	ErrMasked   = &ProtocolError{"server frame is masked (RFC 6455 5.1: a server must never mask)"}
 	ErrReserved = &ProtocolError{"server frame has RSV bits set, but no extension was negotiated"}
+	ErrRSV1     = &ProtocolError{"server frame has RSV1 on a continuation or control frame (RFC 7692 6.1)"}
 	ErrOpcode   = &ProtocolError{"server frame has a reserved opcode"}
 	ErrControl  = &ProtocolError{"server control frame is fragmented or longer than 125 bytes"}
 	ErrLength   = &ProtocolError{"server frame length is not minimally encoded, or has its top bit set (RFC 6455 5.2)"}
@@ -42,6 +43,10 @@ type Header struct {
 	Op     byte
 	Length int64 // payload bytes
 	Size   int   // header bytes: 2, 4 or 10
+	// Compressed is RSV1 on the first frame of a message, on a connection
+	// that negotiated permessage-deflate (ParseHeaderDeflate): the
+	// message's payload is compressed.
+	Compressed bool
 }
 
 // ParseHeader parses a server frame header at the start of b, strictly: no
@@ -50,13 +55,33 @@ type Header struct {
 // error while b does not yet hold the whole header, and reports an error as
 // soon as the bytes it has are wrong. It does not allocate.
 func ParseHeader(b []byte) (h Header, ok bool, err error) {
+	return parseHeader(b, false)
+}
+
+// ParseHeaderDeflate is ParseHeader on a connection that negotiated
+// permessage-deflate: RSV1 may mark the first frame of a text or binary
+// message as compressed (Header.Compressed), and is an error (ErrRSV1) on
+// a continuation or control frame.
+func ParseHeaderDeflate(b []byte) (h Header, ok bool, err error) {
+	return parseHeader(b, true)
+}
+
+func parseHeader(b []byte, deflate bool) (h Header, ok bool, err error) {
 	if len(b) < 2 {
 		return h, false, nil
 	}
 	b0, b1 := b[0], b[1]
 	h.Fin = b0&0x80 != 0
 	h.Op = b0 & 0x0F
-	if b0&0x70 != 0 {
+	rsv := b0 & 0x70
+	if deflate && rsv&RSV1 != 0 {
+		if h.Op != OpText && h.Op != OpBinary {
+			return h, false, ErrRSV1
+		}
+		h.Compressed = true
+		rsv &^= RSV1
+	}
+	if rsv != 0 {
 		return h, false, ErrReserved
 	}
 	if b1&0x80 != 0 {
@@ -115,11 +140,21 @@ func headerSize(b1 byte) int {
 // header's details; I/O errors are returned as they are (io.EOF only when
 // no byte of the header arrived).
 func ReadHeader(r *bufio.Reader, max int64) (Header, error) {
+	return readHeader(r, max, false)
+}
+
+// ReadHeaderDeflate is ReadHeader on a connection that negotiated
+// permessage-deflate (see ParseHeaderDeflate).
+func ReadHeaderDeflate(r *bufio.Reader, max int64) (Header, error) {
+	return readHeader(r, max, true)
+}
+
+func readHeader(r *bufio.Reader, max int64, deflate bool) (Header, error) {
 	b, err := r.Peek(2)
 	if err != nil {
 		return Header{}, eofInside(len(b), err)
 	}
-	h, ok, err := ParseHeader(b)
+	h, ok, err := parseHeader(b, deflate)
 	if err != nil {
 		return h, explain(b, err)
 	}
@@ -127,7 +162,7 @@ func ReadHeader(r *bufio.Reader, max int64) (Header, error) {
 		if b, err = r.Peek(headerSize(b[1])); err != nil {
 			return Header{}, eofInside(len(b), err)
 		}
-		if h, ok, err = ParseHeader(b); err != nil {
+		if h, ok, err = parseHeader(b, deflate); err != nil {
 			return h, explain(b, err)
 		}
 		if !ok {
@@ -145,7 +180,18 @@ func ReadHeader(r *bufio.Reader, max int64) (Header, error) {
 // payload is read into buf's storage when it fits, otherwise into a new
 // slice.
 func ReadFrame(r *bufio.Reader, buf []byte, max int64) (Header, []byte, error) {
-	h, err := ReadHeader(r, max)
+	return readFrame(r, buf, max, false)
+}
+
+// ReadFrameDeflate is ReadFrame on a connection that negotiated
+// permessage-deflate (see ParseHeaderDeflate). A compressed payload is
+// returned as it came; Inflate it once the message is complete.
+func ReadFrameDeflate(r *bufio.Reader, buf []byte, max int64) (Header, []byte, error) {
+	return readFrame(r, buf, max, true)
+}
+
+func readFrame(r *bufio.Reader, buf []byte, max int64, deflate bool) (Header, []byte, error) {
+	h, err := readHeader(r, max, deflate)
 	if err != nil {
 		return h, nil, err
 	}
@@ -171,7 +217,7 @@ func eofInside(got int, err error) error {
 func explain(b []byte, err error) error {
 	op := b[0] & 0x0F
 	switch err {
-	case ErrReserved:
+	case ErrReserved, ErrRSV1:
 		return fmt.Errorf("%w: opcode %#x with RSV bits %#02x", err, op, b[0]&0x70)
 	case ErrMasked, ErrOpcode:
 		return fmt.Errorf("%w: opcode %#x", err, op)

@@ -5,8 +5,11 @@ package conformance
 //
 //	1  framing              5  fragmentation        9  limits and performance
 //	2  pings and pongs      6  UTF-8 handling      10  miscellaneous
-//	3  reserved bits        7  close handling       H  opening handshake
-//	4  opcodes
+//	3  reserved bits        7  close handling      12  compression (RFC 7692)
+//	4  opcodes              H  opening handshake   13  compression offers
+//	                                                D  compression errors, limits
+//
+// Categories 12, 13 and D are in deflate_test.go.
 //
 // Each Test function starts its own echo server in-process (server_test.go);
 // its cases (subtests of "cases") run in parallel against it. Every case
@@ -47,6 +50,10 @@ type wsCase struct {
 	steps []step
 	run   func(t *testing.T, addr string)
 	slow  bool // above 4 MiB: skipped in -short mode
+	// offer, if set, is the Sec-WebSocket-Extensions line the steps'
+	// connection offers, and answer the server's answer it must get (""
+	// for declined); see deflate_test.go.
+	offer, answer string
 }
 
 func (tc wsCase) name() string { return tc.id + " " + tc.desc }
@@ -179,9 +186,12 @@ func runCase(t *testing.T, addr string, tc wsCase) {
 	if tc.slow && testing.Short() {
 		t.Skip("above 4 MiB: skipped in -short mode")
 	}
-	if tc.run != nil {
+	switch {
+	case tc.run != nil:
 		tc.run(t, addr)
-	} else {
+	case tc.offer != "":
+		runStepsOn(t, dialDeflateWS(t, addr, tc.offer, tc.answer), tc.steps)
+	default:
 		runSteps(t, addr, tc.steps)
 	}
 	checkAlive(t, addr)
@@ -191,7 +201,12 @@ func runCase(t *testing.T, addr string, tc wsCase) {
 // open is closed with a normal close handshake.
 func runSteps(t *testing.T, addr string, steps []step) {
 	t.Helper()
-	c := dialWS(t, addr)
+	runStepsOn(t, dialWS(t, addr), steps)
+}
+
+// runStepsOn runs steps on c, a fresh connection.
+func runStepsOn(t *testing.T, c *wsConn, steps []step) {
+	t.Helper()
 	for i, s := range steps {
 		if c.done {
 			break

@@ -118,12 +118,13 @@ type writeJob struct {
 }
 
 // event is what the server delivered: a complete message (text or binary,
-// reassembled from its fragments) or one control frame, in the order they
-// completed on the wire.
+// reassembled from its fragments and inflated if it came compressed) or
+// one control frame, in the order they completed on the wire.
 type event struct {
-	op      byte
-	payload []byte
-	frames  int
+	op         byte
+	payload    []byte
+	frames     int
+	compressed bool // RSV1 on the message's first frame (permessage-deflate)
 }
 
 // wsConn is one client connection. Reads happen on the test goroutine; writes
@@ -140,6 +141,9 @@ type wsConn struct {
 	wrng  *mrand.Rand // writer goroutine only
 
 	sentClose bool // a frame with the close opcode was queued
+	// deflate: permessage-deflate was negotiated; server frames may carry
+	// RSV1 on a message's first frame, and such messages are inflated.
+	deflate bool
 	// midFrame: the queued bytes end inside a frame (a length field that
 	// promises more than was sent, or raw bytes), so nothing queued after
 	// them could be read as a frame of its own: pings go unanswered.
@@ -358,7 +362,11 @@ func dialWS(t testing.TB, addr string) *wsConn {
 // violation by the server. I/O errors are returned.
 func (c *wsConn) readFrame() (wsframe.Header, []byte, error) {
 	c.t.Helper()
-	h, p, err := wsframe.ReadFrame(c.br, nil, maxServerFrame)
+	read := wsframe.ReadFrame
+	if c.deflate {
+		read = wsframe.ReadFrameDeflate
+	}
+	h, p, err := read(c.br, nil, maxServerFrame)
 	if wsframe.IsProtocolError(err) {
 		c.t.Fatalf("%v", err)
 	}
@@ -399,11 +407,12 @@ func (c *wsConn) nextEvent(keepPings bool) (event, error) {
 			if c.partial != nil {
 				c.t.Fatalf("server started a new %s message while a fragmented message was in progress", opName(h.Op))
 			}
-			ev := &event{op: h.Op, payload: p, frames: 1}
+			ev := &event{op: h.Op, payload: p, frames: 1, compressed: h.Compressed}
 			if !h.Fin {
 				c.partial = ev
 				continue
 			}
+			c.inflate(ev)
 			c.checkMessage(*ev)
 			return *ev, nil
 		case opCont:
@@ -417,10 +426,25 @@ func (c *wsConn) nextEvent(keepPings bool) (event, error) {
 			}
 			ev := *c.partial
 			c.partial = nil
+			c.inflate(&ev)
 			c.checkMessage(ev)
 			return ev, nil
 		}
 	}
+}
+
+// inflate inflates a compressed message in place. A server message that
+// does not inflate breaks RFC 7692 and fails the test.
+func (c *wsConn) inflate(ev *event) {
+	c.t.Helper()
+	if !ev.compressed {
+		return
+	}
+	p, err := wsframe.Inflate(ev.payload, maxServerFrame)
+	if err != nil {
+		c.t.Fatalf("server's compressed %s message: %v", opName(ev.op), err)
+	}
+	ev.payload = p
 }
 
 func (c *wsConn) checkMessage(ev event) {

@@ -37,7 +37,8 @@ func (echoHandler) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte
 
 // echoConfig is the bench contract's echo target: any path, any Origin,
 // messages up to 64 MiB and room to echo one while the client pipelines
-// more, with the suite's timers.
+// more, permessage-deflate negotiated when offered, with the suite's
+// timers.
 func echoConfig(logger *slog.Logger) engine.Config {
 	return engine.Config{
 		Addr:             "127.0.0.1:0",
@@ -47,6 +48,7 @@ func echoConfig(logger *slog.Logger) engine.Config {
 		// server-wide budget must not be what a case meets.
 		MaxOutboundTotal: 4 << 30,
 		OriginPatterns:   []string{"*"},
+		Compression:      engine.Compression{Enabled: true},
 		Logger:           logger,
 		HandshakeTimeout: timerOff,
 		PingInterval:     suitePingInterval,

@@ -27,13 +27,18 @@ func coderDial(t *testing.T, s *echoServer, opts *websocket.DialOptions) (*webso
 
 func coderEcho(t *testing.T, c *websocket.Conn, text bool, n int, seed uint64) {
 	t.Helper()
+	coderEchoBytes(t, c, text, payload(text, n, seed))
+}
+
+func coderEchoBytes(t *testing.T, c *websocket.Conn, text bool, want []byte) {
+	t.Helper()
+	n := len(want)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	typ := websocket.MessageBinary
 	if text {
 		typ = websocket.MessageText
 	}
-	want := payload(text, n, seed)
 	if err := c.Write(ctx, typ, want); err != nil {
 		t.Fatalf("write %d bytes: %v", n, err)
 	}
@@ -60,22 +65,35 @@ func TestCoderEcho(t *testing.T) {
 	}
 }
 
-// Offers permessage-deflate with context takeover. The echo must work
-// whether or not the server accepts the offer.
-func TestCoderEchoDeflateOffered(t *testing.T) {
-	s := startEcho(t)
-	c, resp := coderDial(t, s, &websocket.DialOptions{CompressionMode: websocket.CompressionContextTakeover})
-	ext := resp.Header.Get("Sec-WebSocket-Extensions")
-	checkDeflateAnswer(t, ext)
-	for _, text := range []bool{true, false} {
-		for _, n := range []int{0, 125, 126, 200, 65536, 1 << 20} {
-			t.Run(fmt.Sprintf("%s/%d", kind(text), n), func(t *testing.T) {
-				// Repeated messages exercise the shared sliding window.
-				for range 3 {
-					coderEcho(t, c, text, n, 12)
+// Negotiates permessage-deflate in both of coder/websocket's modes and
+// exchanges compressed messages both ways. With CompressionContextTakeover
+// the client offers to keep its window; herald's answer,
+// client_no_context_takeover, makes it compress each message on its own
+// (repeated messages would otherwise refer back to the previous ones, and
+// the server would refuse them with 1007).
+func TestCoderEchoDeflate(t *testing.T) {
+	for _, mode := range []websocket.CompressionMode{websocket.CompressionNoContextTakeover, websocket.CompressionContextTakeover} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) {
+			s := startEcho(t, "-v")
+			c, resp := coderDial(t, s, &websocket.DialOptions{CompressionMode: mode})
+			s.checkDeflate(t, resp.Header.Get("Sec-WebSocket-Extensions"))
+			for _, text := range []bool{true, false} {
+				for _, n := range []int{0, 125, 126, 200, 65536, 1 << 20} {
+					t.Run(fmt.Sprintf("%s/%d", kind(text), n), func(t *testing.T) {
+						for range 3 {
+							coderEcho(t, c, text, n, 12)
+						}
+					})
 				}
-			})
-		}
+				for _, n := range []int{100, 600, 65536, 4 << 20} {
+					t.Run(fmt.Sprintf("%s/%d-compressible", kind(text), n), func(t *testing.T) {
+						for range 3 {
+							coderEchoBytes(t, c, text, compressible(n))
+						}
+					})
+				}
+			}
+		})
 	}
 }
 

@@ -29,11 +29,16 @@ func gorillaDial(t *testing.T, s *echoServer, d *websocket.Dialer) *websocket.Co
 
 func gorillaEcho(t *testing.T, c *websocket.Conn, text bool, n int, seed uint64) {
 	t.Helper()
+	gorillaEchoBytes(t, c, text, payload(text, n, seed))
+}
+
+func gorillaEchoBytes(t *testing.T, c *websocket.Conn, text bool, want []byte) {
+	t.Helper()
+	n := len(want)
 	typ := websocket.BinaryMessage
 	if text {
 		typ = websocket.TextMessage
 	}
-	want := payload(text, n, seed)
 	_ = c.SetWriteDeadline(time.Now().Add(30 * time.Second))
 	if err := c.WriteMessage(typ, want); err != nil {
 		t.Fatalf("write %d bytes: %v", n, err)
@@ -77,23 +82,30 @@ func TestGorillaEchoSingleFrame(t *testing.T) {
 	}
 }
 
-// Offers permessage-deflate (without context takeover, the only mode gorilla
-// has). The echo must work whether or not the server accepts the offer.
-func TestGorillaEchoDeflateOffered(t *testing.T) {
-	s := startEcho(t)
+// Negotiates permessage-deflate (without context takeover, the only mode
+// gorilla has) and exchanges compressed messages both ways: gorilla
+// compresses every message it writes, the echo those of 512 bytes and more
+// that get smaller.
+func TestGorillaEchoDeflate(t *testing.T) {
+	s := startEcho(t, "-v")
 	d := &websocket.Dialer{HandshakeTimeout: hangGuard, EnableCompression: true}
 	c, resp, err := d.Dial(s.URL, nil)
 	if err != nil {
 		t.Fatalf("dial with permessage-deflate offered: %v", err)
 	}
 	defer c.Close()
-	ext := resp.Header.Get("Sec-WebSocket-Extensions")
-	checkDeflateAnswer(t, ext)
+	c.SetReadLimit(64 << 20)
+	s.checkDeflate(t, resp.Header.Get("Sec-WebSocket-Extensions"))
 	c.EnableWriteCompression(true)
 	for _, text := range []bool{true, false} {
 		for _, n := range []int{0, 125, 126, 65536, 1 << 20} {
 			t.Run(fmt.Sprintf("%s/%d", kind(text), n), func(t *testing.T) {
 				gorillaEcho(t, c, text, n, 3)
+			})
+		}
+		for _, n := range []int{100, 600, 65536, 4 << 20} {
+			t.Run(fmt.Sprintf("%s/%d-compressible", kind(text), n), func(t *testing.T) {
+				gorillaEchoBytes(t, c, text, compressible(n))
 			})
 		}
 	}

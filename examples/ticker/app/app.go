@@ -44,6 +44,11 @@ type Options struct {
 	MemoryLimit int64
 	// ReusePort lets several processes share Addr (SO_REUSEPORT).
 	ReusePort bool
+	// Compression negotiates permessage-deflate with clients that offer
+	// it (browsers do); ticks of CompressionMinSize bytes and more are
+	// compressed, once per tick for all subscribers.
+	Compression        bool
+	CompressionMinSize int
 	// NATS is the broker URL of a cluster to join; "" runs alone.
 	NATS string
 	// Publish makes this node publish ticks. A node with Publish false only
@@ -99,6 +104,7 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 		ReusePort:        opts.ReusePort,
 		MaxOutboundTotal: opts.Budget,
 		SocketSendBuffer: opts.SendBuffer,
+		Compression:      engine.Compression{Enabled: opts.Compression, MinSize: opts.CompressionMinSize},
 		HTTPHandler:      mux,
 		Logger:           logger,
 	}, t)

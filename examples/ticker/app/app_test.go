@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/heraldws/herald/internal/loadclient"
+	"github.com/heraldws/herald/internal/wsframe"
 )
 
 // startTicker runs the example in-process with a fast tick.
@@ -221,5 +225,74 @@ func TestFlagsAndOptions(t *testing.T) {
 	o.Publish = false
 	if _, err := New(*o, quiet, nil); err == nil || !strings.Contains(err.Error(), "-publish=false needs -nats") {
 		t.Fatalf("New without a cluster nor publishing: %v", err)
+	}
+}
+
+// TestTickerCompression: with -compression, a client that offers
+// permessage-deflate gets every tick of -compression-min-size bytes and
+// more compressed, and /stats counts the negotiation and the compressed
+// ticks (once per tick, whatever the number of clients). The flag is off
+// by default.
+func TestTickerCompression(t *testing.T) {
+	fs := flag.NewFlagSet("ticker", flag.ContinueOnError)
+	if o := Flags(fs); o.Compression || o.CompressionMinSize != 512 {
+		t.Fatalf("compression flags default to %v, %d; want off, 512", o.Compression, o.CompressionMinSize)
+	}
+	tk, err := New(Options{Addr: "127.0.0.1:0", Interval: 20 * time.Millisecond, Symbols: 3, Size: 200, Publish: true,
+		Compression: true, CompressionMinSize: 64}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = tk.Shutdown(ctx)
+	})
+	addr := tk.Addr().String()
+	clients := make([]*bufio.Reader, 3)
+	for i := range clients {
+		conn, err := loadclient.DialDeflate(addr, "/ws", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(hangGuard))
+		clients[i] = bufio.NewReader(conn)
+	}
+	for i, r := range clients {
+		for n := 0; n < 9; n++ {
+			h, p, err := wsframe.ReadFrameDeflate(r, nil, 1<<20)
+			if err != nil {
+				t.Fatalf("client %d: %v", i, err)
+			}
+			if h.Op != wsframe.OpText || !h.Compressed {
+				t.Fatalf("client %d: tick %d: opcode %#x compressed %v, want a compressed text", i, n, h.Op, h.Compressed)
+			}
+			if p, err = wsframe.Inflate(p, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			var tk tick
+			if err := json.Unmarshal(p, &tk); err != nil || !strings.HasPrefix(tk.Sym, "S") || tk.Seq < 1 {
+				t.Fatalf("client %d: tick %q: %v", i, p, err)
+			}
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stats struct {
+		Server struct{ DeflateNegotiated uint64 }
+		Hub    struct{ Published, Compressed uint64 }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		t.Fatal(err)
+	}
+	if stats.Server.DeflateNegotiated != 3 || stats.Hub.Compressed == 0 || stats.Hub.Compressed > stats.Hub.Published {
+		t.Fatalf("stats %+v: want 3 negotiations, and each tick compressed at most once for the 3 clients", stats)
 	}
 }

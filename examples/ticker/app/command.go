@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/heraldws/herald/engine"
 )
 
 // Join connects to the cluster whose broker is at url, for -nats.
@@ -32,6 +34,9 @@ func Flags(fs *flag.FlagSet) *Options {
 	fs.Int64Var(&o.MemoryLimit, "memory-limit", 256<<20,
 		"the process's memory budget in bytes: the Go runtime's soft memory limit, at least 4 × -max-outbound-total (0 leaves the runtime's default; GOMEMLIMIT, if set, wins)")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "share -addr with other processes (SO_REUSEPORT), e.g. other nodes of a cluster")
+	fs.BoolVar(&o.Compression, "compression", false,
+		"negotiate permessage-deflate with clients that offer it (browsers do): ticks of -compression-min-size bytes and more go out compressed, compressed once per tick for all clients")
+	fs.IntVar(&o.CompressionMinSize, "compression-min-size", engine.DefaultCompressionMinSize, "with -compression, the smallest tick sent compressed, in bytes")
 	fs.StringVar(&o.NATS, "nats", "", "join a cluster through the NATS broker at this URL (nats://host:4222); without it, one process and no broker")
 	fs.BoolVar(&o.Publish, "publish", true, "publish ticks; -publish=false makes a node of a cluster only deliver what the others publish")
 	return o

@@ -205,6 +205,8 @@
       if (everOpened) reconnects++;
       everOpened = true;
       restartPending = true;
+      // "permessage-deflate; ..." when the server compresses, "" if not.
+      el.status.dataset.extensions = sock.extensions;
       setState('live');
       fetchStats();
       stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
@@ -285,8 +287,10 @@
       const s = await r.json();
       // Active counts this very request's connection too.
       const active = s.server && typeof s.server.Active === 'number' ? Math.max(1, s.server.Active - 1) : null;
+      const compressed = ws && ws.extensions && ws.extensions.startsWith('permessage-deflate');
       el.server.textContent = `${s.symbols} symbols every ${s.interval}` +
-        (active === null ? '' : ` · ${active} connection${active === 1 ? '' : 's'} to this server`);
+        (active === null ? '' : ` · ${active} connection${active === 1 ? '' : 's'} to this server`) +
+        (compressed ? ' · compressed (permessage-deflate)' : '');
     } catch {
       // The server is away; the status already says so.
     }

@@ -29,13 +29,18 @@ function echoBin() {
   return bin;
 }
 
+/** herald's answer to every permessage-deflate offer the clients here make. */
+export const deflateAnswer = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+
 /**
- * Starts an echo server on 127.0.0.1 with a free port.
+ * Starts an echo server on 127.0.0.1 with a free port, with args after its
+ * address (-v makes it log each connection's permessage-deflate
+ * negotiation: see sawDeflate).
  * @returns {Promise<{addr: string, url: string, proc: import('node:child_process').ChildProcess,
  *   stderr: () => string, terminate: () => Promise<{code: number|null, signal: string|null}>}>}
  */
-export async function startEcho() {
-  const proc = spawn(echoBin(), ['-addr', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startEcho(args = []) {
+  const proc = spawn(echoBin(), ['-addr', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
   const exited = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
@@ -62,6 +67,18 @@ export async function startEcho() {
     url: `ws://${addr}/`,
     proc,
     stderr: () => err,
+    /**
+     * Resolves once the echo (started with -v) has logged a connection that
+     * negotiated permessage-deflate: the server's side of the negotiation.
+     * The log is written before the 101 but reaches us through a pipe.
+     */
+    async sawDeflate(ms = 60000) {
+      const deadline = Date.now() + ms;
+      while (!err.includes('deflate=true')) {
+        if (Date.now() > deadline) throw new Error(`the echo logged no connection with deflate=true; stderr:\n${err}`);
+        await new Promise((res) => setTimeout(res, 10));
+      }
+    },
     /** Sends SIGTERM and resolves with how the process ended (SIGKILL after 10s). */
     async terminate() {
       if (!done) proc.kill('SIGTERM');
@@ -110,3 +127,8 @@ export function binaryPayload(n, seed) {
 }
 
 export const echoSizes = [0, 1, 125, 126, 127, 65535, 65536, 65537, 1 << 20, 16 << 20];
+
+/** n bytes of JSON-like text, which compresses well. */
+export function compressible(n) {
+  return Buffer.from('{"sym":"S1","px":101.25},'.repeat(Math.ceil(n / 25) + 1).slice(0, n));
+}

@@ -1,7 +1,7 @@
 // The ticker example's own page in a real browser: Debian's Chromium, driven
 // by playwright-core, loads it from the ticker, watches prices move, then
 // sees the page reconnect by itself after the server restarts on the same
-// port.
+// port; and, with -compression, the page on compressed ticks.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startExample, chromiumArgs } from '../lib/example-server.mjs';
+import { deflateAnswer } from '../lib/echo-server.mjs';
 
 const executablePath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const tickerArgs = ['-interval', '100ms', '-symbols', '5'];
@@ -129,4 +130,47 @@ test('the ticker page shows live prices and latency, and reconnects after a rest
   t.diagnostic(`screenshot: ${shot}`);
   assert.deepEqual(problems, [], 'errors on the page');
   await page.close();
+});
+
+test('with -compression the page negotiates permessage-deflate, as devtools shows, and works on compressed ticks', async (t) => {
+  // Ticks of about 128 bytes; compressing from 64 bytes up makes every one
+  // reach the page compressed.
+  const z = await startExample('ticker', ['-compression', '-compression-min-size', '64', ...tickerArgs]);
+  try {
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+    // What devtools' Network panel shows of the WebSocket's handshake.
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    const handshakes = [];
+    cdp.on('Network.webSocketHandshakeResponseReceived', (e) => handshakes.push(e.response));
+
+    await page.goto(z.url);
+    await page.waitForFunction(() => document.getElementById('status').dataset.state === 'live' &&
+      document.querySelectorAll('#rows tr').length === 5, null, { timeout: 60000 });
+    let rows = await readRows(page);
+    for (let i = 0; i < 3; i++) rows = await waitForProgress(page, rows);
+    for (const [sym, row] of Object.entries(rows)) assert.match(row.px, /^\d+\.\d{2}$/, `${sym}: price ${row.px}`);
+
+    assert.equal(handshakes.length, 1, 'one WebSocket handshake');
+    const ext = Object.entries(handshakes[0].headers).find(([k]) => k.toLowerCase() === 'sec-websocket-extensions')?.[1];
+    t.diagnostic(`devtools: ${handshakes[0].status} ${handshakes[0].statusText}, Sec-WebSocket-Extensions: ${ext}`);
+    assert.equal(ext, deflateAnswer, 'the handshake response as devtools shows it');
+    assert.equal(await page.$eval('#status', (s) => s.dataset.extensions), deflateAnswer, 'the page\'s WebSocket.extensions');
+    await page.waitForFunction(() => /compressed \(permessage-deflate\)/.test(document.getElementById('server').textContent),
+      null, { timeout: 60000 });
+
+    // The server's side: it negotiated, and compressed each tick once.
+    const stats = await (await fetch(`http://${z.addr}/stats`)).json();
+    t.diagnostic(`server: ${stats.server.DeflateNegotiated} negotiation(s); hub: ${stats.hub.Compressed} of ${stats.hub.Published} ticks compressed`);
+    assert.ok(stats.server.DeflateNegotiated >= 1, 'the server saw no negotiation');
+    assert.ok(stats.hub.Compressed > 0 && stats.hub.Compressed <= stats.hub.Published, 'ticks compressed once each');
+    assert.deepEqual(problems, [], 'errors on the page');
+    await page.close();
+  } finally {
+    const e = await z.terminate();
+    assert.deepEqual(e, { code: 0, signal: null }, `ticker did not exit cleanly on SIGTERM; stderr:\n${z.stderr()}`);
+  }
 });

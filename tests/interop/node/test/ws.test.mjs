@@ -2,11 +2,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { startEcho, textPayload, binaryPayload, echoSizes } from '../lib/echo-server.mjs';
+import { startEcho, textPayload, binaryPayload, echoSizes, compressible, deflateAnswer } from '../lib/echo-server.mjs';
 
 let server;
 
-before(async () => { server = await startEcho(); });
+before(async () => { server = await startEcho(['-v']); });
 after(async () => {
   const e = await server.terminate();
   assert.deepEqual(e, { code: 0, signal: null }, `echo did not exit cleanly on SIGTERM; stderr:\n${server.stderr()}`);
@@ -15,6 +15,9 @@ after(async () => {
 /** Opens a client and queues what it receives, so tests can await events in order. */
 async function open(options = {}) {
   const ws = new WebSocket(server.url, { maxPayload: 64 << 20, ...options });
+  // The server's Sec-WebSocket-Extensions answer (ws.extensions only names
+  // the extensions).
+  ws.once('upgrade', (res) => { ws.answer = res.headers['sec-websocket-extensions'] ?? ''; });
   const events = [];
   let wake = null;
   const push = (ev) => { events.push(ev); if (wake) { wake(); wake = null; } };
@@ -62,11 +65,16 @@ async function closeClean(ws) {
 }
 
 for (const deflate of [false, true]) {
-  test(`echo of text and binary, every size (permessage-deflate ${deflate ? 'offered' : 'off'})`, async (t) => {
-    const ws = await open({ perMessageDeflate: deflate });
-    t.diagnostic(`negotiated extensions: ${JSON.stringify(ws.extensions)}`);
-    if (deflate && process.env.HERALD_INTEROP_REQUIRE_DEFLATE === '1') {
-      assert.match(ws.extensions, /^permessage-deflate/, 'server declined permessage-deflate');
+  test(`echo of text and binary, every size (permessage-deflate ${deflate ? 'negotiated' : 'off'})`, async (t) => {
+    // threshold 0: ws compresses every message, even an empty one.
+    const ws = await open({ perMessageDeflate: deflate ? { threshold: 0 } : false });
+    t.diagnostic(`negotiated extensions: ${JSON.stringify(ws.extensions)}; answer ${JSON.stringify(ws.answer)}`);
+    if (deflate) {
+      assert.equal(ws.extensions, 'permessage-deflate', 'the client sees permessage-deflate negotiated');
+      assert.equal(ws.answer, deflateAnswer);
+      await server.sawDeflate();
+    } else {
+      assert.equal(ws.extensions, '', 'no offer, no extension');
     }
     const sizes = deflate ? echoSizes.filter((n) => n <= 1 << 20) : echoSizes;
     for (const binary of [false, true]) {
@@ -75,6 +83,11 @@ for (const deflate of [false, true]) {
         // ws sends a Buffer as text when binary is false.
         await send(ws, want, binary);
         await expectEcho(ws, want, binary, `${binary ? 'binary' : 'text'} ${n} bytes`);
+      }
+      for (const n of [100, 600, 65536, 4 << 20]) {
+        const want = compressible(n);
+        await send(ws, want, binary);
+        await expectEcho(ws, want, binary, `${binary ? 'binary' : 'text'} ${n} compressible bytes`);
       }
     }
     await closeClean(ws);
