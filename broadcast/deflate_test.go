@@ -225,3 +225,34 @@ func TestSlowDeflateSubscriberConflated(t *testing.T) {
 		t.Fatalf("stalled client got %d messages, %d of them compressed: want fewer than %d (conflated), all compressed", count, compressed, n)
 	}
 }
+
+// TestNarrowWindowSubscriberGetsPlainFrames: a subscriber that limited the
+// server's window (server_max_window_bits=8, as the Autobahn TestSuite's
+// cases 13.3 and 13.5 offer) cannot take the compressed twin, which refers
+// back up to 32 KiB: it gets the plain frames, beside a subscriber that
+// gets the twin.
+func TestNarrowWindowSubscriberGetsPlainFrames(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, deflateConfig)
+	z := dialSub(t, srv, sub, true, "t")
+	narrow, err := loadclient.DialOffer(srv.Addr().String(), "/t", 0, "permessage-deflate; server_max_window_bits=8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { narrow.Close() })
+	select {
+	case c := <-sub.opened:
+		if !c.Compression() {
+			t.Fatal("Compression() is false for a narrow window")
+		}
+	case <-time.After(60 * time.Second): // a hang guard
+		t.Fatal("not opened")
+	}
+	_ = narrow.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard
+	waitSubs(t, h, "t", 2)
+	msg := jsonOf(4000, 5)
+	if err := h.Publish("t", engine.TextMessage, msg); err != nil {
+		t.Fatal(err)
+	}
+	readExactly(t, "deflate subscriber", z, codec.AppendCompressedFrame(nil, ws.OpText, msg))
+	readExactly(t, "narrow-window subscriber", narrow, codec.AppendFrame(nil, ws.OpText, msg))
+}

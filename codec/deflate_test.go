@@ -297,6 +297,8 @@ func TestBombMemory(t *testing.T) {
 // TestAppendCompressedFrame: the frame carries the payload compressed (RSV1
 // set) when that is smaller, the plain frame otherwise; either way the
 // standard library's inflater and herald's Decoder read back the payload.
+// AppendHuffmanFrame's frames refer back not at all: they never take less
+// than a bit per byte, which 1 MiB of zeros with back references does.
 func TestAppendCompressedFrame(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	random := make([]byte, 1<<20)
@@ -307,54 +309,67 @@ func TestAppendCompressedFrame(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		payload    []byte
-		compressed bool
+		compressed bool // by AppendCompressedFrame
+		huffman    bool // by AppendHuffmanFrame
 	}{
-		{"empty", nil, false},
-		{"one byte", []byte("a"), false},
-		{"short text", []byte("hello"), false},
-		{"128 B of JSON", json[:128], true},
-		{"1 KiB of JSON", json[:1024], true},
-		{"64 KiB of JSON", json[:64<<10], true},
-		{"1.5 MB of JSON", json, true},
-		{"1 MiB of zeros", make([]byte, 1<<20), true},
-		{"1 KiB random", random[:1024], false},
-		{"1 MiB random", random, false},
+		{"empty", nil, false, false},
+		{"one byte", []byte("a"), false, false},
+		{"short text", []byte("hello"), false, false},
+		{"128 B of JSON", json[:128], true, true},
+		{"1 KiB of JSON", json[:1024], true, true},
+		{"64 KiB of JSON", json[:64<<10], true, true},
+		{"1.5 MB of JSON", json, true, true},
+		{"1 MiB of zeros", make([]byte, 1<<20), true, true},
+		{"1 KiB random", random[:1024], false, false},
+		{"1 MiB random", random, false, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			prefix := []byte("before")
-			f := AppendCompressedFrame(prefix, ws.OpBinary, tc.payload)
-			if !bytes.Equal(f[:len(prefix)], prefix) {
-				t.Fatal("the bytes before the frame changed")
-			}
-			f = f[len(prefix):]
-			n, hl := serverFrameLen(f)
-			if hl+n != len(f) || f[0]&0x0F != byte(ws.OpBinary) || f[0]&bFin == 0 || f[0]&(bRsv2|bRsv3) != 0 {
-				t.Fatalf("bad frame: header % x, %d bytes of payload in %d", f[:hl], n, len(f))
-			}
-			body := f[hl:]
-			if got := f[0]&bRsv1 != 0; got != tc.compressed {
-				t.Fatalf("compressed %v, want %v (%d bytes for %d)", got, tc.compressed, n, len(tc.payload))
-			}
-			if tc.compressed {
-				if n >= len(tc.payload) {
-					t.Fatalf("compressed to %d bytes from %d", n, len(tc.payload))
+		for _, fn := range []struct {
+			name       string
+			append     func([]byte, ws.OpCode, []byte) []byte
+			compressed bool
+		}{
+			{"AppendCompressedFrame", AppendCompressedFrame, tc.compressed},
+			{"AppendHuffmanFrame", AppendHuffmanFrame, tc.huffman},
+		} {
+			t.Run(fn.name+"/"+tc.name, func(t *testing.T) {
+				prefix := []byte("before")
+				f := fn.append(prefix, ws.OpBinary, tc.payload)
+				if !bytes.Equal(f[:len(prefix)], prefix) {
+					t.Fatal("the bytes before the frame changed")
 				}
-				t.Logf("%d bytes compressed to %d (%.2f)", len(tc.payload), n, float64(n)/float64(len(tc.payload)))
-				plain, err := inflateStd(body)
-				if err != nil || !bytes.Equal(plain, tc.payload) {
-					t.Fatalf("compress/flate reads back %d bytes (%v), want %d", len(plain), err, len(tc.payload))
+				f = f[len(prefix):]
+				n, hl := serverFrameLen(f)
+				if hl+n != len(f) || f[0]&0x0F != byte(ws.OpBinary) || f[0]&bFin == 0 || f[0]&(bRsv2|bRsv3) != 0 {
+					t.Fatalf("bad frame: header % x, %d bytes of payload in %d", f[:hl], n, len(f))
 				}
-			} else if !bytes.Equal(body, tc.payload) {
-				t.Fatal("plain frame does not carry the payload")
-			}
-			var d Decoder
-			d.Init(&DecoderConfig{MaxMessageBytes: 4 << 20}, true)
-			defer d.Release()
-			_, e, err := d.Decode(maskServerFrame(f, [4]byte{1, 2, 3, 4}))
-			if err != nil || !bytes.Equal(e.Payload, tc.payload) || e.Compressed != tc.compressed {
-				t.Fatalf("Decoder reads back %d bytes, compressed %v (%v)", len(e.Payload), e.Compressed, err)
-			}
-		})
+				body := f[hl:]
+				if got := f[0]&bRsv1 != 0; got != fn.compressed {
+					t.Fatalf("compressed %v, want %v (%d bytes for %d)", got, fn.compressed, n, len(tc.payload))
+				}
+				if fn.compressed {
+					if n >= len(tc.payload) {
+						t.Fatalf("compressed to %d bytes from %d", n, len(tc.payload))
+					}
+					if fn.name == "AppendHuffmanFrame" && n < len(tc.payload)/8 {
+						t.Fatalf("%d bytes in %d: less than a bit per byte, so it refers back", len(tc.payload), n)
+					}
+					t.Logf("%d bytes compressed to %d (%.2f)", len(tc.payload), n, float64(n)/float64(len(tc.payload)))
+					plain, err := inflateStd(body)
+					if err != nil || !bytes.Equal(plain, tc.payload) {
+						t.Fatalf("compress/flate reads back %d bytes (%v), want %d", len(plain), err, len(tc.payload))
+					}
+				} else if !bytes.Equal(body, tc.payload) {
+					t.Fatal("plain frame does not carry the payload")
+				}
+				var d Decoder
+				d.Init(&DecoderConfig{MaxMessageBytes: 4 << 20}, true)
+				defer d.Release()
+				_, e, err := d.Decode(maskServerFrame(f, [4]byte{1, 2, 3, 4}))
+				if err != nil || !bytes.Equal(e.Payload, tc.payload) || e.Compressed != fn.compressed {
+					t.Fatalf("Decoder reads back %d bytes, compressed %v (%v)", len(e.Payload), e.Compressed, err)
+				}
+			})
+		}
 	}
 }
 
@@ -411,8 +426,9 @@ func TestDeflateErrors(t *testing.T) {
 	}
 }
 
-// TestCompressedFrameBound: AppendCompressedFrame stays within the bound
-// it documents, for data that compresses and data that does not.
+// TestCompressedFrameBound: AppendCompressedFrame and AppendHuffmanFrame
+// stay within the bound documented, for data that compresses and data that
+// does not.
 func TestCompressedFrameBound(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, n := range []int{0, 1, 127, 128, 1000, 65535, 65536, 1 << 20} {
@@ -423,9 +439,14 @@ func TestCompressedFrameBound(t *testing.T) {
 					p[i] = byte(r.Uint32())
 				}
 			}
-			dst := make([]byte, 3, 3+CompressedFrameBound(n))
-			if f := AppendCompressedFrame(dst, ws.OpBinary, p); len(f)-3 > CompressedFrameBound(n) || &f[0] != &dst[0] {
-				t.Fatalf("%d bytes (random %v): %d appended, bound %d, reallocated %v", n, random, len(f)-3, CompressedFrameBound(n), &f[0] != &dst[0])
+			for name, fn := range map[string]func([]byte, ws.OpCode, []byte) []byte{
+				"AppendCompressedFrame": AppendCompressedFrame,
+				"AppendHuffmanFrame":    AppendHuffmanFrame,
+			} {
+				dst := make([]byte, 3, 3+CompressedFrameBound(n))
+				if f := fn(dst, ws.OpBinary, p); len(f)-3 > CompressedFrameBound(n) || &f[0] != &dst[0] {
+					t.Fatalf("%s, %d bytes (random %v): %d appended, bound %d, reallocated %v", name, n, random, len(f)-3, CompressedFrameBound(n), &f[0] != &dst[0])
+				}
 			}
 		}
 	}

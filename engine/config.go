@@ -43,11 +43,12 @@ const (
 // says why that is the default.
 type Compression struct {
 	// Enabled accepts a client's permessage-deflate offer when it can be
-	// met without context takeover (browsers', Node's ws, gorilla's and
-	// coder/websocket's offers can; one that limits the server's window
-	// below 32 KiB cannot and is declined). The client's compressed
-	// messages are then inflated for OnMessage, bounded by MaxMessageBytes
-	// as they inflate.
+	// met without context takeover (every valid offer can: browsers',
+	// Node's ws, gorilla's and coder/websocket's; one that limits the
+	// server's window below 32 KiB gets its messages compressed with
+	// Huffman codes only, and broadcasts uncompressed). The client's
+	// compressed messages are then inflated for OnMessage, bounded by
+	// MaxMessageBytes as they inflate.
 	Enabled bool
 	// MinSize is the smallest message that Conn.Send and the broadcast hub
 	// compress for a connection that negotiated the extension; smaller

@@ -97,9 +97,10 @@ type Conn struct {
 	// proto is the negotiated subprotocol: its index in
 	// Server.subprotocols plus one, 0 for none.
 	proto uint8
-	// deflate is set when permessage-deflate was negotiated, before
-	// OnOpen runs, and never changes: any goroutine may read it.
-	deflate bool
+	// deflate is how permessage-deflate was negotiated (deflateOff if
+	// not), set before OnOpen runs and never changed: any goroutine may
+	// read it.
+	deflate deflateMode
 	state   connState
 	cause   closeCause // why OnClose is told the connection ended, if not aux.closeErr
 	opened  bool       // OnOpen was dispatched, so OnClose will be
@@ -216,7 +217,7 @@ func (c *Conn) SetSession(v any) { c.session.Store(&v) }
 // client (Config.Compression): its compressed messages are inflated for
 // OnMessage, and Send compresses messages of at least
 // Config.Compression.MinSize.
-func (c *Conn) Compression() bool { return c.deflate }
+func (c *Conn) Compression() bool { return c.deflate != deflateOff }
 
 // Subprotocol returns the negotiated subprotocol, or "".
 func (c *Conn) Subprotocol() string {
@@ -289,7 +290,7 @@ func (c *Conn) Send(typ MessageType, data []byte) error {
 	var buf *bytebufferpool.ByteBuffer
 	if c.compresses(data) {
 		buf = pool.Get(codec.CompressedFrameBound(len(data)))
-		buf.B = codec.AppendCompressedFrame(buf.B, ws.OpCode(typ), data)
+		buf.B = c.deflate.appendFrame(buf.B, ws.OpCode(typ), data)
 	} else {
 		buf = pool.Get(codec.HeaderLen(len(data)) + len(data))
 		buf.B = codec.AppendFrame(buf.B, ws.OpCode(typ), data)
@@ -301,7 +302,29 @@ func (c *Conn) Send(typ MessageType, data []byte) error {
 // permessage-deflate was negotiated and p is at least MinSize. Safe from
 // any goroutine.
 func (c *Conn) compresses(p []byte) bool {
-	return c.deflate && len(p) >= c.loop.srv.cfg.Compression.MinSize
+	return c.deflate != deflateOff && len(p) >= c.loop.srv.cfg.Compression.MinSize
+}
+
+// deflateMode is how a connection negotiated permessage-deflate.
+type deflateMode uint8
+
+const (
+	deflateOff deflateMode = iota
+	// deflateFull: the client allows the server's whole 32 KiB window.
+	deflateFull
+	// deflateHuffman: the client limited the server's window
+	// (server_max_window_bits below 15), so the connection's messages are
+	// compressed with Huffman codes only, which never refer back; the
+	// hub's compressed frames, made with the whole window, are not for it.
+	deflateHuffman
+)
+
+// appendFrame appends payload's frame compressed as m allows.
+func (m deflateMode) appendFrame(dst []byte, op ws.OpCode, payload []byte) []byte {
+	if m == deflateHuffman {
+		return codec.AppendHuffmanFrame(dst, op, payload)
+	}
+	return codec.AppendCompressedFrame(dst, op, payload)
 }
 
 // SendText sends a text message. s must be valid UTF-8 (ErrInvalidUTF8
@@ -367,11 +390,11 @@ func (c *Conn) writeMessage(op ws.OpCode, payload []byte) error {
 	var big *bytebufferpool.ByteBuffer
 	var frame []byte
 	if len(payload) <= smallFrame {
-		l.scratch = codec.AppendCompressedFrame(l.scratch[:0], op, payload)
+		l.scratch = c.deflate.appendFrame(l.scratch[:0], op, payload)
 		frame = l.scratch
 	} else {
 		big = pool.Get(codec.CompressedFrameBound(len(payload)))
-		big.B = codec.AppendCompressedFrame(big.B, op, payload)
+		big.B = c.deflate.appendFrame(big.B, op, payload)
 		frame = big.B
 	}
 	if frame[0]&rsv1 != 0 {

@@ -186,6 +186,39 @@ func TestDeflateEcho(t *testing.T) {
 	}
 }
 
+// TestDeflateNarrowWindow: a client that limits the server's window
+// (server_max_window_bits below 15) is answered with its window, and what
+// Send sends it, on the loop and from other goroutines, is compressed with
+// Huffman codes only: never under a bit per byte, which these messages
+// would be with back references.
+func TestDeflateNarrowWindow(t *testing.T) {
+	for _, workers := range []int{0, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			r := newRecorder()
+			r.onMsg = func(c *Conn, typ MessageType, data []byte) { _ = c.Send(typ, data) }
+			s := startServer(t, Config{Workers: workers, Compression: Compression{Enabled: true}}, r)
+			c := dialDeflate(t, s, "permessage-deflate; server_max_window_bits=9; client_max_window_bits")
+			if c.ext != "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9" {
+				t.Fatalf("answer %q", c.ext)
+			}
+			if conn := waitOpen(t, r); !conn.Compression() {
+				t.Fatal("Compression() is false")
+			}
+			for _, n := range []int{1000, 60000} {
+				p := compressible(n)
+				c.sendCompressed(ws.OpText, p)
+				h, got := c.next()
+				if !bytes.Equal(got, p) || h.Rsv == 0 {
+					t.Fatalf("%d bytes: echo of %d bytes, compressed %v", n, len(got), h.Rsv != 0)
+				}
+				if h.Length < int64(n/8) || h.Length >= int64(n) {
+					t.Fatalf("%d bytes compressed to %d: not Huffman codes alone", n, h.Length)
+				}
+			}
+		})
+	}
+}
+
 // TestDeflateFragmented: a compressed message in fragments, with pings
 // between them, is inflated once complete; the pings are answered as they
 // come.

@@ -124,7 +124,10 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	}
 	c.proto = s.protoIndex(res.Subprotocol)
 	if res.Compression {
-		c.deflate = true
+		c.deflate = deflateFull
+		if res.DeflateWindow < 15 {
+			c.deflate = deflateHuffman
+		}
 		c.loop.stats.deflateNegotiated.Add(1)
 	}
 	c.lastMsg = c.loop.now

@@ -33,8 +33,10 @@ func (c *linkConn) Loop() looplink.Loop { return c.loop }
 // IsOpen reports whether the connection is upgraded and not closing.
 func (c *linkConn) IsOpen() bool { return c.state == stateOpen }
 
-// Deflate reports whether the connection negotiated permessage-deflate.
-func (c *linkConn) Deflate() bool { return c.deflate }
+// Deflate reports whether the connection takes the hub's compressed
+// frames: permessage-deflate with the full window. A connection that
+// limited the server's window gets broadcasts uncompressed.
+func (c *linkConn) Deflate() bool { return c.deflate == deflateFull }
 
 // Buffered returns the bytes queued for the peer that it has not read.
 func (c *linkConn) Buffered() int {

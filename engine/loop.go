@@ -310,7 +310,7 @@ func (l *loop) decoderFor(c *Conn) *codec.Decoder {
 		// c gets a decoder of its own rather than share the loop's.
 		if c.dec == nil {
 			c.dec = l.spareDecoder()
-			c.dec.SetDeflate(c.deflate)
+			c.dec.SetDeflate(c.deflate != deflateOff)
 		}
 		return c.dec
 	}
@@ -319,7 +319,7 @@ func (l *loop) decoderFor(c *Conn) *codec.Decoder {
 		return c.dec
 	}
 	// The loop's decoder is at rest: it takes on c's extension.
-	l.dec.SetDeflate(c.deflate)
+	l.dec.SetDeflate(c.deflate != deflateOff)
 	return &l.dec
 }
 

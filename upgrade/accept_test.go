@@ -126,11 +126,12 @@ func TestReply101(t *testing.T) {
 		},
 		{
 			// An accepted server_max_window_bits is repeated (RFC 7692
-			// 7.1.2.1); a smaller window declines its offer.
+			// 7.1.2.1), a smaller window too; an invalid one declines its
+			// offer.
 			name: "compression with window bits",
 			cfg:  Config{Compression: true},
-			data: wsHead("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10, permessage-deflate; server_max_window_bits=15"),
-			want: fixed + answer + "; server_max_window_bits=15\r\n\r\n",
+			data: wsHead("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16, permessage-deflate; server_max_window_bits=10"),
+			want: fixed + answer + "; server_max_window_bits=10\r\n\r\n",
 		},
 		{
 			name: "compression declined",

@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"bytes"
+	"strconv"
 	"unsafe"
 
 	"github.com/gobwas/httphead"
@@ -26,11 +27,14 @@ import (
 //   - client_max_window_bits, with or without a value 8..15: met, since a
 //     message inflated on its own needs no window kept, whatever its size;
 //     the answer leaves the client's window as it is;
-//   - server_max_window_bits=15: met, and repeated in the answer, as
-//     §7.1.2.1 asks of a server that accepts it;
-//   - server_max_window_bits below 15: declined. The compressor may refer
-//     back up to 32 KiB within a message and cannot be held to a smaller
-//     window (uWebSockets' shared compressor declines these offers too);
+//   - server_max_window_bits with a value 8..15: met, and repeated in the
+//     answer, as §7.1.2.1 asks of a server that accepts it. Below 15 the
+//     server must not refer back further than the window allows, which the
+//     pooled compressors cannot be held to (they refer up to 32 KiB back);
+//     such a connection's messages are compressed with Huffman codes only,
+//     which refer back not at all (Result.DeflateWindow), and broadcasts
+//     reach it uncompressed. No browser sends such an offer; the Autobahn
+//     TestSuite's cases 13.3, 13.5 and 13.7 do;
 //   - an unknown parameter, a duplicate, a missing or invalid value:
 //     declined (§7, "MUST decline").
 //
@@ -49,30 +53,41 @@ import (
 // client_max_window_bits through. TestWsflateWindowCheckIsBackwards pins
 // that behaviour.
 
-// deflateAnswer is how a permessage-deflate negotiation ended.
+// deflateAnswer is how a permessage-deflate negotiation ended:
+// deflateDeclined, deflateAccepted, or the window 8..15 of an accepted offer
+// that named server_max_window_bits (the answer repeats it).
 type deflateAnswer uint8
 
 const (
-	deflateDeclined deflateAnswer = iota // no offer that can be met, or compression off
-	deflateAccepted                      // answered with both no_context_takeover parameters
-	deflateWindow15                      // the same, and server_max_window_bits=15 repeated
+	deflateDeclined deflateAnswer = 0 // no offer that can be met, or compression off
+	deflateAccepted deflateAnswer = 1 // answered with both no_context_takeover parameters
 )
 
-// The Sec-WebSocket-Extensions lines of a 101 that accepts an offer.
-const (
-	extAnswer   = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
-	extAnswer15 = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15\r\n"
-)
+// extAnswers are the Sec-WebSocket-Extensions lines of a 101 that accepts
+// an offer, by deflateAnswer; built once so that a handshake appends one
+// constant string.
+var extAnswers = func() (lines [16]string) {
+	const line = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+	lines[deflateAccepted] = line + "\r\n"
+	for bits := 8; bits <= 15; bits++ {
+		lines[bits] = line + "; server_max_window_bits=" + strconv.Itoa(bits) + "\r\n"
+	}
+	return lines
+}()
 
 // line returns the 101's Sec-WebSocket-Extensions line for a, or "".
-func (a deflateAnswer) line() string {
+func (a deflateAnswer) line() string { return extAnswers[a] }
+
+// window returns the server's LZ77 window in bits that the answer allows:
+// 15 unless the client asked for less; 0 when declined.
+func (a deflateAnswer) window() int {
 	switch a {
+	case deflateDeclined:
+		return 0
 	case deflateAccepted:
-		return extAnswer
-	case deflateWindow15:
-		return extAnswer15
+		return 15
 	}
-	return ""
+	return int(a)
 }
 
 // negotiateExtensions reads the Sec-WebSocket-Extensions lines and decides
@@ -125,7 +140,7 @@ const (
 type deflateOffer struct {
 	deflate  bool  // it is permessage-deflate
 	declined bool  // a parameter that cannot be met, or is not allowed
-	window15 bool  // server_max_window_bits=15: the answer repeats it
+	window   uint8 // server_max_window_bits' value, 0 if not named
 	seen     uint8 // the parameters read so far, to decline duplicates
 }
 
@@ -145,9 +160,8 @@ func (o *deflateOffer) param(name, val []byte) {
 	case bytes.EqualFold(name, paramServerMaxWindow):
 		bit = seenServerWindow
 		bits, valid := windowBits(val)
-		// Only a window of 15 can be kept to: see the package notes above.
-		o.declined = !valid || bits != 15
-		o.window15 = bits == 15
+		o.declined = !valid
+		o.window = uint8(bits)
 	case bytes.EqualFold(name, paramClientMaxWindow):
 		bit = seenClientWindow
 		if val != nil {
@@ -169,8 +183,8 @@ func (o *deflateOffer) settle(answer deflateAnswer) deflateAnswer {
 	if answer != deflateDeclined || !o.deflate || o.declined {
 		return answer
 	}
-	if o.window15 {
-		return deflateWindow15
+	if o.window != 0 {
+		return deflateAnswer(o.window)
 	}
 	return deflateAccepted
 }

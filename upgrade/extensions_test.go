@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,7 +14,25 @@ import (
 const (
 	answerDeflate   = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 	answerDeflate15 = answerDeflate + "; server_max_window_bits=15"
+	answerDeflate8  = answerDeflate + "; server_max_window_bits=8"
 )
+
+// answerWindow is the server's window an answer allows: 0 for none, the
+// server_max_window_bits it repeats, or 15.
+func answerWindow(answer string) int {
+	if answer == "" {
+		return 0
+	}
+	_, bits, found := strings.Cut(answer, "server_max_window_bits=")
+	if !found {
+		return 15
+	}
+	n, err := strconv.Atoi(bits)
+	if err != nil {
+		panic("answer " + answer + ": " + err.Error())
+	}
+	return n
+}
 
 // TestDeflateNegotiation is RFC 7692 §7's negotiation table: every
 // parameter form, in every position, alone and together, several offers in
@@ -47,24 +66,27 @@ func TestDeflateNegotiation(t *testing.T) {
 		{"gorilla/websocket", []string{"permessage-deflate; server_no_context_takeover; client_no_context_takeover"}, answerDeflate},
 		{"Autobahn default (12.x, 13.1)", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits"}, answerDeflate},
 		{"Autobahn 13.2", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover"}, answerDeflate},
-		{"Autobahn 13.3", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=8"}, ""},
+		{"Autobahn 13.3", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=8"}, answerDeflate8},
 		{"Autobahn 13.4", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=15"}, answerDeflate15},
-		{"Autobahn 13.5", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover; server_max_window_bits=8"}, ""},
+		{"Autobahn 13.5", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover; server_max_window_bits=8"}, answerDeflate8},
 		{"Autobahn 13.6", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover; server_max_window_bits=15"}, answerDeflate15},
-		{"Autobahn 13.7: the second offer", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover; server_max_window_bits=8, " +
+		{"Autobahn 13.7: the first offer", []string{"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover; server_max_window_bits=8, " +
 			"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_no_context_takeover, " +
-			"permessage-deflate; client_no_context_takeover; client_max_window_bits"}, answerDeflate},
+			"permessage-deflate; client_no_context_takeover; client_max_window_bits"}, answerDeflate8},
 
 		// Several offers: the first that can be met wins.
 		{"first of two", []string{"permessage-deflate; server_max_window_bits=15, permessage-deflate"}, answerDeflate15},
-		{"declined, then accepted", []string{"permessage-deflate; server_max_window_bits=9, permessage-deflate; client_max_window_bits"}, answerDeflate},
+		{"declined, then accepted", []string{"permessage-deflate; server_max_window_bits=16, permessage-deflate; client_max_window_bits"}, answerDeflate},
 		{"across lines", []string{"permessage-deflate; x=1", "permessage-deflate; server_max_window_bits=15"}, answerDeflate15},
 		{"after another extension", []string{"x-webkit-deflate-frame, permessage-deflate"}, answerDeflate},
 		{"another extension's parameters are not ours", []string{"x-foo; server_max_window_bits=8, permessage-deflate"}, answerDeflate},
 
+		// A smaller window for the server: met (Huffman codes only).
+		{"server_max_window_bits=8", []string{"permessage-deflate; server_max_window_bits=8"}, answerDeflate8},
+		{"server_max_window_bits=14", []string{"permessage-deflate; server_max_window_bits=14"}, answerDeflate + "; server_max_window_bits=14"},
+		{"server_max_window_bits=9 quoted", []string{`permessage-deflate; server_max_window_bits="9"`}, answerDeflate + "; server_max_window_bits=9"},
+
 		// Declined: nothing that can be met.
-		{"server_max_window_bits=8", []string{"permessage-deflate; server_max_window_bits=8"}, ""},
-		{"server_max_window_bits=14", []string{"permessage-deflate; server_max_window_bits=14"}, ""},
 		{"server_max_window_bits without a value", []string{"permessage-deflate; server_max_window_bits"}, ""},
 		{"server_max_window_bits=16", []string{"permessage-deflate; server_max_window_bits=16"}, ""},
 		{"server_max_window_bits=7", []string{"permessage-deflate; server_max_window_bits=7"}, ""},
@@ -82,7 +104,7 @@ func TestDeflateNegotiation(t *testing.T) {
 		{"duplicate client_max_window_bits with values", []string{"permessage-deflate; client_max_window_bits=9; client_max_window_bits=10"}, ""},
 		{"duplicate server_max_window_bits", []string{"permessage-deflate; server_max_window_bits=15; server_max_window_bits=15"}, ""},
 		{"another extension only", []string{"x-webkit-deflate-frame"}, ""},
-		{"every offer declined", []string{"permessage-deflate; a, permessage-deflate; server_max_window_bits=10"}, ""},
+		{"every offer declined", []string{"permessage-deflate; a, permessage-deflate; server_max_window_bits=16"}, ""},
 		{"no header", nil, ""},
 	}
 	u := newTest(t, Config{Compression: true})
@@ -100,6 +122,9 @@ func TestDeflateNegotiation(t *testing.T) {
 				t.Fatalf(
 					"offer %q: %v, Compression %v, answer %q; want Upgraded, answer %q (%v)",
 					tc.offer, res.Kind, res.Compression, got, tc.answer, res.Err)
+			}
+			if want := answerWindow(tc.answer); res.DeflateWindow != want {
+				t.Errorf("offer %q: DeflateWindow %d, want %d", tc.offer, res.DeflateWindow, want)
 			}
 			release(res)
 
@@ -187,7 +212,7 @@ func TestWsflateWindowCheckIsBackwards(t *testing.T) {
 	// Herald decides all four as RFC 7692 asks.
 	u := newTest(t, Config{Compression: true})
 	for offer, want := range map[string]string{
-		"permessage-deflate; server_max_window_bits=8":                       "",
+		"permessage-deflate; server_max_window_bits=8":                       answerDeflate8,
 		"permessage-deflate; server_max_window_bits=15":                      answerDeflate15,
 		"permessage-deflate; client_max_window_bits; client_max_window_bits": "",
 	} {

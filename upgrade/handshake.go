@@ -25,14 +25,15 @@ func (u *Upgrader) finish(r *Request, n int, o offer) Result {
 	b := pool.Get(256)
 	b.B = u.append101(b.B, o)
 	return Result{
-		Kind:        Upgraded,
-		Consumed:    n,
-		Response:    b,
-		Request:     r,
-		Subprotocol: o.subprotocol,
-		Session:     sess,
-		Compression: o.deflate != deflateDeclined,
-		Status:      http.StatusSwitchingProtocols,
+		Kind:          Upgraded,
+		Consumed:      n,
+		Response:      b,
+		Request:       r,
+		Subprotocol:   o.subprotocol,
+		Session:       sess,
+		Compression:   o.deflate != deflateDeclined,
+		DeflateWindow: o.deflate.window(),
+		Status:        http.StatusSwitchingProtocols,
 	}
 }
 

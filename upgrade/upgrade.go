@@ -140,8 +140,12 @@ type Result struct {
 	// Compression reports that permessage-deflate was negotiated: both
 	// sides compress each message on its own (no context takeover).
 	Compression bool
-	Status      int   // the HTTP status sent: 101, 400, 403, ...
-	Err         error // why it was refused (an *Error), nil otherwise
+	// DeflateWindow is, with Compression, the largest LZ77 window in bits
+	// (8..15) the client lets the server's compressor refer back over: 15
+	// unless its offer named a smaller server_max_window_bits.
+	DeflateWindow int
+	Status        int   // the HTTP status sent: 101, 400, 403, ...
+	Err           error // why it was refused (an *Error), nil otherwise
 }
 
 // Step looks at buf, everything the peer has sent so far (earlier bytes

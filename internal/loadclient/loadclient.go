@@ -46,16 +46,19 @@ func RaiseFileLimit() uint64 {
 // swallowed. The i-th connection comes from 127.0.0.(2+i%8), so that no
 // single source address runs out of ephemeral ports.
 func Dial(addr, path string, i int) (net.Conn, error) {
-	return dial(addr, path, i, false)
+	return DialOffer(addr, path, i, "")
 }
 
 // DialDeflate is Dial offering permessage-deflate as browsers do
 // (wsframe.DeflateOffer); the server must accept it.
 func DialDeflate(addr, path string, i int) (net.Conn, error) {
-	return dial(addr, path, i, true)
+	return DialOffer(addr, path, i, wsframe.DeflateOffer)
 }
 
-func dial(addr, path string, i int, deflate bool) (net.Conn, error) {
+// DialOffer is Dial offering the Sec-WebSocket-Extensions line offer ("" for
+// none); the server must accept a permessage-deflate offer.
+func DialOffer(addr, path string, i int, offer string) (net.Conn, error) {
+	deflate := offer != ""
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}}
 	conn, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
@@ -64,7 +67,7 @@ func dial(addr, path string, i int, deflate bool) (net.Conn, error) {
 	key := wsframe.NewRequestKey()
 	var extra []string
 	if deflate {
-		extra = append(extra, "Sec-WebSocket-Extensions: "+wsframe.DeflateOffer)
+		extra = append(extra, "Sec-WebSocket-Extensions: "+offer)
 	}
 	if _, err := conn.Write(wsframe.AppendRequest(nil, addr, path, key, extra...)); err != nil {
 		conn.Close()
@@ -146,13 +149,17 @@ func run(addr, path string, count int, drain, deflate bool) int {
 		mu     sync.Mutex
 		failed error
 	)
+	dial := Dial
+	if deflate {
+		dial = DialDeflate
+	}
 	const dialers = 8
 	for w := 0; w < dialers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < count; i += dialers {
-				c, err := dial(addr, path, i, deflate)
+				c, err := dial(addr, path, i)
 				if err != nil {
 					mu.Lock()
 					failed = err
