@@ -171,6 +171,10 @@ type lgProc struct {
 	progress  atomic.Int64 // connected so far
 	received  atomic.Int64 // deliveries inside the window, from interval events
 	gaps      atomic.Int64
+	// lost counts held connections dropped before the window (from
+	// "dropped" events); lostWhy is the load generator's first errors.
+	lost    atomic.Int64
+	lostWhy atomic.Value // []any
 }
 
 type run struct {
@@ -481,6 +485,14 @@ func (r *run) alive() error {
 			return errors.New(s.failure())
 		}
 	}
+	// A connection lost while the fleet ramps or holds makes every
+	// per-connection figure wrong: stop, and say why.
+	for _, l := range r.lgs {
+		if n := l.lost.Load(); n > 0 {
+			why, _ := l.lostWhy.Load().([]any)
+			return fmt.Errorf("load generator %d: %d held connections dropped before the ticks; first: %v", l.shard.Index, n, why)
+		}
+	}
 	return nil
 }
 
@@ -669,6 +681,13 @@ func (r *run) startLoadgen(sh Shard) (*lgProc, error) {
 			select {
 			case l.connected <- m:
 			default:
+			}
+		case "dropped":
+			if n, ok := m["dropped"].(float64); ok {
+				if why, ok := m["errors"].([]any); ok {
+					l.lostWhy.Store(why)
+				}
+				l.lost.Store(int64(n))
 			}
 		case "interval":
 			if n, ok := m["received"].(float64); ok {

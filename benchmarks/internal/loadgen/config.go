@@ -63,7 +63,10 @@ type Config struct {
 	WindowDone <-chan struct{}
 	// ConnectTimeout bounds the connect phase.
 	ConnectTimeout time.Duration
-	// Event, when set, receives progress events (one JSON object each).
+	// Event, when set, receives progress events (one JSON object each):
+	// "connecting", "connected", "dropped" (held connections lost while
+	// waiting for StartAt, with the first errors; from another goroutine,
+	// while StartAt runs), "window", "interval".
 	Event func(map[string]any)
 }
 

@@ -113,6 +113,9 @@ type loop struct {
 	connected atomic.Int64 // held connections upgraded
 	hostileUp atomic.Int64 // hostile connections upgraded at least once
 	failed    atomic.Int64
+	// lost counts the held connections dropped since they came up (the
+	// window's dropped, but at any time), for the "dropped" events.
+	lost atomic.Int64
 	exited    chan struct{}
 
 	// hostile kinds
@@ -257,7 +260,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var winStart time.Time
 	var late time.Duration
 	if cfg.StartAt != nil {
+		stopWatch := e.watchDrops(ctx)
 		t, err := cfg.StartAt()
+		stopWatch()
 		if err != nil {
 			stop()
 			return nil, fmt.Errorf("start time: %w", err)
@@ -377,6 +382,50 @@ func (e *engine) window(ctx context.Context, start, end time.Time) bool {
 			return true
 		}
 		from = to
+	}
+}
+
+// watchDrops sends a "dropped" event each second in which held
+// connections went away while the load generator waits for its window,
+// which may be minutes in a large run: a fleet that loses connections
+// while it ramps learns it then, with why (the first errors), not only
+// from a smaller count at the end. The returned function stops it and
+// waits for it to end.
+func (e *engine) watchDrops(ctx context.Context) (stop func()) {
+	if e.cfg.Event == nil {
+		return func() {}
+	}
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		var reported int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			var lost int64
+			for _, l := range e.loops {
+				lost += l.lost.Load()
+			}
+			if lost == reported {
+				continue
+			}
+			reported = lost
+			e.errMu.Lock()
+			first := append([]string(nil), e.errors...)
+			e.errMu.Unlock()
+			e.cfg.Event(map[string]any{"event": "dropped", "shard": e.cfg.Shard, "dropped": lost, "errors": first})
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
 	}
 }
 
@@ -684,6 +733,7 @@ func (l *loop) drop(c *conn, idx int32, why string) {
 	}
 	if c.state == stOpen && l.e.phase.Load() != phStop {
 		l.dropped++
+		l.lost.Add(1)
 		l.e.noteError("connection %d dropped: %s", c.id, why)
 	}
 	l.closeFD(c)

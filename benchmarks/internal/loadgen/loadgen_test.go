@@ -393,3 +393,91 @@ func TestEchoAndHoldAgainstHeraldEcho(t *testing.T) {
 		t.Fatalf("merged hold: %d connected, %d connect samples", m.Connected, ch.TotalCount())
 	}
 }
+
+// TestDropsWhileWaitingForTheWindow: held connections that the server
+// closes after they came up, while the load generator waits for its
+// window's start, are reported in a "dropped" event with why, before the
+// window opens.
+func TestDropsWhileWaitingForTheWindow(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	upgraded := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			holdOpen(stop, c)
+			go func(c net.Conn) {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsframe.Accept(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"
+				if _, err := c.Write([]byte(resp)); err == nil {
+					upgraded <- c
+				}
+			}(c)
+		}
+	}()
+	var mu sync.Mutex
+	var dropped []map[string]any
+	connected := make(chan struct{})
+	sawDrops := make(chan struct{})
+	go func() {
+		// Once all four are up, the server goes away from two of them
+		// with 1001, as a server that shuts down does.
+		select {
+		case <-connected:
+		case <-time.After(60 * time.Second): // a hang guard
+			return
+		}
+		for i := 0; i < 2; i++ {
+			c := <-upgraded
+			c.Write([]byte{0x88, 2, 0x03, 0xe9})
+		}
+	}()
+	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: ln.Addr().String(), Path: "/ws", Conns: 4, Duration: 10 * time.Millisecond,
+		StartAt: func() (time.Time, error) {
+			select {
+			case <-sawDrops:
+			case <-time.After(60 * time.Second): // a hang guard
+			}
+			return time.Now(), nil
+		},
+		Event: func(ev map[string]any) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch ev["event"] {
+			case "connected":
+				close(connected)
+			case "dropped":
+				dropped = append(dropped, ev)
+				if ev["dropped"].(int64) == 2 {
+					close(sawDrops)
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dropped) == 0 {
+		t.Fatal("no dropped event while waiting for the window")
+	}
+	last := dropped[len(dropped)-1]
+	errs, _ := last["errors"].([]string)
+	if last["dropped"].(int64) != 2 || len(errs) != 2 || !strings.Contains(errs[0], "server sent close 1001") {
+		t.Fatalf("dropped event %v, want 2 dropped with close 1001 as why", last)
+	}
+	if res.Connected != 4 {
+		t.Fatalf("connected %d, want 4", res.Connected)
+	}
+}
