@@ -115,8 +115,8 @@ type loop struct {
 	failed    atomic.Int64
 	// lost counts the held connections dropped since they came up (the
 	// window's dropped, but at any time), for the "dropped" events.
-	lost atomic.Int64
-	exited    chan struct{}
+	lost   atomic.Int64
+	exited chan struct{}
 
 	// hostile kinds
 	hostile      bool        // the loop has hostile connections

@@ -114,6 +114,18 @@ func holdOpen(stop <-chan struct{}, c net.Conn) {
 	go func() { <-stop; c.Close() }()
 }
 
+// acceptUpgrade reads an upgrade request from br and answers it with a
+// 101 on c; false if either failed.
+func acceptUpgrade(c net.Conn, br *bufio.Reader) bool {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return false
+	}
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsframe.Accept(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"
+	_, err = c.Write([]byte(resp))
+	return err == nil
+}
+
 // rawTicker is a hand-written server that sends its frames one byte per
 // write, pings, fragments a message and skips a sequence number, so the
 // client's incremental parsing, pong and gap counting are all exercised. It
@@ -138,13 +150,9 @@ func rawTicker(t *testing.T, started <-chan struct{}, conns int) (addr string, p
 			holdOpen(stop, c)
 			go func(c net.Conn) {
 				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil {
+				if !acceptUpgrade(c, br) {
 					return
 				}
-				key := req.Header.Get("Sec-WebSocket-Key")
-				resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsframe.Accept(key) + "\r\n\r\n"
-				c.Write([]byte(resp))
 				select {
 				case <-started:
 				case <-stop:
@@ -415,12 +423,7 @@ func TestDropsWhileWaitingForTheWindow(t *testing.T) {
 			}
 			holdOpen(stop, c)
 			go func(c net.Conn) {
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsframe.Accept(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"
-				if _, err := c.Write([]byte(resp)); err == nil {
+				if acceptUpgrade(c, bufio.NewReader(c)) {
 					upgraded <- c
 				}
 			}(c)
