@@ -62,6 +62,9 @@ func TestTinyFleet(t *testing.T) {
 	if fl.Hold.Connected != conns || fl.Hold.ConnectFailures != 0 || len(fl.Samples) != 2 {
 		t.Fatalf("hold: %+v, %d samples", fl.Hold, len(fl.Samples))
 	}
+	if fl.Hold.ServersHeard != 3 || fl.Hold.ServerCloses != (closeCounts{}) {
+		t.Fatalf("the servers' closes: %d of 3 heard, %+v", fl.Hold.ServersHeard, fl.Hold.ServerCloses)
+	}
 	for i, s := range fl.Samples {
 		if want := plan.Marks[i]; s.Conns != want || s.ServerConns != want || s.ServerConnsMin < 1 {
 			t.Errorf("sample %d: %d connections asked, the servers hold %d (%d–%d each)", i, s.Conns, s.ServerConns, s.ServerConnsMin, s.ServerConnsMax)

@@ -193,6 +193,9 @@ func Markdown(res *Results) string {
 	}
 	w("\n%d of %d connections up, %d failed; **%s connects/s** over the waves (at most %d connecting at once, over each wave's load generators); servers' idle CPU with all connections held: %.1f%% of one core (keepalive pings included).\n\n",
 		fl.Hold.Connected, p.Conns, fl.Hold.ConnectFailures, report.Human(fl.Hold.ConnectPerS), p.Pending, fl.Hold.IdleCPUPct)
+	c := fl.Hold.ServerCloses
+	w("Connections the servers closed on their own by the end of the hold (%d of %d servers' /stats): %d by keepalive, %d by WriteTimeout, %d by IdleTimeout, %d for protocol errors, %d for MaxOutboundBytes, %d for MaxOutboundTotal.\n\n",
+		fl.Hold.ServersHeard, p.Servers, c.PongTimeouts, c.WriteTimeouts, c.IdleClosed, c.ProtocolErrors, c.SlowClosed, c.BudgetShed)
 	if len(fl.Slabs) > 0 {
 		w("Slab caches that grew most from 0 to %s connections (`/proc/slabinfo`):\n\n| cache | growth | per connection |\n|---|---:|---:|\n", report.Human(float64(p.Conns)))
 		for _, sg := range fl.Slabs {

@@ -134,6 +134,11 @@ type HoldPhase struct {
 	ConnectPerS     float64 `json:"connect_per_s"`
 	IdleCPUPct      float64 `json:"server_idle_cpu_pct"` // all servers, over the last settle, of one core
 	BrokerRSS       int64   `json:"broker_rss_bytes"`
+	// ServerCloses are the connections the servers closed on their own
+	// up to the end of the hold (all zero in a valid run), as ServersHeard
+	// of them report it.
+	ServerCloses closeCounts `json:"server_closes"`
+	ServersHeard int         `json:"servers_heard"`
 }
 
 // TickerPhase is what ticking to every connection did.
@@ -490,7 +495,7 @@ func (r *run) alive() error {
 	for _, l := range r.lgs {
 		if n := l.lost.Load(); n > 0 {
 			why, _ := l.lostWhy.Load().([]any)
-			return fmt.Errorf("load generator %d: %d held connections dropped before the ticks; first: %v", l.shard.Index, n, why)
+			return fmt.Errorf("load generator %d: %d held connections dropped before the ticks; first: %v; %s", l.shard.Index, n, why, r.closesNote())
 		}
 	}
 	return nil
@@ -636,8 +641,8 @@ func (r *run) hold(ctx context.Context) error {
 		// lost on the way (a server or a load generator that closed it)
 		// would make every per-connection figure wrong.
 		if s.ServerConns != held {
-			return fmt.Errorf("at the %d mark the servers hold %d connections by their open files (%d–%d each), not %d: connections were lost after they came up",
-				held, s.ServerConns, s.ServerConnsMin, s.ServerConnsMax, held)
+			return fmt.Errorf("at the %d mark the servers hold %d connections by their open files (%d–%d each), not %d: connections were lost after they came up; %s",
+				held, s.ServerConns, s.ServerConnsMin, s.ServerConnsMax, held, r.closesNote())
 		}
 		r.log("  at %d: herald %s/conn (%d servers, %d–%d connections each), kernel %s/conn, load generators %s/conn, broker %s",
 			held, bytesStr(s.HeraldPerConn), len(r.servers), s.ServerConnsMin, s.ServerConnsMax, bytesStr(s.KernelPerConn), bytesStr(s.LoadgenPerConn), mibStr(s.BrokerRSS))
@@ -650,6 +655,7 @@ func (r *run) hold(ctx context.Context) error {
 		r.fl.Hold.ConnectPerS = float64(r.fl.Hold.Connected) / r.fl.Hold.ConnectS
 	}
 	r.fl.Hold.BrokerRSS = last.BrokerRSS
+	r.fl.Hold.ServerCloses, r.fl.Hold.ServersHeard, _ = r.serverCloses(ctx)
 	r.fl.Slabs = slabGrowth(r.fl.Base.System.Slabs, last.System.Slabs, last.Conns)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -303,6 +304,9 @@ func (t *Ticker) serveStats(w http.ResponseWriter, _ *http.Request) {
 		"symbols":  t.opts.Symbols,
 		"interval": t.opts.Interval.String(),
 		"publish":  t.opts.Publish,
+		// Which process answered: processes of a cluster may share one
+		// port (-reuseport).
+		"pid": os.Getpid(),
 	}
 	if t.cluster != nil {
 		stats["cluster"] = t.cluster.Report()
