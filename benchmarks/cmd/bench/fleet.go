@@ -31,6 +31,8 @@ func fleetCmd(args []string) error {
 	fs.IntVar(&cfg.Symbols, "symbols", 1, "symbols per tick (each a message to every connection)")
 	fs.IntVar(&cfg.MsgSize, "size", 128, "bytes per message")
 	fs.IntVar(&cfg.Loops, "loops", 1, "event loops per herald process")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "the servers' keepalive ping interval (0: at least 30s, and at most 10k pings a second over the fleet)")
+	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", 0, "the servers' pong timeout (0: half the ping interval, at least 15s)")
 	tune := fs.Bool("tune", false, "raise the kernel settings the run needs (as root), printing each before and after")
 	force := fs.Bool("force", false, "run even when a limit the plan needs (files, ports, memory) is too low")
 	planOnly := fs.Bool("plan", false, "print the plan and check the limits against it (with -tune, raise them), then exit without running")

@@ -54,6 +54,10 @@ func TestPlanC1M(t *testing.T) {
 	if len(p.Shards) != 57 || p.TickInterval != 30*time.Second || p.Expected() != 10_000_000 {
 		t.Fatalf("%d shards, tick every %v, %d deliveries", len(p.Shards), p.TickInterval, p.Expected())
 	}
+	// Keepalive paced to 10k pings a second: 100 s for a million.
+	if p.PingInterval != 100*time.Second || p.PongTimeout != 50*time.Second {
+		t.Fatalf("keepalive: ping every %v, pong timeout %v", p.PingInterval, p.PongTimeout)
+	}
 	if d := strings.Join(p.Describe(), "\n"); !strings.Contains(d, "56 herald ticker processes") || !strings.Contains(d, "57 load generator processes") {
 		t.Fatalf("describe:\n%s", d)
 	}
@@ -64,7 +68,8 @@ func TestPlanSmallAndForced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Servers != 3 || !equal(p.Marks, []int{12500, 25000, 37500, 50000}) || len(p.Shards) != 4 || p.TickInterval != 1500*time.Millisecond {
+	if p.Servers != 3 || !equal(p.Marks, []int{12500, 25000, 37500, 50000}) || len(p.Shards) != 4 || p.TickInterval != 1500*time.Millisecond ||
+		p.PingInterval != 30*time.Second || p.PongTimeout != 15*time.Second {
 		t.Fatalf("%+v", p)
 	}
 	// The test's run: three servers forced, two marks, one load

@@ -421,7 +421,8 @@ func (r *run) startServers(ctx context.Context) error {
 	r.step("starting %d herald ticker processes", r.plan.Servers)
 	args := func(addr string) []string {
 		return []string{r.env.Bins.Ticker, "-addr", addr, "-reuseport", "-nats", r.brokerURL, "-publish=false",
-			"-symbols", strconv.Itoa(r.plan.Symbols), "-size", strconv.Itoa(r.plan.MsgSize), "-loops", strconv.Itoa(r.plan.Loops), "-interval", "1s"}
+			"-symbols", strconv.Itoa(r.plan.Symbols), "-size", strconv.Itoa(r.plan.MsgSize), "-loops", strconv.Itoa(r.plan.Loops), "-interval", "1s",
+			"-ping-interval", r.plan.PingInterval.String(), "-pong-timeout", r.plan.PongTimeout.String()}
 	}
 	start := func(i int, addr string) (*service, chan string, error) {
 		got := make(chan string, 1)

@@ -45,6 +45,10 @@ type Options struct {
 	MemoryLimit int64
 	// ReusePort lets several processes share Addr (SO_REUSEPORT).
 	ReusePort bool
+	// PingInterval and PongTimeout are the keepalive (engine.Config's):
+	// a node holding hundreds of thousands of clients may ping less often.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
 	// Compression negotiates permessage-deflate with clients that offer
 	// it (browsers do); ticks of CompressionMinSize bytes and more are
 	// compressed, once per tick for all subscribers.
@@ -105,6 +109,8 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 		ReusePort:        opts.ReusePort,
 		MaxOutboundTotal: opts.Budget,
 		SocketSendBuffer: opts.SendBuffer,
+		PingInterval:     opts.PingInterval,
+		PongTimeout:      opts.PongTimeout,
 		Compression:      engine.Compression{Enabled: opts.Compression, MinSize: opts.CompressionMinSize},
 		HTTPHandler:      mux,
 		Logger:           logger,

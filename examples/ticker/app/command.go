@@ -34,6 +34,9 @@ func Flags(fs *flag.FlagSet) *Options {
 	fs.Int64Var(&o.MemoryLimit, "memory-limit", 256<<20,
 		"the process's memory budget in bytes: the Go runtime's soft memory limit, at least 4 × -max-outbound-total (0 leaves the runtime's default; GOMEMLIMIT, if set, wins)")
 	fs.BoolVar(&o.ReusePort, "reuseport", false, "share -addr with other processes (SO_REUSEPORT), e.g. other nodes of a cluster")
+	fs.DurationVar(&o.PingInterval, "ping-interval", engine.DefaultPingInterval,
+		"ping a client that has sent nothing for this long (keepalive; each ping costs a write and a read per client: a node of many clients may ping less often)")
+	fs.DurationVar(&o.PongTimeout, "pong-timeout", engine.DefaultPongTimeout, "drop a pinged client that sends nothing for this long after the ping")
 	fs.BoolVar(&o.Compression, "compression", false,
 		"negotiate permessage-deflate with clients that offer it (browsers do): ticks of -compression-min-size bytes and more go out compressed, compressed once per tick for all clients")
 	fs.IntVar(&o.CompressionMinSize, "compression-min-size", engine.DefaultCompressionMinSize, "with -compression, the smallest tick sent compressed, in bytes")
