@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +195,31 @@ func subscribeClients(b *testing.B, h *Hub, srv *engine.Server, topics string, s
 		b.StopTimer()
 		stopClients()
 		waitSubs(b, h, last, 0)
+	}
+}
+
+// BenchmarkSubscriberMemory measures what an idle connection subscribed to
+// one topic costs the server, engine and hub together: heap in use and RSS
+// after a collection, divided by the connections (clients in a child
+// process). Against engine's BenchmarkIdleConnMemory (the same without the
+// hub), the difference is a hub member's cost. HERALD_MEMORY_CONNS changes
+// the default of 15000.
+func BenchmarkSubscriberMemory(b *testing.B) {
+	conns := 15000
+	if v := os.Getenv("HERALD_MEMORY_CONNS"); v != "" {
+		conns, _ = strconv.Atoi(v)
+	}
+	for i := 0; i < b.N; i++ {
+		h, srv, sub := newHub(b, Options{}, engine.Config{PingInterval: time.Hour})
+		sub.opened = nil // nobody waits for each one; set before any connects
+		loadclient.SettleMemory()
+		rss0, heap0 := loadclient.RSS(), liveHeap()
+		stop := loadclient.Start(b, srv.Addr().String(), "/bench", conns, false)
+		waitSubs(b, h, "bench", conns)
+		loadclient.SettleMemory()
+		rss1, heap1 := loadclient.RSS(), liveHeap()
+		stop()
+		b.ReportMetric(float64(rss1-rss0)/float64(conns), "rss-B/conn")
+		b.ReportMetric(float64(int64(heap1)-int64(heap0))/float64(conns), "heap-B/conn")
 	}
 }

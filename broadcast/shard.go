@@ -47,17 +47,25 @@ type shardTopic struct {
 }
 
 // member is one subscribed connection on a loop.
+//
+// A member is 64 bytes (TestMemberSize): every subscribed connection has
+// one, so what only slow subscribers need is kept apart, in lag.
 type member struct {
 	c          looplink.Conn
-	z          bool     // it negotiated permessage-deflate: it gets the twins
 	subs       []subRef // the topics it is in, and its index in each
+	lag        *lag     // nil unless it is slow or holds conflated frames
 	head, tail int32    // pending runs in shard.arena, -1 when none
+	z          bool     // it negotiated permessage-deflate: it gets the twins
 	touched    bool     // in shard.touched
 	slow       bool     // over the high-water mark: policies apply
-	slowFrom   int      // its backlog when it became slow
 	gone       bool     // closed or unsubscribed from everything
 	parked     bool     // in shard.parked
-	conflated  []conflated
+}
+
+// lag is what a slow subscriber needs besides its member.
+type lag struct {
+	from      int // its backlog when it became slow
+	conflated []conflated
 }
 
 type subRef struct {
@@ -165,7 +173,7 @@ func (sh *shard) drop(c looplink.Conn) {
 
 func (sh *shard) forgetMember(m *member) {
 	m.gone = true
-	m.conflated = nil
+	m.slow, m.lag = false, nil // m.lag is set while m.slow
 	delete(sh.members, m.c)
 }
 
@@ -298,11 +306,15 @@ func (sh *shard) flush() {
 // are about to time out.
 func (sh *shard) updateSlow(m *member, backlog int) bool {
 	opts := &sh.hub.opts
-	if m.slow && backlog <= min(opts.LowWater, m.slowFrom/2) {
+	if m.slow && backlog <= min(opts.LowWater, m.lag.from/2) {
 		m.slow = false
 	}
 	if !m.slow && (backlog > opts.HighWater || backlog > 0 && sh.loop.OverBudget()) {
-		m.slow, m.slowFrom = true, backlog
+		m.slow = true
+		if m.lag == nil {
+			m.lag = new(lag)
+		}
+		m.lag.from = backlog
 	}
 	return m.slow
 }
@@ -313,7 +325,7 @@ func (sh *shard) flushMember(m *member, backlog int, now time.Duration) {
 		sh.applyPolicy(m)
 		return
 	}
-	if len(m.conflated) == 0 && m.head == m.tail {
+	if m.lag == nil && m.head == m.tail {
 		// One run of a batch's buffer (the subscriber takes every topic
 		// of the batch, or one): write the shared bytes, no copy.
 		p := &sh.arena[m.head]
@@ -324,9 +336,7 @@ func (sh *shard) flushMember(m *member, backlog int, now time.Duration) {
 	}
 	// A subscriber that just drained first gets the latest of what it
 	// missed, then the new frames.
-	buf := m.appendConflated(sh.scratch[:0])
-	n := uint64(len(m.conflated))
-	m.conflated = nil
+	buf, n := m.takeConflated(sh.scratch[:0])
 	for i := m.head; i >= 0; i = sh.arena[i].next {
 		p := &sh.arena[i]
 		buf = append(buf, p.bytes()...)
@@ -346,7 +356,7 @@ func (sh *shard) sweep(now time.Duration) {
 	kept := sh.parked[:0]
 	for _, m := range sh.parked {
 		switch {
-		case m.gone || len(m.conflated) == 0:
+		case m.gone || m.lag == nil || len(m.lag.conflated) == 0:
 			m.parked = false
 		case m.touched:
 			// A flush is pending for it and will send them.
@@ -355,9 +365,7 @@ func (sh *shard) sweep(now time.Duration) {
 			kept = append(kept, m)
 		default:
 			m.parked = false
-			buf := m.appendConflated(sh.scratch[:0])
-			n := uint64(len(m.conflated))
-			m.conflated = nil
+			buf, n := m.takeConflated(sh.scratch[:0])
 			sh.scratch = buf[:0]
 			if m.c.WriteFrames(buf, now) {
 				sh.stats.deliveries.Add(n)
@@ -402,25 +410,36 @@ func (sh *shard) applyPolicy(m *member) {
 
 // keepLatest stores frame as the topic's latest for a slow subscriber,
 // replacing the previous one. Only slow subscribers pay for this copy.
+// m is slow, so m.lag is set.
 func (m *member) keepLatest(t *topic, frame []byte) {
-	for i := range m.conflated {
-		if m.conflated[i].t == t {
-			m.conflated[i].frame = append(m.conflated[i].frame[:0], frame...)
+	l := m.lag
+	for i := range l.conflated {
+		if l.conflated[i].t == t {
+			l.conflated[i].frame = append(l.conflated[i].frame[:0], frame...)
 			return
 		}
 	}
-	if m.conflated == nil {
+	if l.conflated == nil {
 		// Room for every topic it takes: no regrowth while it stays slow.
-		m.conflated = make([]conflated, 0, len(m.subs))
+		l.conflated = make([]conflated, 0, len(m.subs))
 	}
-	m.conflated = append(m.conflated, conflated{t: t, frame: append([]byte(nil), frame...)})
+	l.conflated = append(l.conflated, conflated{t: t, frame: append([]byte(nil), frame...)})
 }
 
-// appendConflated appends m's conflated frames, in the order their topics
-// first became slow.
-func (m *member) appendConflated(buf []byte) []byte {
-	for i := range m.conflated {
-		buf = append(buf, m.conflated[i].frame...)
+// takeConflated appends m's conflated frames to buf, in the order their
+// topics first became slow, and forgets them; n is how many. A member that
+// is no longer slow lets go of its lag too.
+func (m *member) takeConflated(buf []byte) (_ []byte, n uint64) {
+	if m.lag == nil {
+		return buf, 0
 	}
-	return buf
+	for i := range m.lag.conflated {
+		buf = append(buf, m.lag.conflated[i].frame...)
+	}
+	n = uint64(len(m.lag.conflated))
+	m.lag.conflated = nil
+	if !m.slow {
+		m.lag = nil
+	}
+	return buf, n
 }

@@ -3,9 +3,7 @@ package engine
 import (
 	"os"
 	"runtime"
-	"runtime/debug"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -45,8 +43,8 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 
 func measureIdle(b *testing.B, conns int, deflate bool) (rssPerConn, heapPerConn float64) {
 	s := startServer(b, Config{Loops: 2, PingInterval: time.Hour, Compression: Compression{Enabled: deflate}}, BaseHandler{})
-	settle()
-	rss0, heap0 := rssBytes(), heapBytes()
+	loadclient.SettleMemory()
+	rss0, heap0 := loadclient.RSS(), heapBytes()
 	start := loadclient.Start
 	if deflate {
 		start = loadclient.StartDeflate
@@ -63,32 +61,10 @@ func measureIdle(b *testing.B, conns int, deflate bool) (rssPerConn, heapPerConn
 	if deflate && s.Stats().DeflateNegotiated != uint64(conns) {
 		b.Fatalf("%d of %d connections negotiated permessage-deflate", s.Stats().DeflateNegotiated, conns)
 	}
-	settle()
-	rss1, heap1 := rssBytes(), heapBytes()
+	loadclient.SettleMemory()
+	rss1, heap1 := loadclient.RSS(), heapBytes()
 	b.Logf("%d idle connections: RSS %+d B, heap %+d B", conns, rss1-rss0, heap1-heap0)
 	return float64(rss1-rss0) / float64(conns), float64(heap1-heap0) / float64(conns)
-}
-
-// settle collects garbage and returns freed memory to the OS, so that RSS
-// reflects live memory.
-func settle() {
-	runtime.GC()
-	debug.FreeOSMemory()
-	time.Sleep(200 * time.Millisecond)
-}
-
-func rssBytes() int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func heapBytes() int64 {

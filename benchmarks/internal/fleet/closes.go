@@ -19,6 +19,21 @@ type closeCounts struct {
 	BudgetShed     uint64 `json:"BudgetShed"`
 }
 
+// minus is c less what o counted before.
+func (c closeCounts) minus(o closeCounts) closeCounts {
+	return closeCounts{
+		PongTimeouts: c.PongTimeouts - o.PongTimeouts, WriteTimeouts: c.WriteTimeouts - o.WriteTimeouts,
+		IdleClosed: c.IdleClosed - o.IdleClosed, ProtocolErrors: c.ProtocolErrors - o.ProtocolErrors,
+		SlowClosed: c.SlowClosed - o.SlowClosed, BudgetShed: c.BudgetShed - o.BudgetShed,
+	}
+}
+
+// String lists the counts.
+func (c closeCounts) String() string {
+	return fmt.Sprintf("%d by keepalive (pong timeout), %d by WriteTimeout, %d by IdleTimeout, %d for protocol errors, %d for MaxOutboundBytes, %d for MaxOutboundTotal",
+		c.PongTimeouts, c.WriteTimeouts, c.IdleClosed, c.ProtocolErrors, c.SlowClosed, c.BudgetShed)
+}
+
 func (c *closeCounts) add(o closeCounts) {
 	c.PongTimeouts += o.PongTimeouts
 	c.WriteTimeouts += o.WriteTimeouts
@@ -72,6 +87,5 @@ func (r *run) closesNote() string {
 	if heard == 0 {
 		return fmt.Sprintf("the servers' /stats did not answer (%v)", err)
 	}
-	return fmt.Sprintf("%d of %d servers say they closed: %d by keepalive (pong timeout), %d by WriteTimeout, %d by IdleTimeout, %d for protocol errors, %d for MaxOutboundBytes, %d for MaxOutboundTotal",
-		heard, len(r.servers), c.PongTimeouts, c.WriteTimeouts, c.IdleClosed, c.ProtocolErrors, c.SlowClosed, c.BudgetShed)
+	return fmt.Sprintf("%d of %d servers say they closed: %s", heard, len(r.servers), c)
 }

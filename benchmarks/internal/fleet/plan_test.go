@@ -51,7 +51,7 @@ func TestPlanC1M(t *testing.T) {
 	if total != 1_000_000 || !equal(perWave, []int{100_000, 150_000, 250_000, 500_000}) {
 		t.Fatalf("total %d, per wave %v", total, perWave)
 	}
-	if len(p.Shards) != 57 || p.TickInterval != 30*time.Second || p.Expected() != 10_000_000 {
+	if len(p.Shards) != 57 || p.TickInterval != 90*time.Second || p.Ticks != 3 || p.Expected() != 3_000_000 {
 		t.Fatalf("%d shards, tick every %v, %d deliveries", len(p.Shards), p.TickInterval, p.Expected())
 	}
 	// Keepalive paced to 10k pings a second: 100 s for a million.
@@ -68,7 +68,7 @@ func TestPlanSmallAndForced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Servers != 3 || !equal(p.Marks, []int{12500, 25000, 37500, 50000}) || len(p.Shards) != 4 || p.TickInterval != 1500*time.Millisecond ||
+	if p.Servers != 3 || !equal(p.Marks, []int{12500, 25000, 37500, 50000}) || len(p.Shards) != 4 || p.TickInterval != 4500*time.Millisecond || p.Ticks != 10 ||
 		p.PingInterval != 30*time.Second || p.PongTimeout != 15*time.Second {
 		t.Fatalf("%+v", p)
 	}

@@ -193,9 +193,8 @@ func Markdown(res *Results) string {
 	}
 	w("\n%d of %d connections up, %d failed; **%s connects/s** over the waves (at most %d connecting at once, over each wave's load generators); servers' idle CPU with all connections held: %.1f%% of one core (keepalive pings included).\n\n",
 		fl.Hold.Connected, p.Conns, fl.Hold.ConnectFailures, report.Human(fl.Hold.ConnectPerS), p.Pending, fl.Hold.IdleCPUPct)
-	c := fl.Hold.ServerCloses
-	w("Connections the servers closed on their own by the end of the hold (%d of %d servers' /stats): %d by keepalive, %d by WriteTimeout, %d by IdleTimeout, %d for protocol errors, %d for MaxOutboundBytes, %d for MaxOutboundTotal.\n\n",
-		fl.Hold.ServersHeard, p.Servers, c.PongTimeouts, c.WriteTimeouts, c.IdleClosed, c.ProtocolErrors, c.SlowClosed, c.BudgetShed)
+	w("Connections the servers closed on their own by the end of the hold (%d of %d servers' /stats): %s.\n\n",
+		fl.Hold.ServersHeard, p.Servers, fl.Hold.ServerCloses)
 	if len(fl.Slabs) > 0 {
 		w("Slab caches that grew most from 0 to %s connections (`/proc/slabinfo`):\n\n| cache | growth | per connection |\n|---|---:|---:|\n", report.Human(float64(p.Conns)))
 		for _, sg := range fl.Slabs {
@@ -210,6 +209,9 @@ func Markdown(res *Results) string {
 		w("| deliveries | %d of %d (ratio %.4f) |\n", tp.Received, tp.Expected, tp.DeliveredRatio)
 		w("| sequence gaps / repeats | %d / %d |\n", tp.Gaps, tp.Reordered)
 		w("| connections dropped / protocol errors | %d / %d |\n", tp.Dropped, tp.ProtocolErrors)
+		if tp.ServersHeard > 0 {
+			w("| closed by the servers during the ticks | %s |\n", tp.ServerCloses)
+		}
 		w("| publish → receive p50 / p99 / p99.9 / max | %s / %s / %s / %s |\n", usStr(tp.P50US), usStr(tp.P99US), usStr(tp.P999US), usStr(tp.MaxUS))
 		w("| servers' CPU per delivery (user+sys, all processes) | %.2f µs |\n", tp.ServerCPUUS)
 		w("| broker CPU | %.1f ms in all, %.0f µs per tick |\n", float64(tp.BrokerCPUNS)/1e6, tp.BrokerCPUUS)

@@ -165,7 +165,11 @@ type TickerPhase struct {
 	LoadgenCPUUS   float64 `json:"loadgen_cpu_us_per_delivery"`
 	PeakServerRSS  int64   `json:"peak_server_rss_bytes"`
 	Complete       bool    `json:"complete"` // every expected delivery was counted
-	latencyH       string
+	// ServerCloses are the connections the servers closed on their own
+	// during the ticks, as ServersHeard of them report it.
+	ServerCloses closeCounts `json:"server_closes"`
+	ServersHeard int         `json:"servers_heard"`
+	latencyH     string
 }
 
 // lgProc is a running load generator.
@@ -953,6 +957,12 @@ func (r *run) tick(ctx context.Context) error {
 		return err
 	}
 	tp.ServerCPUNS, tp.BrokerCPUNS = cpu1-cpu0, b1.CPUNS-b0.CPUNS
+	// What the servers closed by now, less what they had closed before
+	// the ticks.
+	if closes, heard, err := r.serverCloses(ctx); err == nil && heard == r.fl.Hold.ServersHeard {
+		tp.ServerCloses = closes.minus(r.fl.Hold.ServerCloses)
+		tp.ServersHeard = heard
+	}
 	if tp.Ticks > 0 {
 		tp.BrokerCPUUS = float64(tp.BrokerCPUNS) / 1e3 / float64(tp.Ticks)
 	}
