@@ -214,6 +214,7 @@ func Markdown(res *Results) string {
 		}
 		w("| publish → receive p50 / p99 / p99.9 / max | %s / %s / %s / %s |\n", usStr(tp.P50US), usStr(tp.P99US), usStr(tp.P999US), usStr(tp.MaxUS))
 		w("| servers' CPU per delivery (user+sys, all processes) | %.2f µs |\n", tp.ServerCPUUS)
+		w("| the same less their idle CPU (keepalive, timers) over the ticks | %.2f µs |\n", tp.ServerNetCPUUS)
 		w("| broker CPU | %.1f ms in all, %.0f µs per tick |\n", float64(tp.BrokerCPUNS)/1e6, tp.BrokerCPUUS)
 		w("| load generators' CPU per delivery | %.2f µs |\n", tp.LoadgenCPUUS)
 		w("| servers' RSS at its peak while ticking | %s |\n", mibStr(tp.PeakServerRSS))

@@ -159,12 +159,17 @@ type TickerPhase struct {
 	Seconds        float64 `json:"seconds"` // first tick to the last delivery counted
 	ServerCPUNS    int64   `json:"server_cpu_ns"`
 	ServerCPUUS    float64 `json:"server_cpu_us_per_delivery"`
-	BrokerCPUNS    int64   `json:"broker_cpu_ns"`
-	BrokerCPUUS    float64 `json:"broker_cpu_us_per_tick"`
-	LoadgenCPUNS   int64   `json:"loadgen_cpu_ns"`
-	LoadgenCPUUS   float64 `json:"loadgen_cpu_us_per_delivery"`
-	PeakServerRSS  int64   `json:"peak_server_rss_bytes"`
-	Complete       bool    `json:"complete"` // every expected delivery was counted
+	// ServerNetCPUUS leaves out what the servers spend idle with every
+	// connection held (ServerIdleCPUNS: keepalive pings and timers, at
+	// the hold's idle rate over the ticks' span): the deliveries' own cost.
+	ServerNetCPUUS  float64 `json:"server_net_cpu_us_per_delivery"`
+	ServerIdleCPUNS int64   `json:"server_idle_cpu_ns"`
+	BrokerCPUNS     int64   `json:"broker_cpu_ns"`
+	BrokerCPUUS     float64 `json:"broker_cpu_us_per_tick"`
+	LoadgenCPUNS    int64   `json:"loadgen_cpu_ns"`
+	LoadgenCPUUS    float64 `json:"loadgen_cpu_us_per_delivery"`
+	PeakServerRSS   int64   `json:"peak_server_rss_bytes"`
+	Complete        bool    `json:"complete"` // every expected delivery was counted
 	// ServerCloses are the connections the servers closed on their own
 	// during the ticks, as ServersHeard of them report it.
 	ServerCloses closeCounts `json:"server_closes"`
@@ -881,6 +886,7 @@ func (r *run) tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cpuFrom := time.Now()
 	b0, err := procstat.Read(r.broker.pid())
 	if err != nil {
 		return err
@@ -952,6 +958,9 @@ func (r *run) tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// What the servers spend idle (keepalive, timers), measured at the
+	// end of the hold, over the same span.
+	tp.ServerIdleCPUNS = int64(r.fl.Hold.IdleCPUPct / 100 * float64(time.Since(cpuFrom).Nanoseconds()))
 	b1, err := procstat.Read(r.broker.pid())
 	if err != nil {
 		return err
@@ -1002,6 +1011,7 @@ func (r *run) tick(ctx context.Context) error {
 	}
 	if m.Received > 0 {
 		tp.ServerCPUUS = float64(tp.ServerCPUNS) / 1e3 / float64(m.Received)
+		tp.ServerNetCPUUS = max(0, float64(tp.ServerCPUNS-tp.ServerIdleCPUNS)) / 1e3 / float64(m.Received)
 		tp.LoadgenCPUUS = float64(tp.LoadgenCPUNS) / 1e3 / float64(m.Received)
 	}
 	if e, ok := m.Hist[loadgen.HistLatency]; ok {
