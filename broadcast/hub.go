@@ -27,6 +27,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -351,6 +352,7 @@ func (h *Hub) Deliver(msgs []Message) error {
 func (h *Hub) deliver(msgs []Message) {
 	h.published.Add(uint64(len(msgs)))
 	b := getBatch()
+	b.at = h.srv.Now()
 	h.mu.RLock()
 	for i := range msgs {
 		t := h.topics[msgs[i].Topic]
@@ -493,6 +495,7 @@ var batches = sync.Pool{New: func() any { return new(batch) }}
 // when a subscriber of one of its topics negotiated permessage-deflate,
 // their compressed twins (or copies of the frames too small to compress).
 type batch struct {
+	at    time.Duration // the server's clock when it was published
 	buf   *bytebufferpool.ByteBuffer
 	zbuf  *bytebufferpool.ByteBuffer // nil when no message has a twin
 	items []item

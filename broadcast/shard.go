@@ -38,6 +38,7 @@ type shard struct {
 
 type shardStats struct {
 	deliveries, dropped, conflated, slowClosed, batches atomic.Uint64
+	latency                                             latencyHist
 }
 
 // shardTopic is a topic's subscribers on one loop.
@@ -284,7 +285,9 @@ func (sh *shard) flush() {
 	sh.touched = sh.touched[:0]
 	clear(sh.arena)
 	sh.arena = sh.arena[:0]
+	written := sh.hub.srv.Now()
 	for _, b := range sh.held {
+		sh.stats.latency.observe(written - b.at)
 		b.release()
 	}
 	clear(sh.held)

@@ -11,6 +11,8 @@ type Stats struct {
 	Dropped       uint64 // messages not sent to slow subscribers (DropNewest)
 	Conflated     uint64 // messages replaced by a newer one for slow subscribers (Conflate)
 	SlowClosed    uint64 // slow subscribers closed (CloseSlow)
+	// PublishLatency is publish → written, once per batch and loop.
+	PublishLatency Latency
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -26,6 +28,7 @@ func (h *Hub) Stats() Stats {
 		st.Dropped += sh.stats.dropped.Load()
 		st.Conflated += sh.stats.conflated.Load()
 		st.SlowClosed += sh.stats.slowClosed.Load()
+		sh.stats.latency.addTo(&st.PublishLatency)
 	}
 	return st
 }

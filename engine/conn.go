@@ -423,6 +423,7 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 	k := codec.PutHeader(hdr[:], op, true, false, len(payload))
 	l.iov[0], l.iov[1] = hdr[:k], payload
 	c.gnetHolds = true
+	l.stats.bytesOut.Add(uint64(n))
 	_, err := c.gc.Writev(l.iov[:])
 	l.iov[0], l.iov[1] = nil, nil
 	c.account(c.gc.OutboundBuffered())
@@ -477,6 +478,7 @@ func (c *Conn) writeQueued(queued int, b []byte) error {
 		h.B = append(h.B, b...)
 		return nil
 	}
+	c.loop.stats.bytesOut.Add(uint64(len(b)))
 	if queued == 0 {
 		n, errno := rawSend(int(c.fd), b)
 		if errno == 0 && n == len(b) {
@@ -620,6 +622,7 @@ func (c *Conn) writeClose(code StatusCode, reason string) {
 		h.B = append(h.B, l.scratch...)
 		return
 	}
+	l.stats.bytesOut.Add(uint64(len(l.scratch)))
 	_ = c.gnetWrite(l.scratch)
 }
 

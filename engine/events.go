@@ -79,6 +79,7 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	// Everything was consumed (partial frames live in the decoder), so gnet
 	// keeps no bytes for this connection between reads.
 	_, _ = gc.Discard(len(buf))
+	c.loop.stats.bytesIn.Add(uint64(len(buf)))
 	if c.state == stateClosed {
 		return gnet.Close
 	}
@@ -112,6 +113,7 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	}
 	if c.state == stateClosed {
 		if res.Response != nil {
+			c.loop.stats.bytesOut.Add(uint64(len(res.Response.B)))
 			_ = c.gnetWrite(res.Response.B)
 			pool.Put(res.Response)
 		}
@@ -119,6 +121,7 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	}
 	c.state = stateOpen
 	c.opened = true
+	s.open.Add(1)
 	if res.Session != nil {
 		c.SetSession(res.Session)
 	}
@@ -245,6 +248,8 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	}
 	s.active.Add(-1)
 	if c.opened {
+		s.open.Add(-1)
+		c.loop.stats.closes[closeSlot(closeCode(why))].Add(1)
 		for _, hook := range *s.closeHooks.Load() {
 			hook((*linkConn)(c))
 		}

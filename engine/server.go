@@ -39,6 +39,7 @@ type Server struct {
 	epoch    time.Time
 	nextID   atomic.Uint64
 	active   atomic.Int64
+	open     atomic.Int64 // upgraded and not yet closed
 	panics   atomic.Uint64
 	draining atomic.Bool
 
@@ -273,10 +274,13 @@ func (s *Server) protoIndex(p string) uint8 {
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Active: s.active.Load(), Panics: s.panics.Load(), MemoryReturns: s.memoryReturns.Load()}
+	st := Stats{Active: s.active.Load(), Open: s.open.Load(), Panics: s.panics.Load(), MemoryReturns: s.memoryReturns.Load()}
 	for _, l := range *s.loopList.Load() {
 		l.stats.addTo(&st)
 		st.OutboundBytes += l.held.Load()
+		l.mu.Lock()
+		st.InboxDepth += int64(len(l.inbox))
+		l.mu.Unlock()
 	}
 	return st
 }

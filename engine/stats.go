@@ -1,11 +1,15 @@
 package engine
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // Stats counts what the server has done since it started. Read it with
 // Server.Stats; it is a snapshot, cheap enough for a metrics endpoint.
 type Stats struct {
 	Active              int64  // connections open or handshaking now
+	Open                int64  // upgraded connections not yet closed, now (Active − Open are handshaking)
 	Accepted            uint64 // TCP connections accepted
 	Upgraded            uint64 // successful WebSocket handshakes
 	Rejected            uint64 // handshakes answered with an HTTP error
@@ -26,6 +30,41 @@ type Stats struct {
 	CompressedIn        uint64 // compressed messages received (and inflated)
 	CompressedOut       uint64 // messages Conn.Send sent compressed
 	MemoryReturns       uint64 // times freed memory was given back to the OS (Config.ReturnMemoryAfter)
+	BytesIn             uint64 // bytes read from clients, handshakes included
+	BytesOut            uint64 // bytes written to clients (handed to the socket or to gnet's buffer), Send and the broadcast hub included
+	InboxDepth          int64  // tasks queued to the loops from other goroutines and not yet run, now
+	// Closes counts upgraded connections by the code of the close frame
+	// that ended them, whoever sent it (see CloseCounts).
+	Closes CloseCounts
+}
+
+// CloseCounts counts closed connections by close code.
+type CloseCounts struct {
+	// ByCode[i] counts code 1000+i (1000 normal, 1001 going away, 1002
+	// protocol error, ..., 1006 closed without a close frame, 1008 policy,
+	// 1009 too big, 1011 internal error, 1013 try again later).
+	ByCode [16]uint64
+	// Application counts codes 3000–4999 (and any other valid code).
+	Application uint64
+}
+
+// closeSlot is where code is counted in CloseCounts: 0–15 for 1000–1015,
+// 16 for the rest.
+func closeSlot(code StatusCode) int {
+	if code >= 1000 && code <= 1015 {
+		return int(code - 1000)
+	}
+	return 16
+}
+
+// closeCode is the code a close with err (what OnClose is told) counts
+// under: the close frame's, or 1006 when the connection ended without one.
+func closeCode(err error) StatusCode {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code
+	}
+	return StatusAbnormalClosure
 }
 
 // loopStats are one loop's counters. Each is written by its loop only, so
@@ -37,6 +76,8 @@ type loopStats struct {
 	pongTimeouts, idleClosed, writeTimeouts        atomic.Uint64
 	messagesIn, messagesOut                        atomic.Uint64
 	deflateNegotiated, compressedIn, compressedOut atomic.Uint64
+	bytesIn, bytesOut                              atomic.Uint64
+	closes                                         [17]atomic.Uint64 // by closeSlot
 }
 
 func (s *loopStats) addTo(t *Stats) {
@@ -57,4 +98,10 @@ func (s *loopStats) addTo(t *Stats) {
 	t.DeflateNegotiated += s.deflateNegotiated.Load()
 	t.CompressedIn += s.compressedIn.Load()
 	t.CompressedOut += s.compressedOut.Load()
+	t.BytesIn += s.bytesIn.Load()
+	t.BytesOut += s.bytesOut.Load()
+	for i := range t.Closes.ByCode {
+		t.Closes.ByCode[i] += s.closes[i].Load()
+	}
+	t.Closes.Application += s.closes[16].Load()
 }

@@ -1,6 +1,8 @@
 package prom
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldws/herald/broadcast"
@@ -25,7 +27,12 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	connectionsDesc   = desc("connections", "WebSocket connections open or handshaking.")
+	connectionsDesc   = desc("connections", "Connections: upgraded and open, or handshaking.", "state")
+	closeCodesDesc    = desc("connections_closed_total", "Upgraded connections ended, by the code of the close frame that ended them, whoever sent it (1006: none); codes 3000-4999 as \"application\".", "code")
+	bytesInDesc       = desc("received_bytes_total", "Bytes read from clients, handshakes included.")
+	bytesOutDesc      = desc("sent_bytes_total", "Bytes written to clients, hub deliveries included.")
+	inboxDesc         = desc("loop_inbox_tasks", "Tasks queued to the event loops from other goroutines and not yet run.")
+	latencyDesc       = desc("hub_publish_latency_seconds", "Publish to written to the subscribers' sockets, once per batch and event loop.")
 	outboundDesc      = desc("outbound_bytes", "Bytes written to connections and not yet taken by the peers' sockets.")
 	acceptedDesc      = desc("accepted_total", "TCP connections accepted.")
 	handshakesDesc    = desc("handshakes_total", "WebSocket handshakes by outcome.", "outcome")
@@ -46,11 +53,12 @@ var (
 // Describe sends the descriptors of every series the Collector can export.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, outboundDesc, acceptedDesc, handshakesDesc,
-		httpServedDesc, closesDesc, panicsDesc, receivedDesc, sentDesc, memReturnsDesc} {
+		httpServedDesc, closesDesc, panicsDesc, receivedDesc, sentDesc, memReturnsDesc,
+		closeCodesDesc, bytesInDesc, bytesOutDesc, inboxDesc} {
 		ch <- d
 	}
 	if c.hub != nil {
-		for _, d := range []*prometheus.Desc{topicsDesc, subscriptionsDesc, publishedDesc, batchesDesc, deliveriesDesc, slowDesc} {
+		for _, d := range []*prometheus.Desc{topicsDesc, subscriptionsDesc, publishedDesc, batchesDesc, deliveriesDesc, slowDesc, latencyDesc} {
 			ch <- d
 		}
 	}
@@ -65,7 +73,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge(connectionsDesc, float64(st.Active))
+	gauge(connectionsDesc, float64(st.Open), "open")
+	gauge(connectionsDesc, float64(st.Active-st.Open), "handshaking")
+	for i, n := range st.Closes.ByCode {
+		counter(closeCodesDesc, n, strconv.Itoa(1000+i))
+	}
+	counter(closeCodesDesc, st.Closes.Application, "application")
+	counter(bytesInDesc, st.BytesIn)
+	counter(bytesOutDesc, st.BytesOut)
+	gauge(inboxDesc, float64(st.InboxDepth))
 	gauge(outboundDesc, float64(st.OutboundBytes))
 	counter(acceptedDesc, st.Accepted)
 	counter(handshakesDesc, st.Upgraded, "upgraded")
@@ -102,4 +118,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(slowDesc, hs.Dropped, "dropped")
 	counter(slowDesc, hs.Conflated, "conflated")
 	counter(slowDesc, hs.SlowClosed, "closed")
+	ch <- latencyHistogram(hs.PublishLatency)
+}
+
+// latencyHistogram turns the hub's histogram (a count per bucket) into
+// Prometheus's (cumulative counts by upper bound, in seconds).
+func latencyHistogram(l broadcast.Latency) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(broadcast.LatencyBuckets))
+	var cum uint64
+	for i, bound := range broadcast.LatencyBuckets {
+		cum += l.Counts[i]
+		buckets[bound.Seconds()] = cum
+	}
+	return prometheus.MustNewConstHistogram(latencyDesc, l.Count(), l.Sum.Seconds(), buckets)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,11 @@ func TestCollectorExportsServerAndHub(t *testing.T) {
 	// The counters are read when scraped; the hub counts a delivery just
 	// after its write, which the client may see first: wait for them.
 	expect(t, reg,
-		"herald_connections 2\n",
+		`herald_connections{state="open"} 2`+"\n",
+		`herald_connections{state="handshaking"} 0`+"\n",
+		`herald_connections_closed_total{code="1000"} 0`+"\n",
+		`herald_connections_closed_total{code="application"} 0`+"\n",
+		"herald_loop_inbox_tasks 0\n",
 		"herald_accepted_total 2\n",
 		`herald_handshakes_total{outcome="upgraded"} 2`+"\n",
 		`herald_handshakes_total{outcome="rejected"} 0`+"\n",
@@ -137,6 +142,19 @@ func TestCollectorExportsServerAndHub(t *testing.T) {
 		"herald_hub_deliveries_total 2\n",
 		`herald_hub_slow_total{action="conflated"} 0`+"\n",
 	)
+	// Bytes and the publish latency: not zero, and the latency counted
+	// once per batch and loop (the two subscribers may be on one or two).
+	text := scrape(t, reg)
+	for _, re := range []string{
+		`(?m)^herald_received_bytes_total [1-9]`,
+		`(?m)^herald_sent_bytes_total [1-9]`,
+		`(?m)^herald_hub_publish_latency_seconds_count [12]$`,
+		`(?m)^herald_hub_publish_latency_seconds_bucket\{le="\+Inf"\} [12]$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(text) {
+			t.Errorf("scrape does not match %s; got:\n%s", re, text)
+		}
+	}
 	if problems, err := testutil.CollectAndLint(prom.New(srv, hub)); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
@@ -154,7 +172,7 @@ func TestCollectorWithoutHubAndTwoServers(t *testing.T) {
 	if strings.Contains(text, "# TYPE herald_hub_") {
 		t.Errorf("hub series without a hub:\n%s", text)
 	}
-	for _, want := range []string{`herald_connections{server="a"} 0`, `herald_connections{server="b"} 0`} {
+	for _, want := range []string{`herald_connections{server="a",state="open"} 0`, `herald_connections{server="b",state="open"} 0`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("scrape lacks %q; got:\n%s", want, text)
 		}
