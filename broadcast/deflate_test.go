@@ -74,7 +74,7 @@ func TestCompressedOncePerMessage(t *testing.T) {
 		{Topic: "big", Type: engine.TextMessage, Data: big},
 		{Topic: "small", Type: engine.BinaryMessage, Data: small},
 	}
-	zwant := codec.AppendFrame(codec.AppendCompressedFrame(nil, ws.OpText, big), ws.OpBinary, small)
+	zwant := codec.AppendFrame(codec.AppendSmallestFrame(nil, ws.OpText, big), ws.OpBinary, small)
 	plainWant := codec.AppendFrame(codec.AppendFrame(nil, ws.OpText, big), ws.OpBinary, small)
 	if zwant[0]&wsframe.RSV1 == 0 || len(zwant) >= len(plainWant)/2 {
 		t.Fatalf("the test's message does not compress: %d bytes for %d", len(zwant), len(plainWant))
@@ -135,7 +135,7 @@ func TestNoTwinWithoutDeflateSubscribers(t *testing.T) {
 	if err := h.Publish("b", engine.TextMessage, msg); err != nil {
 		t.Fatal(err)
 	}
-	readExactly(t, "deflate subscriber of b", z, codec.AppendCompressedFrame(nil, ws.OpText, msg))
+	readExactly(t, "deflate subscriber of b", z, codec.AppendSmallestFrame(nil, ws.OpText, msg))
 	if st := h.Stats(); st.Compressed != 1 {
 		t.Fatalf("%d messages compressed, want 1", st.Compressed)
 	}
@@ -253,6 +253,6 @@ func TestNarrowWindowSubscriberGetsPlainFrames(t *testing.T) {
 	if err := h.Publish("t", engine.TextMessage, msg); err != nil {
 		t.Fatal(err)
 	}
-	readExactly(t, "deflate subscriber", z, codec.AppendCompressedFrame(nil, ws.OpText, msg))
+	readExactly(t, "deflate subscriber", z, codec.AppendSmallestFrame(nil, ws.OpText, msg))
 	readExactly(t, "narrow-window subscriber", narrow, codec.AppendFrame(nil, ws.OpText, msg))
 }

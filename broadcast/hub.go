@@ -389,7 +389,9 @@ func (h *Hub) deliver(msgs []Message) {
 		}
 		it.zstart = int32(len(b.zbuf.B))
 		if len(m.Data) >= minSize {
-			b.zbuf.B = codec.AppendCompressedFrame(b.zbuf.B, ws.OpCode(m.Type), m.Data)
+			// Compressed once for every deflate subscriber: the smallest
+			// frame, whatever it costs, since the bytes are paid per socket.
+			b.zbuf.B = codec.AppendSmallestFrame(b.zbuf.B, ws.OpCode(m.Type), m.Data)
 			if b.zbuf.B[it.zstart]&rsv1 != 0 {
 				h.compressed.Add(1)
 			}

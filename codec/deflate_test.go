@@ -329,6 +329,7 @@ func TestAppendCompressedFrame(t *testing.T) {
 			compressed bool
 		}{
 			{"AppendCompressedFrame", AppendCompressedFrame, tc.compressed},
+			{"AppendSmallestFrame", AppendSmallestFrame, tc.compressed},
 			{"AppendHuffmanFrame", AppendHuffmanFrame, tc.huffman},
 		} {
 			t.Run(fn.name+"/"+tc.name, func(t *testing.T) {
@@ -441,6 +442,7 @@ func TestCompressedFrameBound(t *testing.T) {
 			}
 			for name, fn := range map[string]func([]byte, ws.OpCode, []byte) []byte{
 				"AppendCompressedFrame": AppendCompressedFrame,
+				"AppendSmallestFrame":   AppendSmallestFrame,
 				"AppendHuffmanFrame":    AppendHuffmanFrame,
 			} {
 				dst := make([]byte, 3, 3+CompressedFrameBound(n))
@@ -450,4 +452,18 @@ func TestCompressedFrameBound(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSmallestFrameIsSmaller: AppendSmallestFrame's frames of JSON are
+// smaller than AppendCompressedFrame's, or it would not be worth its CPU.
+func TestSmallestFrameIsSmaller(t *testing.T) {
+	var json []byte
+	for i := range 40 {
+		json = fmt.Appendf(json, `{"px":%d.%02d,"qty":%d},`, 100+i*7%13, i*37%100, i*53%1000)
+	}
+	fast, smallest := AppendCompressedFrame(nil, ws.OpText, json), AppendSmallestFrame(nil, ws.OpText, json)
+	if len(smallest) >= len(fast) {
+		t.Fatalf("%d bytes of JSON: smallest %d, fast %d", len(json), len(smallest), len(fast))
+	}
+	t.Logf("%d bytes of JSON: smallest %d, fast %d", len(json), len(smallest), len(fast))
 }
