@@ -37,22 +37,25 @@ const (
 	// TickCostPerConn paces the default tick interval: the interval is
 	// at least the connections × this, so that one tick's fan-out (the
 	// servers' writes and the load generators' reads, on the same host)
-	// ends well before the next. Measured at a million: 43 µs of the
-	// servers' CPU per delivery (on the one CPU they are pinned to) and
-	// 34 µs of the load generators' (on the other); 13 µs and less at
-	// 100k, where the sockets' kernel state still fits the caches better.
-	TickCostPerConn = 90 * time.Microsecond
+	// ends well before the next. Measured at a million: about 80 µs of
+	// CPU per delivery on each side (the servers on the one CPU they are
+	// pinned to, the load generators on the other), keepalive included;
+	// 13 µs at 100k. Every operation on a socket costs several times more
+	// with two million of them on the host: their kernel state no longer
+	// fits the caches and the TLB.
+	TickCostPerConn = 120 * time.Microsecond
 	// MaxTickPhase bounds the default number of ticks: as many as fit in
 	// it, at least 3 and at most 10.
 	MaxTickPhase = 5 * time.Minute
 	// MaxPingsPerSecond paces the servers' keepalive: the ping interval is
 	// at least 30 s (the engine's default) and long enough that the whole
 	// fleet sends at most this many pings a second. A ping and its pong
-	// cost about 25 µs of CPU over both ends on one host; at a million
-	// connections a 30 s interval is 33k a second, most of a core, and the
-	// pongs of a wave's connections, pinged together, then wait behind
-	// 100 processes sharing two cores for longer than the pong timeout.
-	MaxPingsPerSecond = 10_000
+	// cost the servers 5 µs at 100k and 50 µs at a million (10,000 a
+	// second took half a core); at a million a 30 s interval is 33k a
+	// second, and the pongs of a wave's connections, pinged together,
+	// waited behind 113 processes on two cores for longer than the pong
+	// timeout.
+	MaxPingsPerSecond = 5_000
 )
 
 // Config is one fleet run. Zero values take the defaults.
@@ -85,7 +88,9 @@ type Config struct {
 	Loops        int // event loops per server process (default 1)
 	// PingInterval and PongTimeout are the servers' keepalive (0: paced
 	// by MaxPingsPerSecond, and a pong timeout of half the interval, at
-	// least the engine's 15 s).
+	// least the engine's 15 s and at least the tick interval: a pong may
+	// wait behind a whole tick in a load generator that is still reading
+	// it).
 	PingInterval time.Duration
 	PongTimeout  time.Duration
 }
@@ -246,7 +251,7 @@ func NewPlan(cfg Config, hardNofile uint64, ports int) (Plan, error) {
 		p.PingInterval = max(30*time.Second, time.Duration(p.Conns)*time.Second/MaxPingsPerSecond)
 	}
 	if p.PongTimeout <= 0 {
-		p.PongTimeout = max(15*time.Second, p.PingInterval/2)
+		p.PongTimeout = max(15*time.Second, p.PingInterval/2, p.TickInterval)
 	}
 
 	// Servers: the kernel spreads connections over the listeners by a

@@ -51,11 +51,12 @@ func TestPlanC1M(t *testing.T) {
 	if total != 1_000_000 || !equal(perWave, []int{100_000, 150_000, 250_000, 500_000}) {
 		t.Fatalf("total %d, per wave %v", total, perWave)
 	}
-	if len(p.Shards) != 57 || p.TickInterval != 90*time.Second || p.Ticks != 3 || p.Expected() != 3_000_000 {
+	if len(p.Shards) != 57 || p.TickInterval != 120*time.Second || p.Ticks != 3 || p.Expected() != 3_000_000 {
 		t.Fatalf("%d shards, tick every %v, %d deliveries", len(p.Shards), p.TickInterval, p.Expected())
 	}
-	// Keepalive paced to 10k pings a second: 100 s for a million.
-	if p.PingInterval != 100*time.Second || p.PongTimeout != 50*time.Second {
+	// Keepalive paced to 5k pings a second: 200 s for a million, and a
+	// pong may wait behind a tick.
+	if p.PingInterval != 200*time.Second || p.PongTimeout != 120*time.Second {
 		t.Fatalf("keepalive: ping every %v, pong timeout %v", p.PingInterval, p.PongTimeout)
 	}
 	if d := strings.Join(p.Describe(), "\n"); !strings.Contains(d, "56 herald ticker processes") || !strings.Contains(d, "57 load generator processes") {
@@ -68,7 +69,7 @@ func TestPlanSmallAndForced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Servers != 3 || !equal(p.Marks, []int{12500, 25000, 37500, 50000}) || len(p.Shards) != 4 || p.TickInterval != 4500*time.Millisecond || p.Ticks != 10 ||
+	if p.Servers != 3 || !equal(p.Marks, []int{12500, 25000, 37500, 50000}) || len(p.Shards) != 4 || p.TickInterval != 6*time.Second || p.Ticks != 10 ||
 		p.PingInterval != 30*time.Second || p.PongTimeout != 15*time.Second {
 		t.Fatalf("%+v", p)
 	}
