@@ -7,6 +7,7 @@
 //	loadgen -scenario ticker -addr 10.0.0.1:8080 -path /ws -conns 500000 \
 //	        -shard 3 -shards 20 -start 1767225600 -src 10.0.1.1-10.0.1.20
 //	loadgen -scenario hold -addr 127.0.0.1:8080 -path /ws -conns 0 -stall 5000 -stall-hold 15s
+//	loadgen -scenario ticker -addr 127.0.0.1:8080 -path /ws -conns 10000 -deflate
 //
 // Hostile and slow clients (-stall, -slowread, -pongonly, -pingflood,
 // -streamer) connect beside the scenario's connections and are counted per
@@ -50,6 +51,7 @@ func main() {
 	flag.IntVar(&cfg.MaxPending, "pending", 512, "connections in connect/handshake at once in this process")
 	flag.IntVar(&cfg.Size, "size", 64, "echo payload bytes (at least 8)")
 	flag.IntVar(&cfg.Inflight, "inflight", 1, "echo messages in flight per connection")
+	flag.BoolVar(&cfg.Deflate, "deflate", false, "offer permessage-deflate (fail if the server declines), inflate and check what comes compressed; echo sends compressed order-book messages")
 	flag.IntVar(&cfg.ChurnConc, "churn-conc", 0, "churn: concurrent connect/upgrade/close cycles, over all shards")
 	flag.StringVar(&cfg.ChurnPath, "churn-path", "", "churn: request target of the churning connections (default: -path)")
 	h := &cfg.Hostile
