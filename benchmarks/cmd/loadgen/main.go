@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,9 +77,23 @@ func main() {
 	flag.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 2*time.Minute, "limit on the connect phase")
 	start := flag.String("start", "", `window start shared by all shards: Unix seconds, RFC 3339, or "stdin" (a line with Unix ns, sent once every shard reported "connected")`)
 	out := flag.String("out", "-", "result file (- for stdout)")
+	cpuProfile := flag.String("cpuprofile", "", "write the load generator's own CPU profile to this file (is the client the bottleneck, and why)")
 	flag.Parse()
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
 	if err := run(cfg, *src, *start, *out); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"strconv"
 
@@ -22,9 +23,19 @@ import (
 // reaches past the window. Messages are always compressed on their own,
 // which every answer allows.
 //
-// One inflater and one compressor serve all the connections of a loop:
-// klauspost/compress's, reset for each message, so that neither allocates
-// per message and inflating stays a small share of a delivery's cost.
+// One inflater serves all the connections of a loop: klauspost/compress's,
+// reset for each message, so that it does not allocate. Inflating a 1 KiB
+// tick still costs microseconds (its Huffman tables are built anew for
+// every message), more than the rest of a delivery, so a loop remembers
+// the last messages it inflated: a message whose compressed bytes equal
+// one of them (every subscriber of a broadcast gets the same bytes, and a
+// server that compresses per connection produces the same ones) takes
+// that result. Without a dictionary, what DEFLATE bytes inflate to is a
+// function of the bytes alone, so this checks exactly what inflating them
+// again would; a connection whose server keeps its context inflates every
+// message. Echo messages are compressed once per run: the timestamp goes
+// in a stored block before the compressed order book, which any inflater
+// reads as one message.
 
 // deflateHeader is the request's extension offer.
 const deflateHeader = "Sec-WebSocket-Extensions: " + wsframe.DeflateOffer
@@ -115,21 +126,58 @@ func (h *history) add(out []byte) {
 	h.b = append(h.b, out...)
 }
 
-// flater is a loop's inflater and compressors.
+// flater is a loop's inflater, its memory of recent messages, and the
+// compressed echo body.
 type flater struct {
-	in     []byte // a message's compressed payload and the tail
-	inR    bytes.Reader
-	r      io.ReadCloser // implements flate.Resetter
-	out    []byte
-	fast   *flate.Writer // BestSpeed
-	huff   *flate.Writer // HuffmanOnly
-	packed bytes.Buffer
+	in   []byte // a message's compressed payload and the tail
+	inR  bytes.Reader
+	r    io.ReadCloser // implements flate.Resetter
+	out  []byte
+	seed maphash.Seed
+	memo [memoSize]inflated
+	// body and huffman are the echo body compressed at BestSpeed and with
+	// Huffman codes only; packed is a message built from one of them.
+	body, huffman, packed []byte
+}
+
+// memoSize is how many recent messages a loop remembers: a few ticks of
+// 20 symbols.
+const memoSize = 256
+
+// memoMax is the largest message remembered.
+const memoMax = 64 << 10
+
+// inflated is a remembered message: its compressed bytes and what they
+// inflate to.
+type inflated struct {
+	z, out []byte
+	ok     bool
 }
 
 // inflate returns the message whose compressed payload is p, valid until
 // the next call. h is the connection's history when its server keeps its
 // context (nil otherwise): the dictionary, then updated with the message.
 func (f *flater) inflate(p []byte, h *history) ([]byte, error) {
+	if h != nil {
+		return f.inflateNow(p, h)
+	}
+	if f.seed == (maphash.Seed{}) {
+		f.seed = maphash.MakeSeed()
+	}
+	m := &f.memo[maphash.Bytes(f.seed, p)%memoSize]
+	if m.ok && bytes.Equal(m.z, p) {
+		return m.out, nil
+	}
+	out, err := f.inflateNow(p, nil)
+	if err != nil || len(out) > memoMax {
+		return out, err
+	}
+	m.z, m.out, m.ok = append(m.z[:0], p...), append(m.out[:0], out...), true
+	return m.out, nil
+}
+
+// inflateNow inflates p (see inflate).
+func (f *flater) inflateNow(p []byte, h *history) ([]byte, error) {
 	f.in = append(append(f.in[:0], p...), inflateTail...)
 	f.inR.Reset(f.in)
 	var dict []byte
@@ -168,21 +216,34 @@ func (f *flater) inflate(p []byte, h *history) ([]byte, error) {
 }
 
 // deflate compresses p as a message of its own (RFC 7692 7.2.1: flushed,
-// the trailing 00 00 ff ff removed), Huffman-only when huffman is set. The
-// result is valid until the next call.
-func (f *flater) deflate(p []byte, huffman bool) []byte {
-	w := &f.fast
+// the trailing 00 00 ff ff removed) at level.
+func deflate(p []byte, level int) []byte {
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, level) // the levels used are valid
+	_, _ = w.Write(p)                  // a bytes.Buffer does not fail
+	_ = w.Flush()
+	return bytes.TrimSuffix(b.Bytes(), inflateTail[:4])
+}
+
+// echoMessage returns the compressed echo message msg: its first 8 bytes
+// (the timestamp) in a stored block, then the rest, which is the same for
+// every message, compressed once at BestSpeed (Huffman-only when huffman
+// is set) and kept. A stored block ends on a byte boundary and a
+// compressor's output starts on one, so the two make one DEFLATE stream;
+// no back-reference of the second reaches into the first. The result is
+// valid until the next call.
+func (f *flater) echoMessage(msg []byte, huffman bool) []byte {
+	body := &f.body
 	level := flate.BestSpeed
 	if huffman {
-		w, level = &f.huff, flate.HuffmanOnly
+		body, level = &f.huffman, flate.HuffmanOnly
 	}
-	f.packed.Reset()
-	if *w == nil {
-		*w, _ = flate.NewWriter(&f.packed, level) // the level is valid
-	} else {
-		(*w).Reset(&f.packed)
+	if *body == nil {
+		*body = deflate(msg[8:], level)
 	}
-	_, _ = (*w).Write(p) // a bytes.Buffer does not fail
-	_ = (*w).Flush()
-	return bytes.TrimSuffix(f.packed.Bytes(), inflateTail[:4])
+	// A stored block, not final: BFINAL 0, BTYPE 00, padded to the byte;
+	// LEN 8 and its complement, little-endian; the 8 bytes.
+	f.packed = append(f.packed[:0], 0, 8, 0, 0xf7, 0xff)
+	f.packed = append(f.packed, msg[:8]...)
+	return append(f.packed, *body...)
 }

@@ -3,7 +3,7 @@ package loadgen
 import (
 	"bufio"
 	"bytes"
-	"compress/flate"
+	stdflate "compress/flate"
 	"context"
 	"errors"
 	"io"
@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 
 	"github.com/heraldws/herald/benchmarks/internal/histo"
 	"github.com/heraldws/herald/internal/wsframe"
@@ -83,7 +85,7 @@ func deflateServer(t *testing.T, answer string, started <-chan struct{}, conns i
 			return
 		}
 		var z bytes.Buffer
-		w, _ := flate.NewWriter(&z, flate.BestCompression)
+		w, _ := stdflate.NewWriter(&z, stdflate.BestCompression)
 		deflate := func(p []byte) []byte {
 			z.Reset()
 			if !takeover {
@@ -269,5 +271,42 @@ func TestCompressedEchoAgainstHerald(t *testing.T) {
 	}
 	if 2*res.WireBytes > res.BytesReceived {
 		t.Fatalf("%d bytes on the wire for %d inflated", res.WireBytes, res.BytesReceived)
+	}
+}
+
+// The loop's inflater: a message inflates to its content whether it is
+// new or remembered, a message that differs from a remembered one in one
+// byte is inflated anew, and the compressed echo message (a stored block
+// with the timestamp before the body compressed once) is one stream that
+// compress/flate reads back whole.
+func TestFlater(t *testing.T) {
+	var f flater
+	a, b := FormatTicker(nil, 1, 7, 99, 300), FormatTicker(nil, 2, 8, 99, 300)
+	za, zb := deflate(a, flate.BestSpeed), deflate(b, flate.BestSpeed)
+	bad := bytes.Clone(za)
+	bad[len(bad)/2] ^= 0x55
+	for i, tc := range []struct {
+		z, want []byte
+	}{{za, a}, {za, a}, {zb, b}, {za, a}, {bad, nil}, {za, a}} {
+		got, err := f.inflate(tc.z, nil)
+		if tc.want == nil {
+			if err == nil && bytes.Equal(got, a) {
+				t.Fatalf("%d: a corrupted message inflated to the original", i)
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(got, tc.want) {
+			t.Fatalf("%d: %q %v, want %q", i, got, err, tc.want)
+		}
+	}
+	for _, huffman := range []bool{false, true} {
+		msg := append([]byte("12345678"), FormatTicker(nil, 3, 1, 2, 1000)...)
+		for ts := byte('0'); ts < '3'; ts++ {
+			msg[0] = ts
+			got, err := wsframe.Inflate(f.echoMessage(msg, huffman), 1<<20)
+			if err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("huffman %v: echo message inflates to %.40q, %v", huffman, got, err)
+			}
+		}
 	}
 }

@@ -1101,7 +1101,7 @@ func (l *loop) sendEcho(c *conn, idx int32, n int, now int64) {
 	l.wb = l.wb[:0]
 	p := l.msg
 	if c.z&zOn != 0 {
-		p = l.fl.deflate(l.msg, c.z&zHuffman != 0)
+		p = l.fl.echoMessage(l.msg, c.z&zHuffman != 0)
 	}
 	for i := 0; i < n; i++ {
 		start := len(l.wb)
