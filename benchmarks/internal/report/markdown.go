@@ -237,19 +237,21 @@ func Headline(run *Run) string {
 // the README carries for them).
 func DeflateHeadline(run *Run) string {
 	var b strings.Builder
-	b.WriteString("| server | RSS / idle conn (hold-z) | echo-z msgs/s (p99 µs) | echo-z wire B/msg | ticker-1z CPU µs/msg | ticker-1z wire B/msg | ticker-20z CPU µs/msg | ticker-20z wire B/msg | ticker-20z delivered (p99 µs) |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| server | RSS / idle conn (hold-z) | echo-z msgs/s (p99 µs) | echo-z wire B/msg | ticker-1z CPU µs/msg | ticker-1z wire B/msg | ticker-1z delivered (p99 µs) | ticker-20z CPU µs/msg | ticker-20z wire B/msg | ticker-20z delivered (p99 µs) |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, im := range impls(run.Rows) {
 		cell := func(sc, key string, get func(*Row) string) string { return summaryCell(run.Rows, im, sc, key, get) }
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", implLabel(run.Rows, im),
+		delivered := func(r *Row) string { return pct(r.DeliveredRatio) + " (" + num(r.P99US) + ")" }
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", implLabel(run.Rows, im),
 			cell("hold-z", "rss_bytes_per_conn", func(r *Row) string { return num(r.RSSBytesPerConn) + " B" }),
 			cell("echo-z", "", func(r *Row) string { return num(r.MsgsPerS) + " (" + num(r.P99US) + ")" }),
 			cell("echo-z", "wire_bytes_per_msg", func(r *Row) string { return num(r.WireBytesPerMsg) }),
 			cell("ticker-1z", "server_cpu_us_per_msg", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
 			cell("ticker-1z", "wire_bytes_per_msg", func(r *Row) string { return num(r.WireBytesPerMsg) }),
+			cell("ticker-1z", "", delivered),
 			cell("ticker-20z", "server_cpu_us_per_msg", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
 			cell("ticker-20z", "wire_bytes_per_msg", func(r *Row) string { return num(r.WireBytesPerMsg) }),
-			cell("ticker-20z", "", func(r *Row) string { return pct(r.DeliveredRatio) + " (" + num(r.P99US) + ")" }),
+			cell("ticker-20z", "", delivered),
 		)
 	}
 	b.WriteString("\n(×: ratio to herald in the same run; above 1 means more memory, CPU or bytes than herald.)\n")
