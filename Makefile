@@ -13,7 +13,7 @@ NATSMOD   := nats
 # carries no metrics library.
 PROMMOD   := prom
 
-.PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-soak bench-stall bench-fleet bench-c1m bench-go bench-memory
+.PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-deflate bench-soak bench-stall bench-fleet bench-c1m bench-go bench-memory
 
 ## test: everything CI checks — vet, gofmt, every package's tests with -race
 ## (the RFC 6455 conformance suite in tests/conformance among them), short
@@ -71,6 +71,11 @@ bench:
 
 bench-quick:
 	$(MAKE) -C benchmarks bench-quick
+
+## bench-deflate: the same servers with permessage-deflate (echo-z,
+## ticker-1z, ticker-20z, hold-z; BENCH_FLAGS=-quick for the smaller counts).
+bench-deflate:
+	$(MAKE) -C benchmarks bench-deflate
 
 ## bench-soak: the ticker example for 10 minutes under slow and hostile
 ## clients, its RSS against its budget and its readers' latency over time

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/heraldws/herald/examples/ticker/book"
 )
 
 // peer is one server under test: how to start it in a mode.
@@ -106,6 +108,7 @@ func TestPeers(t *testing.T) {
 			t.Parallel()
 			t.Run("echo", func(t *testing.T) { testEcho(t, p) })
 			t.Run("ticker", func(t *testing.T) { testTicker(t, p) })
+			t.Run("deflate", func(t *testing.T) { testDeflate(t, p) })
 		})
 	}
 }
@@ -238,7 +241,15 @@ func (pr *process) stop(t *testing.T, clients ...*websocket.Conn) {
 
 func dial(t *testing.T, url string) *websocket.Conn {
 	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: 60 * time.Second}
+	c, _ := dialWith(t, url, false)
+	return c
+}
+
+// dialWith dials url, offering permessage-deflate when deflate is set, and
+// returns the connection and the server's extension answer.
+func dialWith(t *testing.T, url string, deflate bool) (*websocket.Conn, string) {
+	t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: 60 * time.Second, EnableCompression: deflate}
 	h := http.Header{"Origin": {"http://elsewhere.example"}} // any Origin is accepted
 	c, resp, err := d.Dial(url, h)
 	if err != nil {
@@ -248,7 +259,7 @@ func dial(t *testing.T, url string) *websocket.Conn {
 		}
 		t.Fatalf("dial %s: %v %s", url, err, status)
 	}
-	return c
+	return c, resp.Header.Get("Sec-WebSocket-Extensions")
 }
 
 func testEcho(t *testing.T, p peer) {
@@ -404,6 +415,56 @@ func testTicker(t *testing.T, p peer) {
 		t.Errorf("the two subscribers got no S1 message in common")
 	}
 	pr.stop(t, all, one)
+}
+
+// testDeflate runs the ticker with -payload book -compression and echo with
+// -compression: the peer must negotiate permessage-deflate without context
+// takeover, and every tick must be, byte for byte, the order book herald's
+// ticker builds (examples/ticker/book) for its symbol, sequence number and
+// time: the Node peers build it with their own port of the generator.
+// Echoes of compressed messages come back whole.
+func testDeflate(t *testing.T, p peer) {
+	pr := start(t, p, "ticker", "-interval", "50ms", "-symbols", "2", "-size", "1024", "-payload", "book", "-compression")
+	c, ext := dialWith(t, "ws://"+pr.addr+"/ws", true)
+	if !strings.HasPrefix(ext, "permessage-deflate") || !strings.Contains(ext, "server_no_context_takeover") {
+		t.Fatalf("extensions answered: %q", ext)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second)) // a hang guard
+	for n := 0; n < 8; n++ {
+		_, raw, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("after %d ticks: %v", n, err)
+		}
+		var m tickMsg
+		if err := json.Unmarshal(raw, &m); err != nil || !strings.HasPrefix(m.Sym, "S") {
+			t.Fatalf("tick %.80q: %v", raw, err)
+		}
+		var k int
+		fmt.Sscanf(m.Sym, "S%d", &k)
+		if want := book.Append(nil, k, m.Seq, m.TS, 1024); !bytes.Equal(raw, want) {
+			t.Fatalf("tick differs from the book generator's:\n got %s\nwant %s", raw, want)
+		}
+	}
+	pr.stop(t, c)
+
+	pr = start(t, p, "echo", "-compression")
+	c, ext = dialWith(t, "ws://"+pr.addr+"/", true)
+	if !strings.HasPrefix(ext, "permessage-deflate") {
+		t.Fatalf("echo: extensions answered: %q", ext)
+	}
+	msg := book.Append(nil, 1, 2, 3, 4096)
+	for _, mt := range []int{websocket.TextMessage, websocket.BinaryMessage} {
+		_ = c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+		if err := c.WriteMessage(mt, msg); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		gotType, got, err := c.ReadMessage()
+		if err != nil || gotType != mt || !bytes.Equal(got, msg) {
+			t.Fatalf("echo of a compressed %d-byte message: type %d, %d bytes, %v", len(msg), gotType, len(got), err)
+		}
+	}
+	pr.stop(t, c)
 }
 
 // testSlowClient publishes about 26 MB/s to a client that never reads (its

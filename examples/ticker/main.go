@@ -6,7 +6,9 @@
 // then open the printed address. The WebSocket is at /ws: a connection
 // subscribes to every symbol unless ?symbols=S0,S3 narrows it. Each tick
 // publishes one JSON text message per symbol with "sym", "seq" (+1 per tick)
-// and "ts" (Unix ns at publish), padded to about -size bytes.
+// and "ts" (Unix ns at publish), padded to about -size bytes (-payload book
+// fills it with an order book instead, which compresses like real market
+// data when -compression is on).
 //
 // Memory is bounded by its flags: a client that falls more than -high-water
 // behind gets only the latest price per symbol until it catches up, all

@@ -6,6 +6,7 @@
 //	go run ./cmd/bench -quick              # the smaller run (minutes)
 //	go run ./cmd/bench                     # the full comparison
 //	go run ./cmd/bench -impls herald,nbio -scenarios echo,ticker-20
+//	go run ./cmd/bench -scenarios deflate  # echo-z, ticker-1z, ticker-20z, hold-z (results/deflate)
 //	go run ./cmd/bench merge shard0.json shard1.json > merged.json
 //	go run ./cmd/bench limits -conns 1000000 -server-procs 4 -load-procs 20 -src 20
 //	go run ./cmd/bench report results/latest/results.json
@@ -67,36 +68,26 @@ func runCmd(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	quick := fs.Bool("quick", false, "the smaller run (under 10 minutes on 2 cores)")
 	implsFlag := fs.String("impls", strings.Join(runner.AllImpls, ","), "servers to run, in report order")
-	scFlag := fs.String("scenarios", "", "scenarios to run (default: all of the set)")
-	out := fs.String("out", "", "output directory (default: results/latest in the benchmarks module)")
+	scFlag := fs.String("scenarios", "", `scenarios to run (default: every plain one; "deflate": every compressed one, hold-z, echo-z, ticker-1z, ticker-20z)`)
+	out := fs.String("out", "", "output directory (default: results/latest in the benchmarks module, results/deflate for compressed scenarios only)")
 	src := fs.String("src", "127.0.0.2-127.0.0.9", "loadgen source addresses")
 	pinCPUs := fs.Bool("pin", true, "pin servers and load generators to separate CPUs (taskset)")
-	readme := fs.Bool("readme", true, "update the results table in benchmarks/README.md (only when writing results/latest)")
+	readme := fs.Bool("readme", true, "update the results table in benchmarks/README.md (only when writing results/latest or results/deflate)")
 	_ = fs.Parse(args)
 
 	lay, err := runner.FindLayout()
 	if err != nil {
 		return err
 	}
+	scs, err := pickScenarios(*quick, *scFlag)
+	if err != nil {
+		return err
+	}
 	if *out == "" {
 		*out = filepath.Join(lay.Bench, "results", "latest")
-	}
-	scs := runner.Scenarios(*quick)
-	if *scFlag != "" {
-		var pick []runner.Scenario
-		for _, name := range strings.Split(*scFlag, ",") {
-			found := false
-			for _, s := range scs {
-				if s.Name == name {
-					pick = append(pick, s)
-					found = true
-				}
-			}
-			if !found {
-				return fmt.Errorf("unknown scenario %q", name)
-			}
+		if allCompressed(scs) {
+			*out = filepath.Join(lay.Bench, "results", "deflate")
 		}
-		scs = pick
 	}
 	names := strings.Split(*implsFlag, ",")
 
@@ -174,12 +165,49 @@ func runCmd(args []string) error {
 		return err
 	}
 	prog.Log("wrote %s (results.json, report.md, plots/)", *out)
-	if *readme && *out == filepath.Join(lay.Bench, "results", "latest") {
-		if err := updateReadme(filepath.Join(lay.Bench, "README.md"), run); err != nil {
+	if *readme && (*out == filepath.Join(lay.Bench, "results", "latest") || *out == filepath.Join(lay.Bench, "results", "deflate")) {
+		if err := updateReadme(filepath.Join(lay.Bench, "README.md"), run, filepath.Base(*out)); err != nil {
 			prog.Log("README not updated: %v", err)
 		}
 	}
 	return nil
+}
+
+// pickScenarios returns the scenarios named in list (comma-separated; ""
+// is every plain scenario, "deflate" every compressed one) from the quick
+// or the full set.
+func pickScenarios(quick bool, list string) ([]runner.Scenario, error) {
+	plain, compressed := runner.Scenarios(quick), runner.Compressed(quick)
+	if list == "" {
+		return plain, nil
+	}
+	var pick []runner.Scenario
+	for _, name := range strings.Split(list, ",") {
+		if name == "deflate" {
+			pick = append(pick, compressed...)
+			continue
+		}
+		found := false
+		for _, s := range append(plain, compressed...) {
+			if s.Name == name {
+				pick = append(pick, s)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("unknown scenario %q", name)
+		}
+	}
+	return pick, nil
+}
+
+func allCompressed(scs []runner.Scenario) bool {
+	for _, s := range scs {
+		if !s.Deflate {
+			return false
+		}
+	}
+	return len(scs) > 0
 }
 
 func summary(r report.Row) string {
@@ -190,7 +218,7 @@ func summary(r report.Row) string {
 	if r.RSSBytesPerConn != nil {
 		parts = append(parts, fmt.Sprintf("RSS/conn %s B", report.Human(*r.RSSBytesPerConn)))
 	}
-	if r.ConnectPerS != nil && r.Scenario == "hold" {
+	if r.ConnectPerS != nil && strings.HasPrefix(r.Scenario, "hold") {
 		parts = append(parts, fmt.Sprintf("%s conn/s", report.Human(*r.ConnectPerS)))
 	}
 	if r.MsgsPerS != nil {
@@ -202,6 +230,9 @@ func summary(r report.Row) string {
 	if r.ServerCPUUSPerMsg != nil {
 		parts = append(parts, fmt.Sprintf("CPU %s µs/msg", report.Human(*r.ServerCPUUSPerMsg)))
 	}
+	if r.WireBytesPerMsg != nil {
+		parts = append(parts, fmt.Sprintf("%s B/msg on the wire", report.Human(*r.WireBytesPerMsg)))
+	}
 	if r.ChurnPerS != nil {
 		parts = append(parts, fmt.Sprintf("%s cycles/s", report.Human(*r.ChurnPerS)))
 	}
@@ -212,27 +243,30 @@ func summary(r report.Row) string {
 	return strings.Join(parts, ", ")
 }
 
-const (
-	readmeStart = "<!-- results:start -->"
-	readmeEnd   = "<!-- results:end -->"
-)
-
-// updateReadme replaces the results table between the markers.
-func updateReadme(path string, run *report.Run) error {
+// updateReadme replaces the results table between the markers of dir:
+// "results" for results/latest, "deflate" for results/deflate.
+func updateReadme(path string, run *report.Run, dir string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	s := string(b)
+	marker, kind, headline := "results", "`make bench`", report.Headline(run)
+	if run.Quick {
+		kind = "`make bench-quick`"
+	}
+	if dir == "deflate" {
+		marker, kind, headline = "deflate", "`make bench-deflate`", report.DeflateHeadline(run)
+		if run.Quick {
+			kind = "`make bench-deflate BENCH_FLAGS=-quick`"
+		}
+	}
+	readmeStart, readmeEnd := "<!-- "+marker+":start -->", "<!-- "+marker+":end -->"
 	i, j := strings.Index(s, readmeStart), strings.Index(s, readmeEnd)
 	if i < 0 || j < i {
 		return fmt.Errorf("no %s ... %s markers", readmeStart, readmeEnd)
 	}
-	kind := "`make bench`"
-	if run.Quick {
-		kind = "`make bench-quick`"
-	}
-	table := fmt.Sprintf("%s\nFrom %s on %s (%s, %d cores), generated into results/latest/report.md:\n\n%s", readmeStart, kind, run.Date[:10], run.Machine.CPU, run.Machine.Cores, report.Headline(run))
+	table := fmt.Sprintf("%s\nFrom %s on %s (%s, %d cores), generated into results/%s/report.md:\n\n%s", readmeStart, kind, run.Date[:10], run.Machine.CPU, run.Machine.Cores, dir, headline)
 	s = s[:i] + table + s[j:]
 	return os.WriteFile(path, []byte(s), 0o644)
 }

@@ -7,6 +7,7 @@
 //	loadgen -scenario ticker -addr 10.0.0.1:8080 -path /ws -conns 500000 \
 //	        -shard 3 -shards 20 -start 1767225600 -src 10.0.1.1-10.0.1.20
 //	loadgen -scenario hold -addr 127.0.0.1:8080 -path /ws -conns 0 -stall 5000 -stall-hold 15s
+//	loadgen -scenario ticker -addr 127.0.0.1:8080 -path /ws -conns 10000 -deflate
 //
 // Hostile and slow clients (-stall, -slowread, -pongonly, -pingflood,
 // -streamer) connect beside the scenario's connections and are counted per
@@ -27,6 +28,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +52,7 @@ func main() {
 	flag.IntVar(&cfg.MaxPending, "pending", 512, "connections in connect/handshake at once in this process")
 	flag.IntVar(&cfg.Size, "size", 64, "echo payload bytes (at least 8)")
 	flag.IntVar(&cfg.Inflight, "inflight", 1, "echo messages in flight per connection")
+	flag.BoolVar(&cfg.Deflate, "deflate", false, "offer permessage-deflate (fail if the server declines), inflate and check what comes compressed; echo sends compressed order-book messages")
 	flag.IntVar(&cfg.ChurnConc, "churn-conc", 0, "churn: concurrent connect/upgrade/close cycles, over all shards")
 	flag.StringVar(&cfg.ChurnPath, "churn-path", "", "churn: request target of the churning connections (default: -path)")
 	h := &cfg.Hostile
@@ -74,9 +77,23 @@ func main() {
 	flag.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 2*time.Minute, "limit on the connect phase")
 	start := flag.String("start", "", `window start shared by all shards: Unix seconds, RFC 3339, or "stdin" (a line with Unix ns, sent once every shard reported "connected")`)
 	out := flag.String("out", "-", "result file (- for stdout)")
+	cpuProfile := flag.String("cpuprofile", "", "write the load generator's own CPU profile to this file (is the client the bottleneck, and why)")
 	flag.Parse()
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
 	if err := run(cfg, *src, *start, *out); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}

@@ -39,6 +39,14 @@ type Config struct {
 	Size     int // echo payload bytes (at least 8)
 	Inflight int // echo messages in flight per connection
 
+	// Deflate offers permessage-deflate on the scenario's connections (as
+	// browsers do) and fails the run if the server declines. Compressed
+	// messages are inflated and checked like plain ones; echo messages are
+	// sent compressed, each on its own, and their payload is an order book
+	// (herald's examples/ticker/book) after the 8-byte timestamp instead
+	// of a repeated alphabet, so that they compress like real data.
+	Deflate bool
+
 	ChurnConc int    // churning connections over all shards
 	ChurnPath string // request target of the churning connections
 

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/heraldws/herald/benchmarks/internal/histo"
+	"github.com/heraldws/herald/examples/ticker/book"
 	"github.com/heraldws/herald/internal/wsframe"
 )
 
@@ -57,6 +58,7 @@ type conn struct {
 	outWatch bool  // EPOLLOUT registered
 	kind     uint8 // 0: the scenario's; else a hostile kind (kStall...)
 	flags    uint8 // hostile: fEverUp, fChecking...
+	z        uint8 // permessage-deflate: zOn, zHuffman, zFrag
 	inflight int32 // echo: messages in flight; flooding kinds: offset in the flood buffer
 	t0       int64 // connect start, Unix ns; hostile: when it opened (or its pacing base)
 	moved    int64 // hostile: bytes read or sent since t0, for pacing
@@ -64,7 +66,8 @@ type conn struct {
 	rbuf     []byte
 	wbuf     []byte
 	frag     []byte
-	seq      []int64 // ticker: last sequence number + 1 per symbol
+	seq      []int64  // ticker: last sequence number + 1 per symbol
+	hist     *history // permessage-deflate with server context takeover only
 }
 
 // engine runs the loops of one process.
@@ -80,6 +83,9 @@ type engine struct {
 	winHi  atomic.Int64
 	errMu  sync.Mutex
 	errors []string
+	// declined counts connections whose server answered a deflate offer
+	// without the extension.
+	declined atomic.Int64
 }
 
 func (e *engine) noteError(format string, args ...any) {
@@ -100,6 +106,7 @@ type loop struct {
 	rb     []byte
 	wb     []byte
 	msg    []byte // echo payload template
+	fl     flater // permessage-deflate
 	rng    uint64
 	src    int
 	sa     unix.SockaddrInet4 // per loop: Connect writes into it
@@ -135,6 +142,7 @@ type loop struct {
 
 	// window counters, owned by the loop
 	sent, received, bytes, gaps, reordered int64
+	wire, compressed                       int64 // bytes read from held sockets; messages that came compressed
 	dropped, protoErrs                     int64
 	churnCycles, churnFail                 int64
 	hLat, hConn, hChurn                    *hdr.Histogram
@@ -167,6 +175,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		l.msg = make([]byte, cfg.Size)
 		for j := range l.msg {
 			l.msg[j] = 'a' + byte(j%26)
+		}
+		if cfg.Deflate {
+			l.msg = book.Append(l.msg[:8], 0, 1, 0, cfg.Size-8)
 		}
 		l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {
@@ -242,6 +253,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	connectNS := time.Since(e.start).Nanoseconds()
+	if n := e.declined.Load(); n > 0 {
+		stop()
+		return nil, fmt.Errorf("%w: %d of %d connections", errDeclined, n, held)
+	}
 	var up, hup, failed int64
 	for _, l := range e.loops {
 		up += l.connected.Load()
@@ -317,6 +332,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Sent += l.sent
 		res.Received += l.received
 		res.BytesReceived += l.bytes
+		res.WireBytes += l.wire
+		res.Compressed += l.compressed
 		res.Gaps += l.gaps
 		res.Reordered += l.reordered
 		res.Dropped += l.dropped
@@ -693,6 +710,7 @@ func (l *loop) closeFD(c *conn) {
 	}
 	c.outWatch = false
 	c.rbuf, c.wbuf, c.frag, c.seq = nil, nil, nil, nil
+	c.z, c.hist = 0, nil
 }
 
 // fail handles a connection that did not come up: retried, or counted.
@@ -759,7 +777,11 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 			path = l.e.cfg.Hostile.Path
 		}
 		key := l.key(c)
-		l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin)
+		if l.offersDeflate(c) {
+			l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin, deflateHeader)
+		} else {
+			l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin)
+		}
 		c.state = stHandshake
 		if !l.write(c, idx, l.wb) {
 			return
@@ -791,6 +813,9 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 	n, err := unix.Read(int(c.fd), l.rb)
 	if !l.readOK(c, idx, now, n, err) {
 		return
+	}
+	if !c.churn && l.inWindow(now) {
+		l.wire += int64(n) // what the server put on the wire, frame headers and all
 	}
 	l.input(c, idx, l.rb[:n], now, traffic)
 }
@@ -838,7 +863,16 @@ func (l *loop) input(c *conn, idx int32, data []byte, now int64, traffic bool) {
 	}
 	if c.state == stHandshake {
 		key := l.key(c)
-		n, err := wsframe.ParseResponse(data, key)
+		var n int
+		var err error
+		if l.offersDeflate(c) {
+			var ext []byte
+			if n, ext, err = wsframe.ParseResponseExtensions(data, key); err == nil && n > 0 {
+				err = l.negotiated(c, ext)
+			}
+		} else {
+			n, err = wsframe.ParseResponse(data, key)
+		}
 		if err != nil {
 			l.protoErrs++
 			end := min(len(data), 80)
@@ -890,7 +924,14 @@ func (l *loop) input(c *conn, idx int32, data []byte, now int64, traffic bool) {
 func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 	off := 0
 	for off < len(data) {
-		h, ok, err := wsframe.ParseHeader(data[off:])
+		var h wsframe.Header
+		var ok bool
+		var err error
+		if c.z&zOn != 0 {
+			h, ok, err = wsframe.ParseHeaderDeflate(data[off:])
+		} else {
+			h, ok, err = wsframe.ParseHeader(data[off:])
+		}
 		if err != nil {
 			l.protocolError(c, idx, err.Error())
 			return -1
@@ -917,7 +958,15 @@ func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 			if !h.Fin {
 				c.fragOp = h.Op
 				c.frag = append(c.frag[:0], p...)
+				if h.Compressed {
+					c.z |= zFrag
+				}
 				continue
+			}
+			if h.Compressed {
+				if p = l.inflate(c, idx, p, now); p == nil {
+					return -1
+				}
 			}
 			l.message(c, idx, h.Op, p, now)
 		case wsframe.OpContinuation:
@@ -933,7 +982,14 @@ func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 			if h.Fin {
 				op := c.fragOp
 				c.fragOp = 0
-				l.message(c, idx, op, c.frag, now)
+				msg := c.frag
+				if c.z&zFrag != 0 {
+					c.z &^= zFrag
+					if msg = l.inflate(c, idx, msg, now); msg == nil {
+						return -1
+					}
+				}
+				l.message(c, idx, op, msg, now)
 				c.frag = c.frag[:0]
 				if cap(c.frag) > 64<<10 {
 					c.frag = nil
@@ -993,7 +1049,7 @@ func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
 	in := l.inWindow(now)
 	switch l.e.cfg.Scenario {
 	case Echo:
-		if len(p) != l.e.cfg.Size || !bytes.Equal(p[8:], l.msg[8:]) {
+		if len(p) != len(l.msg) || !bytes.Equal(p[8:], l.msg[8:]) {
 			l.protocolError(c, idx, "echo payload differs from what was sent")
 			return
 		}
@@ -1051,13 +1107,58 @@ func (l *loop) message(c *conn, idx int32, op byte, p []byte, now int64) {
 	}
 }
 
+// offersDeflate reports whether c offers permessage-deflate: the
+// scenario's connections do with Config.Deflate, the hostile ones never.
+func (l *loop) offersDeflate(c *conn) bool { return l.e.cfg.Deflate && c.kind == 0 }
+
+// negotiated records the server's answer to c's deflate offer.
+func (l *loop) negotiated(c *conn, ext []byte) error {
+	a, err := parseDeflateAnswer(ext)
+	if err != nil {
+		if errors.Is(err, errDeclined) {
+			l.e.declined.Add(1)
+		}
+		return err
+	}
+	c.z, c.hist = zOn, nil
+	if a.clientBits < 15 {
+		c.z |= zHuffman
+	}
+	if a.serverTakeover {
+		c.hist = &history{window: 1 << a.serverBits}
+	}
+	return nil
+}
+
+// inflate returns the message whose compressed payload is p, or nil when
+// it is not valid DEFLATE (c is then closed as a protocol error).
+func (l *loop) inflate(c *conn, idx int32, p []byte, now int64) []byte {
+	out, err := l.fl.inflate(p, c.hist)
+	if err != nil {
+		l.protocolError(c, idx, err.Error())
+		return nil
+	}
+	if l.inWindow(now) && !c.churn {
+		l.compressed++
+	}
+	return out
+}
+
 // sendEcho sends n echo messages stamped with now.
 func (l *loop) sendEcho(c *conn, idx int32, n int, now int64) {
 	binary.LittleEndian.PutUint64(l.msg, uint64(now))
 	const op = wsframe.OpBinary
 	l.wb = l.wb[:0]
+	p := l.msg
+	if c.z&zOn != 0 {
+		p = l.fl.echoMessage(l.msg, c.z&zHuffman != 0)
+	}
 	for i := 0; i < n; i++ {
-		l.wb = wsframe.AppendFrame(l.wb, op, l.msg, l.rand32())
+		start := len(l.wb)
+		l.wb = wsframe.AppendFrame(l.wb, op, p, l.rand32())
+		if c.z&zOn != 0 {
+			l.wb[start] |= wsframe.RSV1
+		}
 	}
 	c.inflight += int32(n)
 	if l.inWindow(now) {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -114,23 +113,12 @@ func holdOpen(stop <-chan struct{}, c net.Conn) {
 	go func() { <-stop; c.Close() }()
 }
 
-// acceptUpgrade reads an upgrade request from br and answers it with a
-// 101 on c; false if either failed.
-func acceptUpgrade(c net.Conn, br *bufio.Reader) bool {
-	req, err := http.ReadRequest(br)
-	if err != nil {
-		return false
-	}
-	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsframe.Accept(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"
-	_, err = c.Write([]byte(resp))
-	return err == nil
-}
-
-// rawTicker is a hand-written server that sends its frames one byte per
-// write, pings, fragments a message and skips a sequence number, so the
-// client's incremental parsing, pong and gap counting are all exercised. It
-// sends them once started is closed: when the run's window has begun.
-func rawTicker(t *testing.T, started <-chan struct{}, conns int) (addr string, pongs func() int, done <-chan struct{}) {
+// fakeServer is a hand-written server on loopback: for every connection
+// it reads the upgrade request and calls serve in a goroutine of its own,
+// which answers it. Connections stay open until the test ends (the load
+// generator does not close its sockets when a run ends); stop is closed
+// then.
+func fakeServer(t *testing.T, serve func(c net.Conn, br *bufio.Reader, req *http.Request, stop <-chan struct{})) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -138,9 +126,6 @@ func rawTicker(t *testing.T, started <-chan struct{}, conns int) (addr string, p
 	t.Cleanup(func() { ln.Close() })
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
-	var mu sync.Mutex
-	n, finished := 0, 0
-	allDone := make(chan struct{})
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -148,67 +133,90 @@ func rawTicker(t *testing.T, started <-chan struct{}, conns int) (addr string, p
 				return
 			}
 			holdOpen(stop, c)
-			go func(c net.Conn) {
+			go func() {
 				br := bufio.NewReader(c)
-				if !acceptUpgrade(c, br) {
-					return
+				if req, err := http.ReadRequest(br); err == nil {
+					serve(c, br, req, stop)
 				}
-				select {
-				case <-started:
-				case <-stop:
-					return
-				}
-				var out []byte
-				frame := func(b0 byte, p []byte) { out = append(append(out, b0, byte(len(p))), p...) }
-				now := func() int64 { return time.Now().UnixNano() }
-				frame(0x89, []byte("hi")) // ping
-				for _, seq := range []int64{1, 2, 4} {
-					frame(0x81, FormatTicker(nil, 0, seq, now(), 100))
-				}
-				msg := FormatTicker(nil, 1, 9, now(), 100)
-				frame(0x01, msg[:40]) // text, not final
-				frame(0x80, msg[40:]) // continuation, final
-				frame(0x81, FormatTicker(nil, 1, 10, now(), 20))
-				for i := range out {
-					if _, err := c.Write(out[i : i+1]); err != nil {
-						return
-					}
-				}
-				// Read the pong: masked, opcode 0xA.
-				var hdr [2]byte
-				if _, err := br.Read(hdr[:1]); err == nil && hdr[0] == 0x8A {
-					mu.Lock()
-					n++
-					mu.Unlock()
-				}
-				// A second ping: its pong (masked, 4-byte key, "hi")
-				// comes after the client took every frame before it, so
-				// the window can end then, however slow the machine.
-				if _, err := c.Write([]byte{0x89, 2, 'h', 'i'}); err != nil {
-					return
-				}
-				var rest [1 + 4 + 2]byte
-				if _, err := io.ReadFull(br, rest[:]); err != nil {
-					return
-				}
-				for {
-					if _, err := io.ReadFull(br, hdr[:1]); err != nil {
-						return
-					}
-					if hdr[0] == 0x8A {
-						break
-					}
-				}
-				mu.Lock()
-				finished++
-				if finished == conns {
-					close(allDone)
-				}
-				mu.Unlock()
-			}(c)
+			}()
 		}
 	}()
-	return ln.Addr().String(), func() int { mu.Lock(); defer mu.Unlock(); return n }, allDone
+	return ln.Addr().String()
+}
+
+// upgraded is the 101 that answers req, with the header lines given.
+func upgraded(req *http.Request, header ...string) []byte {
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + wsframe.Accept(req.Header.Get("Sec-WebSocket-Key")) + "\r\n"
+	for _, h := range header {
+		resp += h + "\r\n"
+	}
+	return []byte(resp + "\r\n")
+}
+
+// rawTicker is a hand-written server that sends its frames one byte per
+// write, pings, fragments a message and skips a sequence number, so the
+// client's incremental parsing, pong and gap counting are all exercised. It
+// sends them once started is closed: when the run's window has begun.
+func rawTicker(t *testing.T, started <-chan struct{}, conns int) (addr string, pongs func() int, done <-chan struct{}) {
+	var mu sync.Mutex
+	n, finished := 0, 0
+	allDone := make(chan struct{})
+	addr = fakeServer(t, func(c net.Conn, br *bufio.Reader, req *http.Request, stop <-chan struct{}) {
+		c.Write(upgraded(req))
+		select {
+		case <-started:
+		case <-stop:
+			return
+		}
+		var out []byte
+		frame := func(b0 byte, p []byte) { out = append(append(out, b0, byte(len(p))), p...) }
+		now := func() int64 { return time.Now().UnixNano() }
+		frame(0x89, []byte("hi")) // ping
+		for _, seq := range []int64{1, 2, 4} {
+			frame(0x81, FormatTicker(nil, 0, seq, now(), 100))
+		}
+		msg := FormatTicker(nil, 1, 9, now(), 100)
+		frame(0x01, msg[:40]) // text, not final
+		frame(0x80, msg[40:]) // continuation, final
+		frame(0x81, FormatTicker(nil, 1, 10, now(), 20))
+		for i := range out {
+			if _, err := c.Write(out[i : i+1]); err != nil {
+				return
+			}
+		}
+		// Read the pong: masked, opcode 0xA.
+		var hdr [2]byte
+		if _, err := br.Read(hdr[:1]); err == nil && hdr[0] == 0x8A {
+			mu.Lock()
+			n++
+			mu.Unlock()
+		}
+		// A second ping: its pong (masked, 4-byte key, "hi")
+		// comes after the client took every frame before it, so
+		// the window can end then, however slow the machine.
+		if _, err := c.Write([]byte{0x89, 2, 'h', 'i'}); err != nil {
+			return
+		}
+		var rest [1 + 4 + 2]byte
+		if _, err := io.ReadFull(br, rest[:]); err != nil {
+			return
+		}
+		for {
+			if _, err := io.ReadFull(br, hdr[:1]); err != nil {
+				return
+			}
+			if hdr[0] == 0x8A {
+				break
+			}
+		}
+		mu.Lock()
+		finished++
+		if finished == conns {
+			close(allDone)
+		}
+		mu.Unlock()
+	})
+	return addr, func() int { mu.Lock(); defer mu.Unlock(); return n }, allDone
 }
 
 func TestTickerIncrementalFramesGapsAndPong(t *testing.T) {
@@ -298,13 +306,13 @@ func TestProtocolErrorIsCounted(t *testing.T) {
 // heraldEcho builds and starts herald's echo example.
 func heraldEcho(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "echo")
-	build := exec.Command("go", "build", "-o", bin, "./examples/echo")
-	build.Dir = "../../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build examples/echo: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+	return herald(t, "echo")
+}
+
+// startServer starts cmd and returns the address from its first line,
+// "... listening on HOST:PORT".
+func startServer(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -407,28 +415,12 @@ func TestEchoAndHoldAgainstHeraldEcho(t *testing.T) {
 // window's start, are reported in a "dropped" event with why, before the
 // window opens.
 func TestDropsWhileWaitingForTheWindow(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	upgraded := make(chan net.Conn, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			holdOpen(stop, c)
-			go func(c net.Conn) {
-				if acceptUpgrade(c, bufio.NewReader(c)) {
-					upgraded <- c
-				}
-			}(c)
+	opened := make(chan net.Conn, 4)
+	addr := fakeServer(t, func(c net.Conn, _ *bufio.Reader, req *http.Request, _ <-chan struct{}) {
+		if _, err := c.Write(upgraded(req)); err == nil {
+			opened <- c
 		}
-	}()
+	})
 	var mu sync.Mutex
 	var dropped []map[string]any
 	connected := make(chan struct{})
@@ -442,11 +434,11 @@ func TestDropsWhileWaitingForTheWindow(t *testing.T) {
 			return
 		}
 		for i := 0; i < 2; i++ {
-			c := <-upgraded
+			c := <-opened
 			c.Write([]byte{0x88, 2, 0x03, 0xe9})
 		}
 	}()
-	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: ln.Addr().String(), Path: "/ws", Conns: 4, Duration: 10 * time.Millisecond,
+	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: 4, Duration: 10 * time.Millisecond,
 		StartAt: func() (time.Time, error) {
 			select {
 			case <-sawDrops:

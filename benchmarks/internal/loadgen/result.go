@@ -43,9 +43,14 @@ type Result struct {
 
 	Sent          int64 `json:"sent"`
 	Received      int64 `json:"received"`
-	BytesReceived int64 `json:"bytes_received"`
-	Gaps          int64 `json:"gaps"`      // ticker: missing sequence numbers, per (conn, symbol)
-	Reordered     int64 `json:"reordered"` // ticker: repeated or older sequence numbers
+	BytesReceived int64 `json:"bytes_received"` // message payloads (inflated)
+	// WireBytes is what the held connections read from their sockets in
+	// the window: frames as the server sent them, headers, compression
+	// and control frames included.
+	WireBytes  int64 `json:"wire_bytes"`
+	Compressed int64 `json:"compressed"` // messages that arrived compressed
+	Gaps       int64 `json:"gaps"`       // ticker: missing sequence numbers, per (conn, symbol)
+	Reordered  int64 `json:"reordered"`  // ticker: repeated or older sequence numbers
 
 	ChurnConc     int   `json:"churn_conc,omitempty"`
 	ChurnCycles   int64 `json:"churn_cycles,omitempty"`
@@ -124,6 +129,8 @@ func Merge(rs ...*Result) (*Result, error) {
 		out.Sent += r.Sent
 		out.Received += r.Received
 		out.BytesReceived += r.BytesReceived
+		out.WireBytes += r.WireBytes
+		out.Compressed += r.Compressed
 		out.Gaps += r.Gaps
 		out.Reordered += r.Reordered
 		out.ChurnConc += r.ChurnConc

@@ -88,23 +88,25 @@ func WritePlots(dir string, run *Run) ([]string, error) {
 		}
 		return ss
 	}
-	var msgScs, latScs []string
+	var msgScs, latScs, holdScs []string
 	for _, sc := range scs {
-		if sc != "hold" {
+		if isHold(sc) {
+			holdScs = append(holdScs, sc)
+		} else {
 			msgScs = append(msgScs, sc)
 			latScs = append(latScs, sc)
 		}
 	}
-	if hold := find(run.Rows, "herald", "hold"); hold != nil || contains(scs, "hold") {
+	if len(holdScs) > 0 {
 		conns := 0
 		for _, r := range run.Rows {
-			if r.Scenario == "hold" {
+			if isHold(r.Scenario) {
 				conns = r.Conns
 			}
 		}
 		svg := BarChart("Server memory per idle connection (lower is better)",
 			fmt.Sprintf("RSS growth over %d upgraded idle connections ÷ connections; kernel socket memory not included", conns),
-			"bytes per connection", []string{"hold"}, metric([]string{"hold"}, func(r *Row) *float64 { return r.RSSBytesPerConn }))
+			"bytes per connection", holdScs, metric(holdScs, func(r *Row) *float64 { return r.RSSBytesPerConn }))
 		if err := put("rss_per_conn.svg", svg); err != nil {
 			return nil, err
 		}
@@ -120,6 +122,12 @@ func WritePlots(dir string, run *Run) ([]string, error) {
 			"server user+sys time during the window ÷ messages the clients received",
 			"µs of CPU per message", cpuScs, metric(cpuScs, func(r *Row) *float64 { return r.ServerCPUUSPerMsg }))
 		if err := put("cpu_per_msg.svg", svg); err != nil {
+			return nil, err
+		}
+		svg = BarChart("Bytes on the wire per delivered message (lower is better)",
+			"what the clients read from their sockets ÷ messages received: frames with their headers, compressed where negotiated",
+			"bytes per message", cpuScs, metric(cpuScs, func(r *Row) *float64 { return r.WireBytesPerMsg }))
+		if err := put("wire_bytes_per_msg.svg", svg); err != nil {
 			return nil, err
 		}
 		svg = BarChart("Messages delivered per second (higher is better)",
@@ -166,6 +174,9 @@ func WritePlots(dir string, run *Run) ([]string, error) {
 	return names, nil
 }
 
+// isHold reports whether scenario sc is hold or its compressed variant.
+func isHold(sc string) bool { return sc == "hold" || sc == "hold-z" }
+
 func contains(xs []string, x string) bool {
 	for _, v := range xs {
 		if v == x {
@@ -202,52 +213,75 @@ func Headline(run *Run) string {
 	b.WriteString("| server | RSS / idle conn | connects/s | echo msgs/s (p99 µs) | ticker-1 CPU µs/msg | ticker-20 CPU µs/msg | ticker-20 p99 µs | churn cycles/s |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, im := range impls(run.Rows) {
-		cell := func(sc string, get func(*Row) string) string {
-			r := find(run.Rows, im, sc)
-			if r == nil {
-				return "–"
-			}
-			if !r.Available {
-				return "n/a"
-			}
-			return get(r)
-		}
-		withRatio := func(key string, p func(*Row) *float64) func(*Row) string {
-			return func(r *Row) string {
-				s := num(p(r))
-				if r.Impl != "herald" {
-					if v, ok := r.VsHerald[key]; ok {
-						s += fmt.Sprintf(" (%.2f×)", v)
-					}
-				}
-				return s
-			}
-		}
-		label := im
-		if r := firstRow(run.Rows, im); r != nil && r.Label != "" {
-			label = r.Label
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", label,
-			cell("hold", func(r *Row) string {
+		cell := func(sc, key string, get func(*Row) string) string { return summaryCell(run.Rows, im, sc, key, get) }
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", implLabel(run.Rows, im),
+			cell("hold", "rss_bytes_per_conn", func(r *Row) string {
 				if r.RSSBytesPerConn == nil {
 					return "–"
 				}
-				s := num(r.RSSBytesPerConn) + " B"
-				if v, ok := r.VsHerald["rss_bytes_per_conn"]; ok {
-					s += fmt.Sprintf(" (%.2f×)", v)
-				}
-				return s
+				return num(r.RSSBytesPerConn) + " B"
 			}),
-			cell("hold", func(r *Row) string { return num(r.ConnectPerS) }),
-			cell("echo", func(r *Row) string { return num(r.MsgsPerS) + " (" + num(r.P99US) + ")" }),
-			cell("ticker-1", withRatio("server_cpu_us_per_msg", func(r *Row) *float64 { return r.ServerCPUUSPerMsg })),
-			cell("ticker-20", withRatio("server_cpu_us_per_msg", func(r *Row) *float64 { return r.ServerCPUUSPerMsg })),
-			cell("ticker-20", func(r *Row) string { return num(r.P99US) }),
-			cell("churn", func(r *Row) string { return num(r.ChurnPerS) }),
+			cell("hold", "", func(r *Row) string { return num(r.ConnectPerS) }),
+			cell("echo", "", func(r *Row) string { return num(r.MsgsPerS) + " (" + num(r.P99US) + ")" }),
+			cell("ticker-1", "server_cpu_us_per_msg", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
+			cell("ticker-20", "server_cpu_us_per_msg", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
+			cell("ticker-20", "", func(r *Row) string { return num(r.P99US) }),
+			cell("churn", "", func(r *Row) string { return num(r.ChurnPerS) }),
 		)
 	}
 	b.WriteString("\n(×: ratio to herald in the same run; for RSS and CPU above 1 means more than herald.)\n")
 	return b.String()
+}
+
+// DeflateHeadline is the summary of the compressed scenarios (the table
+// the README carries for them).
+func DeflateHeadline(run *Run) string {
+	var b strings.Builder
+	b.WriteString("| server | RSS / idle conn (hold-z) | echo-z msgs/s (p99 µs) | echo-z wire B/msg | ticker-1z CPU µs/msg | ticker-1z wire B/msg | ticker-1z delivered (p99 µs) | ticker-20z CPU µs/msg | ticker-20z wire B/msg | ticker-20z delivered (p99 µs) |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, im := range impls(run.Rows) {
+		cell := func(sc, key string, get func(*Row) string) string { return summaryCell(run.Rows, im, sc, key, get) }
+		delivered := func(r *Row) string { return pct(r.DeliveredRatio) + " (" + num(r.P99US) + ")" }
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", implLabel(run.Rows, im),
+			cell("hold-z", "rss_bytes_per_conn", func(r *Row) string { return num(r.RSSBytesPerConn) + " B" }),
+			cell("echo-z", "", func(r *Row) string { return num(r.MsgsPerS) + " (" + num(r.P99US) + ")" }),
+			cell("echo-z", "wire_bytes_per_msg", func(r *Row) string { return num(r.WireBytesPerMsg) }),
+			cell("ticker-1z", "server_cpu_us_per_msg", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
+			cell("ticker-1z", "wire_bytes_per_msg", func(r *Row) string { return num(r.WireBytesPerMsg) }),
+			cell("ticker-1z", "", delivered),
+			cell("ticker-20z", "server_cpu_us_per_msg", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
+			cell("ticker-20z", "wire_bytes_per_msg", func(r *Row) string { return num(r.WireBytesPerMsg) }),
+			cell("ticker-20z", "", delivered),
+		)
+	}
+	b.WriteString("\n(×: ratio to herald in the same run; above 1 means more memory, CPU or bytes than herald.)\n")
+	return b.String()
+}
+
+// summaryCell is impl's cell of a summary table: get of its row in
+// scenario sc, followed by its ratio to herald in key when key is not "";
+// "–" without a row, "n/a" when the server could not run it.
+func summaryCell(rows []Row, impl, sc, key string, get func(*Row) string) string {
+	r := find(rows, impl, sc)
+	switch {
+	case r == nil:
+		return "–"
+	case !r.Available:
+		return "n/a"
+	}
+	s := get(r)
+	if v, ok := r.VsHerald[key]; ok && key != "" && s != "–" {
+		s += fmt.Sprintf(" (%.2f×)", v)
+	}
+	return s
+}
+
+// implLabel is impl's library and version, or its name.
+func implLabel(rows []Row, impl string) string {
+	if r := firstRow(rows, impl); r != nil && r.Label != "" {
+		return r.Label
+	}
+	return impl
 }
 
 func firstRow(rows []Row, impl string) *Row {
@@ -285,14 +319,27 @@ func Markdown(run *Run, plots []string) string {
 		fmt.Fprintf(&b, "- %s\n", s)
 	}
 	b.WriteString("\n## Summary\n\n")
-	b.WriteString(Headline(run))
+	plain, compressed := false, false
+	for _, sc := range scenarios(run.Rows) {
+		z := strings.HasSuffix(sc, "z")
+		plain, compressed = plain || !z, compressed || z
+	}
+	if plain || !compressed {
+		b.WriteString(Headline(run))
+	}
+	if compressed {
+		if plain {
+			b.WriteString("\nWith permessage-deflate:\n\n")
+		}
+		b.WriteString(DeflateHeadline(run))
+	}
 	for _, p := range plots {
 		fmt.Fprintf(&b, "\n![%s](plots/%s)\n", strings.TrimSuffix(p, ".svg"), p)
 	}
 	for _, sc := range scenarios(run.Rows) {
 		fmt.Fprintf(&b, "\n## %s\n\n", sc)
 		switch sc {
-		case "hold":
+		case "hold", "hold-z":
 			b.WriteString("| server | conns up | RSS / conn | × herald | server RSS | connects/s | idle server CPU % | note |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
 			for _, r := range run.Rows {
 				if r.Scenario != sc {
@@ -311,13 +358,14 @@ func Markdown(run *Run, plots []string) string {
 					num(r.MsgsPerS), pct(r.DeliveredRatio), num(r.P99US), r.ServerCPUPct, r.ClientCPUPct, r.Note)
 			}
 		default:
-			b.WriteString("| server | conns | msgs/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/msg | × herald | server CPU % | loadgen CPU % | delivered | gaps | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+			b.WriteString("| server | conns | msgs/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/msg | × herald | wire B/msg | × herald | compressed | server CPU % | loadgen CPU % | delivered | gaps | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 			for _, r := range run.Rows {
 				if r.Scenario != sc {
 					continue
 				}
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %s | %d | %s |\n", r.Impl, r.Connected, num(r.MsgsPerS), num(r.P50US), num(r.P99US), num(r.P999US),
-					num(r.ServerCPUUSPerMsg), ratio(&r, "server_cpu_us_per_msg"), r.ServerCPUPct, r.ClientCPUPct, pct(r.DeliveredRatio), r.Gaps, r.Note)
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | %s | %d | %s |\n", r.Impl, r.Connected, num(r.MsgsPerS), num(r.P50US), num(r.P99US), num(r.P999US),
+					num(r.ServerCPUUSPerMsg), ratio(&r, "server_cpu_us_per_msg"), num(r.WireBytesPerMsg), ratio(&r, "wire_bytes_per_msg"), pct(r.CompressedRatio),
+					r.ServerCPUPct, r.ClientCPUPct, pct(r.DeliveredRatio), r.Gaps, r.Note)
 			}
 		}
 	}
@@ -329,7 +377,7 @@ func Markdown(run *Run, plots []string) string {
 		"(its µs per message times the messages of one tick, at worst), the same for every server.\n\n")
 	b.WriteString("| server | scenario | server CPU % | loadgen CPU % | loadgen µs/msg | server µs/msg |\n|---|---|---:|---:|---:|---:|\n")
 	for _, r := range run.Rows {
-		if !r.Available || r.Scenario == "hold" {
+		if !r.Available || isHold(r.Scenario) {
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %s |\n", r.Impl, r.Scenario, r.ServerCPUPct, r.ClientCPUPct, num(r.ClientCPUUSPerMsg), num(r.ServerCPUUSPerMsg))

@@ -106,6 +106,38 @@ func TestWriteAndReadBack(t *testing.T) {
 	}
 }
 
+// A run of the compressed scenarios alone gets their summary, the bytes on
+// the wire with their ratios to herald, and the hold-z memory plot.
+func TestCompressedReport(t *testing.T) {
+	run := &Run{Date: "2026-01-02T03:04:05Z", Rows: []Row{
+		{Impl: "herald", Scenario: "hold-z", Conns: 100, Available: true, RSSBytesPerConn: F(900)},
+		{Impl: "uws", Scenario: "hold-z", Conns: 100, Available: true, RSSBytesPerConn: F(1800)},
+		{Impl: "herald", Scenario: "ticker-20z", Conns: 100, Available: true, MsgsPerS: F(1000), ServerCPUUSPerMsg: F(2), WireBytesPerMsg: F(400), CompressedRatio: F(1), DeliveredRatio: F(1), P99US: F(900)},
+		{Impl: "uws", Scenario: "ticker-20z", Conns: 100, Available: true, MsgsPerS: F(1000), ServerCPUUSPerMsg: F(3), WireBytesPerMsg: F(500), CompressedRatio: F(0.5), DeliveredRatio: F(0.9), P99US: F(800)},
+	}}
+	dir := t.TempDir()
+	if err := Write(dir, run); err != nil {
+		t.Fatal(err)
+	}
+	if v := run.Rows[3].VsHerald["wire_bytes_per_msg"]; v != 1.25 {
+		t.Fatalf("wire ratio %v", v)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "report.md"))
+	for _, want := range []string{"ticker-20z wire B/msg", "| 1800 B (2.00×) |", "| 500 (1.25×) |", "| 3 (1.50×) |", "90.0% (800)", "| 500 | 1.25× | 50.0% |", "## hold-z"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if strings.Contains(string(md), "ticker-1 CPU µs/msg") {
+		t.Error("the plain summary in a run without plain scenarios")
+	}
+	for _, f := range []string{"rss_per_conn.svg", "wire_bytes_per_msg.svg"} {
+		if _, err := os.Stat(filepath.Join(dir, "plots", f)); err != nil {
+			t.Errorf("missing plot %s", f)
+		}
+	}
+}
+
 func TestHuman(t *testing.T) {
 	for v, want := range map[float64]string{1234567: "1.23M", 15600: "15.6k", 1211: "1211", 3.69: "3.69", 12.5: "12.5", 0.43: "0.43"} {
 		if got := Human(v); got != want {

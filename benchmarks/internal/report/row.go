@@ -28,6 +28,13 @@ type Row struct {
 	ChurnPerS         *float64 `json:"churn_per_s"`           // connect/upgrade/close cycles per second
 	ServerCPUUSPerCyc *float64 `json:"server_cpu_us_per_churn_cycle"`
 	DeliveredRatio    *float64 `json:"delivered_ratio"` // ticker: received / published × subscribers
+	// WireBytesPerMsg is what the clients read from their sockets in the
+	// window ÷ the messages they received: frames as sent, compressed or
+	// not, with their headers.
+	WireBytesPerMsg *float64 `json:"wire_bytes_per_msg"`
+	// CompressedRatio is the share of the messages received that came
+	// compressed (permessage-deflate scenarios only).
+	CompressedRatio *float64 `json:"compressed_ratio,omitempty"`
 
 	ServerCPUPct      float64  `json:"server_cpu_pct"` // of one core, during the window
 	ClientCPUPct      float64  `json:"client_cpu_pct"` // loadgen, all processes, of one core
@@ -91,6 +98,7 @@ func Compare(rows []Row) {
 		put("p50_us", r.P50US, h.P50US)
 		put("p99_us", r.P99US, h.P99US)
 		put("server_cpu_us_per_msg", r.ServerCPUUSPerMsg, h.ServerCPUUSPerMsg)
+		put("wire_bytes_per_msg", r.WireBytesPerMsg, h.WireBytesPerMsg)
 		put("rss_bytes_per_conn", r.RSSBytesPerConn, h.RSSBytesPerConn)
 		put("connect_per_s", r.ConnectPerS, h.ConnectPerS)
 		put("churn_per_s", r.ChurnPerS, h.ChurnPerS)

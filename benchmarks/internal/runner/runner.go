@@ -146,6 +146,9 @@ func (r *Runner) startLoadgen(sc Scenario, addr string, shard int, tag string, p
 	case "churn":
 		args = append(args, "-churn-conc", strconv.Itoa(sc.ChurnConc), "-churn-path", "/ws?symbols=S0")
 	}
+	if sc.Deflate {
+		args = append(args, "-deflate")
+	}
 	cmd := exec.Command(r.Loadgen, args...)
 	pin(cmd, r.CPUs.Load)
 	l := &lg{connected: make(chan map[string]any, 1), progress: progress}
@@ -340,6 +343,10 @@ func fill(row *report.Row, sc Scenario, res *loadgen.Result, serverCPU int64, wi
 		if res.Received > 0 {
 			row.ServerCPUUSPerMsg = report.F(float64(serverCPU) / 1e3 / float64(res.Received))
 			row.ClientCPUUSPerMsg = report.F(float64(res.ClientCPUNS) / 1e3 / float64(res.Received))
+			row.WireBytesPerMsg = report.F(float64(res.WireBytes) / float64(res.Received))
+			if sc.Deflate {
+				row.CompressedRatio = report.F(float64(res.Compressed) / float64(res.Received))
+			}
 		}
 	}
 	if sc.Kind == "ticker" || sc.Kind == "churn" {

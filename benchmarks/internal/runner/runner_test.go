@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,45 @@ func TestScenarioSets(t *testing.T) {
 	full := Scenarios(false)
 	if full[2].Expected() != 100000 || full[3].Expected() != 160000 {
 		t.Fatalf("full ticker rates %v %v, want the design's 100k and 160k/s", full[2].Expected(), full[3].Expected())
+	}
+}
+
+// The compressed scenarios: each plain one but churn, with the same load,
+// permessage-deflate and ~1 KiB messages of the book payload; every server
+// gets -compression (and the tickers -payload book), the loadgen -deflate.
+func TestCompressedScenarios(t *testing.T) {
+	for _, quick := range []bool{true, false} {
+		plain := map[string]Scenario{}
+		for _, s := range Scenarios(quick) {
+			plain[s.Name] = s
+		}
+		want := []struct {
+			name, of string
+			flags    string
+		}{
+			{"hold-z", "hold", "-compression"},
+			{"echo-z", "echo", "-compression"},
+			{"ticker-1z", "ticker-1", "-interval 100ms -symbols 1 -size 1024 -payload book -compression"},
+			{"ticker-20z", "ticker-20", "-interval 500ms -symbols 20 -size 1024 -payload book -compression"},
+		}
+		got := Compressed(quick)
+		if len(got) != len(want) {
+			t.Fatalf("quick=%v: %d compressed scenarios", quick, len(got))
+		}
+		for i, w := range want {
+			s, p := got[i], plain[w.of]
+			if s.Name != w.name || !s.Deflate || strings.Join(s.ServerFlags(), " ") != w.flags {
+				t.Errorf("quick=%v: %s: %+v, flags %q", quick, w.name, s, s.ServerFlags())
+			}
+			if s.Conns != p.Conns || s.Procs != p.Procs || s.Expected() != p.Expected() || s.Duration != p.Duration {
+				t.Errorf("quick=%v: %s has another load than %s", quick, s.Name, p.Name)
+			}
+			if s.Kind == "echo" && s.Size != 1024 || !strings.Contains(s.Describe(), "permessage-deflate") {
+				t.Errorf("quick=%v: %s: size %d, %q", quick, s.Name, s.Size, s.Describe())
+			}
+			if p.Deflate || slices.Contains(p.ServerFlags(), "-compression") {
+				t.Errorf("plain %s asks for compression", p.Name)
+			}
+		}
 	}
 }

@@ -7,7 +7,10 @@ import (
 
 // Scenario is one workload every server runs.
 type Scenario struct {
-	Name     string // row name: hold, echo, ticker-1, ticker-20, churn
+	Name string // row name: hold, echo, ticker-1, ticker-20, churn; -z: compressed
+	// Deflate runs the scenario with permessage-deflate: the server is
+	// started with -compression and the loadgen with -deflate.
+	Deflate  bool
 	Kind     string // loadgen scenario
 	Mode     string // server mode: echo or ticker
 	Conns    int
@@ -19,6 +22,7 @@ type Scenario struct {
 	Interval time.Duration // ticker
 	Symbols  int
 	MsgSize  int
+	Payload  string // the ticker's -payload ("": the contract's default, pad)
 
 	Size     int // echo
 	Inflight int
@@ -28,6 +32,19 @@ type Scenario struct {
 
 // Describe is one line for the report.
 func (s Scenario) Describe() string {
+	d := s.describe()
+	switch {
+	case s.Deflate && s.Kind == "echo":
+		d += "; permessage-deflate, each message compressed by the client, payload an order book after the timestamp"
+	case s.Deflate && s.Payload != "":
+		d += fmt.Sprintf("; permessage-deflate, %s payload", s.Payload)
+	case s.Deflate:
+		d += "; permessage-deflate negotiated"
+	}
+	return d
+}
+
+func (s Scenario) describe() string {
 	switch s.Kind {
 	case "hold":
 		return fmt.Sprintf("%s: %d idle upgraded connections; RSS sampled after %v idle", s.Name, s.Conns, s.Settle)
@@ -52,12 +69,20 @@ func (s Scenario) Expected() float64 {
 	return float64(s.Conns) * float64(s.Symbols) / s.Interval.Seconds()
 }
 
-// ServerFlags are the server's flags after -addr.
+// ServerFlags are the server's flags after -addr. Every server, herald's
+// examples and the peers alike, takes the same ones.
 func (s Scenario) ServerFlags() []string {
-	if s.Mode != "ticker" {
-		return nil
+	var flags []string
+	if s.Mode == "ticker" {
+		flags = []string{"-interval", s.Interval.String(), "-symbols", fmt.Sprint(s.Symbols), "-size", fmt.Sprint(s.MsgSize)}
+		if s.Payload != "" {
+			flags = append(flags, "-payload", s.Payload)
+		}
 	}
-	return []string{"-interval", s.Interval.String(), "-symbols", fmt.Sprint(s.Symbols), "-size", fmt.Sprint(s.MsgSize)}
+	if s.Deflate {
+		flags = append(flags, "-compression")
+	}
+	return flags
 }
 
 // Path is the held connections' request target.
@@ -66,6 +91,35 @@ func (s Scenario) Path() string {
 		return "/ws"
 	}
 	return "/"
+}
+
+// Compressed returns the compressed variants of the quick or the full set:
+// hold-z, echo-z, ticker-1z and ticker-20z, the plain scenarios' counts
+// with permessage-deflate, ~1 KiB messages (above herald's 512-byte
+// MinSize) and, for the tickers, the order-book payload: a run of x would
+// compress hundreds to one and make every byte figure meaningless. They
+// are not part of the default run (-scenarios picks them, make
+// bench-deflate runs them all).
+func Compressed(quick bool) []Scenario {
+	var out []Scenario
+	for _, s := range Scenarios(quick) {
+		if s.Kind == "churn" {
+			continue
+		}
+		switch s.Kind {
+		case "ticker":
+			s.Name += "z" // ticker-1z, ticker-20z
+			s.MsgSize, s.Payload = 1024, "book"
+		case "echo":
+			s.Name += "-z"
+			s.Size = 1024
+		default:
+			s.Name += "-z"
+		}
+		s.Deflate = true
+		out = append(out, s)
+	}
+	return out
 }
 
 // Scenarios returns the quick or the full set. The full set runs the

@@ -5,8 +5,12 @@
 // take). nbio has no prepared or broadcast message, so in ticker mode every
 // subscriber gets the same payload through its own Conn.WriteMessage.
 //
-//	nbio echo -addr 127.0.0.1:0
-//	nbio ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128
+// -compression calls the Upgrader's EnableCompression: nbio then answers
+// without context takeover and compresses every text and binary message
+// it writes (level 1), per connection, since it has no prepared message.
+//
+//	nbio echo -addr 127.0.0.1:0 [-compression]
+//	nbio ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128 [-payload book] [-compression]
 package main
 
 import (
@@ -45,6 +49,7 @@ func main() {
 	upgrader.CheckOrigin = func(*http.Request) bool { return true } // the bench contract accepts any Origin
 	upgrader.KeepaliveTime = 0                                      // no idle timeout, like the other peers
 	upgrader.MessageLengthLimit = cli.MaxMessage
+	upgrader.EnableCompression(opts.Compression)
 	upgrader.OnOpen(s.add)
 	upgrader.OnClose(func(c *websocket.Conn, _ error) { s.remove(c) })
 
@@ -72,7 +77,7 @@ func main() {
 			}
 			s.subscribe(c, subs)
 		})
-		go s.publish(ctx, opts.Interval, tick.NewFeed(opts.Symbols, opts.Size))
+		go s.publish(ctx, opts.Interval, opts.Feed())
 	}
 
 	engine := nbhttp.NewEngine(nbhttp.Config{

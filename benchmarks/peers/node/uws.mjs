@@ -4,8 +4,13 @@
 // topics and each tick is one app.publish per symbol: uWS frames the message
 // once and corks all of a subscriber's frames into one write.
 //
-//   node uws.mjs echo -addr 127.0.0.1:0
-//   node uws.mjs ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128
+// -compression sets compression: uWS.SHARED_COMPRESSOR (one compressor for
+// all sockets, no sliding window kept per socket) and passes compress=true
+// to send and publish, as uWS's users do: publish then compresses a message
+// once for all its subscribers.
+//
+//   node uws.mjs echo -addr 127.0.0.1:0 [-compression]
+//   node uws.mjs ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128 [-payload book] [-compression]
 
 import { createRequire } from 'node:module';
 import {
@@ -31,7 +36,7 @@ const sockets = new Set();
 let timer;
 
 const common = {
-  compression: uWS.DISABLED, // no peer compresses
+  compression: opts.compression ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
   idleTimeout: 0, // no idle timeout, like the other peers
   open: (ws) => sockets.add(ws),
   close: (ws) => sockets.delete(ws),
@@ -45,7 +50,7 @@ if (opts.mode === 'echo') {
     // a client have a whole 64 MiB echo (and the next one) in flight.
     maxBackpressure: 2 * MAX_MESSAGE + MiB,
     message: (ws, message, isBinary) => {
-      ws.send(message, isBinary);
+      ws.send(message, isBinary, opts.compression);
     },
   });
 } else {
@@ -74,10 +79,10 @@ if (opts.mode === 'echo') {
   app.any('/*', (res) => {
     res.writeStatus('404 Not Found').end('not found\n');
   });
-  const feed = new Feed(opts.symbols, opts.size);
+  const feed = new Feed(opts.symbols, opts.size, opts.payload);
   timer = setInterval(() => {
     for (let k = 0; k < feed.length; k++) {
-      app.publish(feed.syms[k], feed.next(k), false, false);
+      app.publish(feed.syms[k], feed.next(k), false, opts.compression);
     }
   }, opts.intervalMs);
 }

@@ -1,10 +1,16 @@
-// The ws (npm ws 8) peer of herald's benchmark harness: one event loop, no
-// compression. In ticker mode each tick builds one string per symbol and
-// sends that same string to every subscribed client in wss.clients, as ws's
-// README broadcasts.
+// The ws (npm ws 8) peer of herald's benchmark harness: one event loop. In
+// ticker mode each tick builds one string per symbol and sends that same
+// string to every subscribed client in wss.clients, as ws's README
+// broadcasts.
 //
-//   node ws.mjs echo -addr 127.0.0.1:0
-//   node ws.mjs ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128
+// -compression turns perMessageDeflate on with the options of ws's README
+// example (zlib level 3, memLevel 7, no context takeover on either side,
+// server window 2^10, at most 10 zlib jobs at once) and its threshold at
+// 512 bytes, herald's default; ws compresses every send on its own, per
+// client, in zlib's thread pool.
+//
+//   node ws.mjs echo -addr 127.0.0.1:0 [-compression]
+//   node ws.mjs ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128 [-payload book] [-compression]
 
 import { WebSocket, WebSocketServer } from 'ws';
 import {
@@ -17,7 +23,15 @@ const wss = new WebSocketServer({
   host: opts.host || undefined,
   port: opts.port,
   path: opts.mode === 'ticker' ? '/ws' : undefined, // echo: any path
-  perMessageDeflate: false,
+  perMessageDeflate: opts.compression ? {
+    zlibDeflateOptions: { chunkSize: 1024, memLevel: 7, level: 3 },
+    zlibInflateOptions: { chunkSize: 10 * 1024 },
+    clientNoContextTakeover: true,
+    serverNoContextTakeover: true,
+    serverMaxWindowBits: 10,
+    concurrencyLimit: 10,
+    threshold: 512,
+  } : false,
   maxPayload: MAX_MESSAGE,
 });
 
@@ -31,7 +45,7 @@ if (opts.mode === 'echo') {
     const query = new URL(req.url, 'http://localhost').searchParams;
     ws.subs = subscriptions(query.get('symbols') ?? '', opts.symbols);
   });
-  const feed = new Feed(opts.symbols, opts.size);
+  const feed = new Feed(opts.symbols, opts.size, opts.payload);
   timer = setInterval(() => {
     for (let k = 0; k < feed.length; k++) {
       const msg = feed.next(k);

@@ -25,6 +25,7 @@ import (
 
 	"github.com/heraldws/herald/broadcast"
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/examples/ticker/book"
 )
 
 //go:embed web
@@ -36,7 +37,9 @@ type Options struct {
 	Interval time.Duration
 	Symbols  int
 	Size     int
-	Loops    int
+	// Payload is what fills a tick to Size: book.Pad or book.Book.
+	Payload string
+	Loops   int
 	// Budget (MaxOutboundTotal), HighWater and SendBuffer bound what slow
 	// clients cost; MemoryLimit is the process's budget.
 	Budget      int64
@@ -93,6 +96,9 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 	}
 	if opts.Interval <= 0 {
 		return nil, fmt.Errorf("-interval must be positive, not %v", opts.Interval)
+	}
+	if _, err := NewTicksOf(1, opts.Size, opts.Payload); err != nil {
+		return nil, err
 	}
 	if !opts.Publish && cluster == nil {
 		return nil, errors.New("-publish=false needs -nats: alone, a node that does not publish has nothing to deliver")
@@ -203,7 +209,7 @@ func symbol(k int) string { return "S" + strconv.Itoa(k) }
 // price takes a random step and one message per symbol goes out in one
 // batch.
 func (t *Ticker) publish(stop <-chan struct{}) {
-	ticks := NewTicks(t.opts.Symbols, t.opts.Size)
+	ticks, _ := NewTicksOf(t.opts.Symbols, t.opts.Size, t.opts.Payload) // checked by New
 	clusterDown := false
 	tick := time.NewTicker(t.opts.Interval)
 	defer tick.Stop()
@@ -239,6 +245,7 @@ func (t *Ticker) publish(stop <-chan struct{}) {
 // concurrent use.
 type Ticks struct {
 	size    int
+	book    bool
 	seq     []int64
 	price   []float64
 	names   []string
@@ -247,8 +254,23 @@ type Ticks struct {
 	arena   []byte
 }
 
+// NewTicksOf makes ticks of symbols symbols of about size bytes each,
+// filled with payload: book.Pad (the default, also "") pads the price
+// with x; book.Book is an order-book snapshot whose numbers change every
+// tick, which compresses like real market data, so that bytes measured
+// with permessage-deflate mean something.
+func NewTicksOf(symbols, size int, payload string) (*Ticks, error) {
+	isBook, err := book.IsBook(payload)
+	if err != nil {
+		return nil, err
+	}
+	t := NewTicks(symbols, size)
+	t.book = isBook
+	return t, nil
+}
+
 // NewTicks makes ticks of symbols symbols (topics S0 to S<symbols-1>) of
-// about size bytes each.
+// about size bytes each, padded with PayloadPad.
 func NewTicks(symbols, size int) *Ticks {
 	t := &Ticks{size: size, seq: make([]int64, symbols), price: make([]float64, symbols),
 		names: make([]string, symbols), msgs: make([]broadcast.Message, symbols), offsets: make([]int, 0, symbols+1)}
@@ -266,8 +288,12 @@ func (t *Ticks) Next(now int64) []broadcast.Message {
 	t.arena, t.offsets = t.arena[:0], t.offsets[:0]
 	for k := range t.seq {
 		t.seq[k]++
-		t.price[k] *= 1 + (rand.Float64()-0.5)*0.004
 		t.offsets = append(t.offsets, len(t.arena))
+		if t.book {
+			t.arena = book.Append(t.arena, k, uint64(t.seq[k]), now, t.size)
+			continue
+		}
+		t.price[k] *= 1 + (rand.Float64()-0.5)*0.004
 		t.arena = appendTick(t.arena, t.names[k], t.seq[k], now, t.price[k], t.size)
 	}
 	t.offsets = append(t.offsets, len(t.arena))

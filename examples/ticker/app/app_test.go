@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/heraldws/herald/examples/ticker/book"
 	"github.com/heraldws/herald/internal/loadclient"
 	"github.com/heraldws/herald/internal/wsframe"
 )
@@ -187,6 +188,50 @@ func TestTicksSequence(t *testing.T) {
 			}
 			if want := symbol(k); m.Topic != want || got.Sym != want || got.Seq != n || got.TS != 1000+n || len(m.Data) != 96 {
 				t.Fatalf("tick %d, message %d: topic %s %+v (%d bytes)", n, k, m.Topic, got, len(m.Data))
+			}
+		}
+	}
+}
+
+// -payload picks what fills a tick: book ticks are the book package's
+// messages for the tick's symbol, sequence and time; an unknown payload is
+// refused before the server starts.
+func TestTicksPayload(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		want    func(k int, seq, ts int64) string // "" : the plain tick
+		err     bool
+	}{
+		{payload: ""},
+		{payload: book.Pad},
+		{payload: book.Book, want: func(k int, seq, ts int64) string { return string(book.Append(nil, k, uint64(seq), ts, 1024)) }},
+		{payload: "zeros", err: true},
+	} {
+		ticks, err := NewTicksOf(3, 1024, tc.payload)
+		if tc.err {
+			_, nerr := New(Options{Addr: "127.0.0.1:0", Interval: time.Second, Symbols: 1, Payload: tc.payload, Publish: true}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			if err == nil || nerr == nil {
+				t.Errorf("payload %q: accepted (%v, %v)", tc.payload, err, nerr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("payload %q: %v", tc.payload, err)
+		}
+		for seq := int64(1); seq <= 3; seq++ {
+			for k, m := range ticks.Next(5000 + seq) {
+				var got tick
+				if err := json.Unmarshal(m.Data, &got); err != nil || got.Seq != seq || got.Sym != symbol(k) || got.TS != 5000+seq {
+					t.Fatalf("payload %q: %s: %+v %v", tc.payload, m.Data, got, err)
+				}
+				isBook := strings.Contains(string(m.Data), `"levels":[[`)
+				if tc.want == nil {
+					if isBook || len(m.Data) != 1024 {
+						t.Fatalf("payload %q: not the plain tick: %.100s (%d bytes)", tc.payload, m.Data, len(m.Data))
+					}
+				} else if w := tc.want(k, seq, 5000+seq); string(m.Data) != w {
+					t.Fatalf("payload %q: got %.100s, want %.100s", tc.payload, m.Data, w)
+				}
 			}
 		}
 	}

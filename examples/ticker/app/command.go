@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/examples/ticker/book"
 )
 
 // Join connects to the cluster whose broker is at url, for -nats.
@@ -24,6 +25,8 @@ func Flags(fs *flag.FlagSet) *Options {
 	fs.DurationVar(&o.Interval, "interval", 100*time.Millisecond, "time between ticks")
 	fs.IntVar(&o.Symbols, "symbols", 20, "number of symbols, S0 to S<n-1>")
 	fs.IntVar(&o.Size, "size", 128, "approximate size of each message in bytes")
+	fs.StringVar(&o.Payload, "payload", book.Pad,
+		`what fills each message to -size: "pad" (a run of x, the plain tick) or "book" (an order book whose numbers change every tick; it compresses like real market data)`)
 	fs.IntVar(&o.Loops, "loops", 0, "event loops (default: one per core)")
 	fs.Int64Var(&o.Budget, "max-outbound-total", 64<<20,
 		"bytes of unsent ticks the server holds for all clients together; past it, every client with a backlog gets only the latest price per symbol")

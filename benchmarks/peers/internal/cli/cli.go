@@ -1,8 +1,8 @@
 // Package cli is the command line shared by the Go peers: the mode, its
 // flags, the line printed once listening and the shutdown signals.
 //
-//	<peer> echo   -addr HOST:PORT
-//	<peer> ticker -addr HOST:PORT -interval D -symbols K -size B
+//	<peer> echo   -addr HOST:PORT [-compression]
+//	<peer> ticker -addr HOST:PORT -interval D -symbols K -size B [-payload book] [-compression]
 package cli
 
 import (
@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/heraldws/herald/benchmarks/peers/internal/tick"
 )
 
 // The two modes of the bench contract.
@@ -37,6 +39,10 @@ type Options struct {
 	Interval time.Duration // ticker only
 	Symbols  int           // ticker only
 	Size     int           // ticker only
+	Payload  string        // ticker only: tick.Pad or tick.Book
+	// Compression negotiates permessage-deflate with clients that offer
+	// it, configured as the library's users would for the mode.
+	Compression bool
 }
 
 // Parse reads a peer's command line (without the program name). On a usage
@@ -54,7 +60,7 @@ func Parse(impl string, args []string) Options {
 
 func parse(impl string, args []string, stderr io.Writer) (Options, error) {
 	usage := func() {
-		fmt.Fprintf(stderr, "usage:\n  %[1]s echo -addr HOST:PORT\n  %[1]s ticker -addr HOST:PORT -interval D -symbols K -size B\n", impl)
+		fmt.Fprintf(stderr, "usage:\n  %[1]s echo -addr HOST:PORT [-compression]\n  %[1]s ticker -addr HOST:PORT -interval D -symbols K -size B [-payload book] [-compression]\n", impl)
 	}
 	if len(args) == 0 || (args[0] != Echo && args[0] != Ticker) {
 		usage()
@@ -67,10 +73,12 @@ func parse(impl string, args []string, stderr io.Writer) (Options, error) {
 	fs := flag.NewFlagSet(impl+" "+opts.Mode, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&opts.Addr, "addr", "127.0.0.1:9001", "address to listen on (HOST:PORT; port 0 picks a free one)")
+	fs.BoolVar(&opts.Compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
 	if opts.Mode == Ticker {
 		fs.DurationVar(&opts.Interval, "interval", 100*time.Millisecond, "time between ticks")
 		fs.IntVar(&opts.Symbols, "symbols", 1, "number of symbols, S0..S<K-1>; each tick publishes one message per symbol")
 		fs.IntVar(&opts.Size, "size", 128, "approximate size of a message in bytes")
+		fs.StringVar(&opts.Payload, "payload", tick.Pad, `what fills a message to -size: "pad" (x's) or "book" (an order book that compresses like market data)`)
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return Options{}, err
@@ -84,7 +92,21 @@ func parse(impl string, args []string, stderr io.Writer) (Options, error) {
 		fmt.Fprintln(stderr, "-interval and -symbols must be positive, -size not negative")
 		return Options{}, errors.New("bad ticker flags")
 	}
+	if _, err := tick.NewFeedOf(1, 0, opts.Payload); opts.Mode == Ticker && err != nil {
+		fmt.Fprintln(stderr, err)
+		return Options{}, err
+	}
 	return opts, nil
+}
+
+// Feed returns the ticker's feed: -symbols messages of about -size bytes
+// of -payload.
+func (o Options) Feed() *tick.Feed {
+	f, err := tick.NewFeedOf(o.Symbols, o.Size, o.Payload)
+	if err != nil {
+		Fatal(err) // Parse checked it
+	}
+	return f
 }
 
 // Ready prints the one line the harness waits for:

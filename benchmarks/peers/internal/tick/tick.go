@@ -9,12 +9,25 @@
 // "pad" fills the message up to the requested size; when the other fields
 // alone are already longer, "pad" is empty and the message is longer than
 // asked.
+//
+// With the "book" payload (-payload book) a message is instead the order
+// book of herald's examples/ticker/book for the symbol, sequence number and
+// time: the same generator herald's ticker uses, so that byte counts under
+// permessage-deflate compare the same content.
 package tick
 
 import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldws/herald/examples/ticker/book"
+)
+
+// The payloads of the ticker's -payload flag.
+const (
+	Pad  = book.Pad  // "pad":"xxxx…", the default
+	Book = book.Book // an order book whose numbers change every message
 )
 
 // Symbol returns the name of symbol k: "S<k>".
@@ -75,16 +88,29 @@ type Feed struct {
 	syms []string
 	seq  []uint64
 	size int
+	book bool
 }
 
 // NewFeed returns a feed of k symbols, S0..S<k-1>, whose messages are size
-// bytes long.
+// bytes long, padded with "pad".
 func NewFeed(k, size int) *Feed {
 	f := &Feed{syms: make([]string, k), seq: make([]uint64, k), size: size}
 	for i := range f.syms {
 		f.syms[i] = Symbol(i)
 	}
 	return f
+}
+
+// NewFeedOf returns a feed of k symbols whose messages are about size
+// bytes of payload: Pad ("" too) or Book.
+func NewFeedOf(k, size int, payload string) (*Feed, error) {
+	isBook, err := book.IsBook(payload)
+	if err != nil {
+		return nil, err
+	}
+	f := NewFeed(k, size)
+	f.book = isBook
+	return f, nil
 }
 
 // Len returns the number of symbols.
@@ -96,5 +122,9 @@ func (f *Feed) Len() int { return len(f.syms) }
 // writer.
 func (f *Feed) Next(k int) []byte {
 	f.seq[k]++
-	return Append(make([]byte, 0, max(f.size, 64)), f.syms[k], f.seq[k], time.Now().UnixNano(), f.size)
+	buf := make([]byte, 0, max(f.size+16, 64))
+	if f.book {
+		return book.Append(buf, k, f.seq[k], time.Now().UnixNano(), f.size)
+	}
+	return Append(buf, f.syms[k], f.seq[k], time.Now().UnixNano(), f.size)
 }

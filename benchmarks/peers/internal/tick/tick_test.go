@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/heraldws/herald/examples/ticker/book"
 )
 
 func TestAppendSizeAndShape(t *testing.T) {
@@ -69,6 +71,37 @@ func TestFeed(t *testing.T) {
 			}
 			if m.Sym != Symbol(k) || m.Seq != i || m.TS < before || len(msg) != 128 {
 				t.Errorf("message %d of %s: %s", i, Symbol(k), msg)
+			}
+		}
+	}
+}
+
+// A feed of the book payload sends herald's order book for each symbol,
+// sequence number and time; an unknown payload is refused.
+func TestFeedOf(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		book    bool
+		err     bool
+	}{{"", false, false}, {Pad, false, false}, {Book, true, false}, {"zeros", false, true}} {
+		f, err := NewFeedOf(2, 1024, tc.payload)
+		if (err != nil) != tc.err {
+			t.Fatalf("payload %q: %v", tc.payload, err)
+		}
+		if err != nil {
+			continue
+		}
+		for i := uint64(1); i <= 2; i++ {
+			msg := f.Next(1)
+			var m struct {
+				Seq uint64 `json:"seq"`
+				TS  int64  `json:"ts"`
+			}
+			if err := json.Unmarshal(msg, &m); err != nil || m.Seq != i {
+				t.Fatalf("payload %q: %s: %v", tc.payload, msg, err)
+			}
+			if isBook := string(msg) == string(book.Append(nil, 1, i, m.TS, 1024)); isBook != tc.book {
+				t.Fatalf("payload %q: book %v: %.80s", tc.payload, isBook, msg)
 			}
 		}
 	}
