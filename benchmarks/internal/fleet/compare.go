@@ -91,6 +91,7 @@ type Pair struct {
 type Measurement struct {
 	Mode     string  `json:"mode"`
 	Conns    int     `json:"conns"`
+	Loadgens int     `json:"loadgen_procs"`
 	WindowS  float64 `json:"window_s"`
 	Expected float64 `json:"expected"` // deliveries the window should hold: subscribers × symbols × ticks
 	Received int64   `json:"received"`
@@ -307,7 +308,7 @@ func cpu(ss []*service) ([]int64, int64, error) {
 // context's end makes the measurement invalid, with why. It also returns
 // the broker's version, when it started one.
 func measure(ctx context.Context, env Env, cfg CompareConfig, sc runner.Scenario, mode string, pair int) (Measurement, string, error) {
-	m := Measurement{Mode: mode, Conns: sc.Conns, WindowS: sc.Duration.Seconds()}
+	m := Measurement{Mode: mode, Conns: sc.Conns, Loadgens: sc.Procs, WindowS: sc.Duration.Seconds()}
 	p := &procs{}
 	err := m.run(ctx, env, cfg, sc, p, fmt.Sprintf("%s-%s-%d", sc.Name, mode, pair))
 	version := ""

@@ -41,7 +41,7 @@ func (wl *Workload) rows(label string, nodes int) []report.Row {
 
 func (m *Measurement) row(impl, label, scenario string) report.Row {
 	r := report.Row{Impl: impl, Label: label, Scenario: scenario, Conns: m.Conns, Available: m.Valid, WindowS: m.WindowS,
-		ServerCPUPct: m.ServerCPUPct, ServerRSSBytes: m.ServerRSS, LoadgenProcs: 1, Connected: m.Connected,
+		ServerCPUPct: m.ServerCPUPct, ServerRSSBytes: m.ServerRSS, LoadgenProcs: m.Loadgens, Connected: m.Connected,
 		Gaps: m.Gaps, Dropped: m.Dropped, ProtocolErrors: m.ProtocolErrors, ConnectFails: m.ConnectFailures,
 		Note: m.Invalid, LatencyH: m.latencyH}
 	if m.Received > 0 {
