@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,24 +40,12 @@ func fleetCmd(args []string) error {
 	out, pin, from := outputFlags(fs, "fleet", "results.json")
 	_ = fs.Parse(args)
 
-	lay, err := runner.FindLayout()
+	lay, err := outputDir(out, "fleet")
 	if err != nil {
 		return err
 	}
-	if *out == "" {
-		*out = filepath.Join(lay.Bench, "results", "fleet")
-	}
 	if *from != "" {
-		f, err := os.Open(*from)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		res, err := fleet.ReadResults(f)
-		if err != nil {
-			return err
-		}
-		return fleet.Write(*out, res)
+		return rerender(*from, *out, fleet.ReadResults, fleet.Write)
 	}
 	if cfg.Conns, err = fleet.ParseCount(*conns); err != nil {
 		return err
@@ -114,4 +103,28 @@ func fleetCmd(args []string) error {
 		prog.Log("note: %s", e)
 	}
 	return nil
+}
+
+// outputDir finds the benchmarks module and makes *out, if empty,
+// results/<name> in it.
+func outputDir(out *string, name string) (runner.Layout, error) {
+	lay, err := runner.FindLayout()
+	if err == nil && *out == "" {
+		*out = filepath.Join(lay.Bench, "results", name)
+	}
+	return lay, err
+}
+
+// rerender reads the results saved at from and renders them into out.
+func rerender[R any](from, out string, read func(io.Reader) (R, error), write func(string, R) error) error {
+	f, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, err := read(f)
+	if err != nil {
+		return err
+	}
+	return write(out, res)
 }

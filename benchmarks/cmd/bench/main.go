@@ -13,6 +13,7 @@
 //	go run ./cmd/bench soak -duration 10m  # the ticker under slow and hostile clients
 //	go run ./cmd/bench stall               # readers' p99 without and with 5,000 stalled subscribers
 //	go run ./cmd/bench fleet -conns 1M -tune # N connections over herald processes on one port and NATS (results/fleet)
+//	go run ./cmd/bench cluster             # the ticker over 3 processes through NATS against one (results/cluster)
 package main
 
 import (
@@ -52,6 +53,8 @@ func main() {
 			err = stallCmd(os.Args[2:])
 		case "fleet":
 			err = fleetCmd(os.Args[2:])
+		case "cluster":
+			err = clusterCmd(os.Args[2:])
 		default:
 			err = runCmd(os.Args[1:])
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,48 @@ import (
 	"github.com/heraldws/herald/benchmarks/internal/report"
 	"github.com/heraldws/herald/benchmarks/internal/runner"
 )
+
+// built are the binaries the tests run, built once for all of them into
+// a directory TestMain removes: building them takes longer than a tiny
+// run.
+var built struct {
+	once sync.Once
+	dir  string
+	bins Bins
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// tinySetup skips a tiny run in -short mode, and returns a context that
+// bounds it and the binaries, built on first use.
+func tinySetup(t *testing.T) (context.Context, Bins) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs binaries")
+	}
+	lay, err := runner.FindLayout()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "fleet-bins"); built.err == nil {
+			built.bins, built.err = Build(ctx, lay, built.dir)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return ctx, built.bins
+}
 
 // TestTinyFleet is the fleet run made small, so that the path of
 // make bench-c1m cannot rot: a real nats-server, three herald ticker
@@ -24,19 +67,7 @@ import (
 // the broker's /connz, the deliveries counted) under hang guards, so a
 // busy machine only makes it slower.
 func TestTinyFleet(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs binaries")
-	}
-	lay, err := runner.FindLayout()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	bins, err := Build(ctx, lay, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, bins := tinySetup(t)
 	if _, err := limits.RaiseNofile(); err != nil {
 		t.Log(err)
 	}

@@ -21,24 +21,29 @@ type Bins struct {
 	Ticker    string `json:"ticker"`    // nats/cmd/ticker
 	Publisher string `json:"publisher"` // nats/cmd/tickpub
 	Broker    string `json:"broker"`    // nats-server, the version nats/go.mod pins
+	// Single is examples/ticker, the ticker without a broker client: the
+	// single process the cluster is compared with.
+	Single string `json:"single"`
 }
 
 // Build builds the load generator (this module), the ticker's cluster
-// build and the tick publisher (the nats module) and nats-server (from the
+// build and the tick publisher (the nats module), nats-server (from the
 // nats module too: its go.mod pins the version as a tool, so this module
-// carries no NATS dependency) into dir.
+// carries no NATS dependency) and the single-process ticker (the core
+// module) into dir.
 func Build(ctx context.Context, lay runner.Layout, dir string) (Bins, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Bins{}, err
 	}
 	b := Bins{Loadgen: filepath.Join(dir, "loadgen"), Ticker: filepath.Join(dir, "herald-ticker-nats"),
-		Publisher: filepath.Join(dir, "tickpub"), Broker: filepath.Join(dir, "nats-server")}
+		Publisher: filepath.Join(dir, "tickpub"), Broker: filepath.Join(dir, "nats-server"), Single: filepath.Join(dir, "herald-ticker")}
 	natsDir := filepath.Join(lay.Root, "nats")
 	for _, job := range []struct{ dir, out, pkg string }{
 		{lay.Bench, b.Loadgen, "./cmd/loadgen"},
 		{natsDir, b.Ticker, "./cmd/ticker"},
 		{natsDir, b.Publisher, "./cmd/tickpub"},
 		{natsDir, b.Broker, "github.com/nats-io/nats-server/v2"},
+		{lay.Root, b.Single, "./examples/ticker"},
 	} {
 		if err := runner.GoBuild(ctx, job.dir, job.out, job.pkg); err != nil {
 			return Bins{}, fmt.Errorf("build %s: %w", job.pkg, err)

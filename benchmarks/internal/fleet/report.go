@@ -77,20 +77,27 @@ func (r *run) finish() (*Results, error) {
 // Write renders res into dir: results.json, report.md and
 // plots/fleet_memory.svg.
 func Write(dir string, res *Results) error {
-	if err := os.MkdirAll(filepath.Join(dir, "plots"), 0o755); err != nil {
-		return err
-	}
+	return writeFiles(dir, res, map[string]string{"report.md": Markdown(res), "plots/fleet_memory.svg": MemoryChart(res)})
+}
+
+// writeFiles writes res as dir/results.json, and each of files (a path
+// under dir and its contents).
+func writeFiles(dir string, res any, files map[string]string) error {
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
-		return err
+	files["results.json"] = string(b) + "\n"
+	for name, text := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			return err
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "plots", "fleet_memory.svg"), []byte(MemoryChart(res)), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(Markdown(res)), 0o644)
+	return nil
 }
 
 // ReadResults parses a fleet results.json.

@@ -371,11 +371,31 @@ func (r *run) logPath(name string) string { return filepath.Join(r.env.LogDir, n
 // monitoring endpoint.
 func (r *run) startBroker(ctx context.Context) error {
 	r.step("starting the broker")
+	b, err := startBroker(ctx, r.env.Bins.Broker, r.env.CPUs.Server, r.logPath("nats-server"))
+	if b != nil {
+		r.broker, r.brokerURL, r.monitor, r.brokerVersion = b.service, b.url, b.monitor, b.version
+	}
+	return err
+}
+
+// broker is a running nats-server: url is for clients, monitor its HTTP
+// monitoring endpoint.
+type broker struct {
+	*service
+	url, monitor, version string
+}
+
+// startBroker starts nats-server on free loopback ports, pinned to cpus,
+// with its monitoring endpoint, and waits until it is ready. A broker
+// that started but did not become ready is returned with the error, for
+// the caller to stop.
+func startBroker(ctx context.Context, bin, cpus, logPath string) (*broker, error) {
 	var mu sync.Mutex
+	b := &broker{}
 	var client, mon string
 	ready := make(chan struct{})
 	var once sync.Once
-	s, err := startService("nats-server", []string{r.env.Bins.Broker, "-a", "127.0.0.1", "-p", "-1", "-m", "-1"}, r.env.CPUs.Server, r.logPath("nats-server"),
+	s, err := startService("nats-server", []string{bin, "-a", "127.0.0.1", "-p", "-1", "-m", "-1"}, cpus, logPath,
 		func(line string) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -385,17 +405,17 @@ func (r *run) startBroker(ctx context.Context) error {
 			if m := monitorRE.FindStringSubmatch(line); m != nil {
 				mon = m[1]
 			}
-			if m := versionRE.FindStringSubmatch(line); m != nil && r.brokerVersion == "" {
-				r.brokerVersion = m[1]
+			if m := versionRE.FindStringSubmatch(line); m != nil && b.version == "" {
+				b.version = m[1]
 			}
 			if strings.Contains(line, "Server is ready") {
 				once.Do(func() { close(ready) })
 			}
 		})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r.broker = s
+	b.service = s
 	if err := waitFor(ctx, "nats-server ready", time.Minute, 20*time.Millisecond,
 		func() bool {
 			select {
@@ -411,15 +431,15 @@ func (r *run) startBroker(ctx context.Context) error {
 			}
 			return nil
 		}); err != nil {
-		return err
+		return b, err
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if client == "" || mon == "" {
-		return fmt.Errorf("nats-server did not say where it listens (see %s)", r.logPath("nats-server"))
+		return b, fmt.Errorf("nats-server did not say where it listens (see %s)", logPath)
 	}
-	r.brokerURL, r.monitor = "nats://"+client, "http://"+mon
-	return nil
+	b.url, b.monitor = "nats://"+client, "http://"+mon
+	return b, nil
 }
 
 // startServers starts the first ticker node on a free port, then the
@@ -433,10 +453,28 @@ func (r *run) startServers(ctx context.Context) error {
 			"-symbols", strconv.Itoa(r.plan.Symbols), "-size", strconv.Itoa(r.plan.MsgSize), "-loops", strconv.Itoa(r.plan.Loops), "-interval", "1s",
 			"-ping-interval", r.plan.PingInterval.String(), "-pong-timeout", r.plan.PongTimeout.String()}
 	}
+	var err error
+	r.servers, r.addr, err = startNodes(ctx, r.plan.Servers, args, r.env.CPUs.Server, func(i int) string { return r.logPath(fmt.Sprintf("server%02d", i)) })
+	if err != nil {
+		return err
+	}
+	r.step("waiting for %d nodes at the broker", r.plan.Servers)
+	return waitFor(ctx, "every node connected to the broker", time.Minute, 50*time.Millisecond, func() bool {
+		cz, err := r.connz(ctx)
+		return err == nil && cz.nodes() == r.plan.Servers
+	}, r.alive)
+}
+
+// startNodes starts n herald servers pinned to cpus: the first on the
+// address argv gives it for "127.0.0.1:0", the others on the port it
+// picked (argv must share it, with -reuseport, when n > 1). It returns
+// once every one listens there. The processes it started are returned
+// even with an error, for the caller to stop.
+func startNodes(ctx context.Context, n int, argv func(addr string) []string, cpus string, logPath func(i int) string) ([]*service, string, error) {
 	start := func(i int, addr string) (*service, chan string, error) {
 		got := make(chan string, 1)
 		var once sync.Once
-		s, err := startService(fmt.Sprintf("server %d", i), args(addr), r.env.CPUs.Server, r.logPath(fmt.Sprintf("server%02d", i)), func(line string) {
+		s, err := startService(fmt.Sprintf("server %d", i), argv(addr), cpus, logPath(i), func(line string) {
 			if m := listenRE.FindStringSubmatch(line); m != nil {
 				once.Do(func() { got <- m[1] })
 			}
@@ -459,35 +497,32 @@ func (r *run) startServers(ctx context.Context) error {
 	}
 	s, got, err := start(0, "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	r.servers = append(r.servers, s)
-	if r.addr, err = wait(s, got); err != nil {
-		return err
+	nodes := []*service{s}
+	addr, err := wait(s, got)
+	if err != nil {
+		return nodes, "", err
 	}
 	chans := []chan string{got}
-	for i := 1; i < r.plan.Servers; i++ {
-		s, got, err := start(i, r.addr)
+	for i := 1; i < n; i++ {
+		s, got, err := start(i, addr)
 		if err != nil {
-			return err
+			return nodes, addr, err
 		}
-		r.servers = append(r.servers, s)
+		nodes = append(nodes, s)
 		chans = append(chans, got)
 	}
-	for i := 1; i < len(r.servers); i++ {
-		a, err := wait(r.servers[i], chans[i])
+	for i := 1; i < len(nodes); i++ {
+		a, err := wait(nodes[i], chans[i])
 		if err != nil {
-			return err
+			return nodes, addr, err
 		}
-		if a != r.addr {
-			return fmt.Errorf("%s listens on %s, not on the shared %s", r.servers[i].name, a, r.addr)
+		if a != addr {
+			return nodes, addr, fmt.Errorf("%s listens on %s, not on the shared %s", nodes[i].name, a, addr)
 		}
 	}
-	r.step("waiting for %d nodes at the broker", r.plan.Servers)
-	return waitFor(ctx, "every node connected to the broker", time.Minute, 50*time.Millisecond, func() bool {
-		cz, err := r.connz(ctx)
-		return err == nil && cz.nodes() == r.plan.Servers
-	}, r.alive)
+	return nodes, addr, nil
 }
 
 // alive fails once the broker or a server has exited.
@@ -519,10 +554,14 @@ type connz struct {
 	} `json:"connections"`
 }
 
-func (r *run) connz(ctx context.Context) (*connz, error) {
+func (r *run) connz(ctx context.Context) (*connz, error) { return readConnz(ctx, r.monitor) }
+
+// readConnz reads /connz with subscriptions from the broker's monitoring
+// endpoint.
+func readConnz(ctx context.Context, monitor string) (*connz, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.monitor+"/connz?subs=1&limit=100000", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, monitor+"/connz?subs=1&limit=100000", nil)
 	if err != nil {
 		return nil, err
 	}

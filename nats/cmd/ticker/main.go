@@ -17,16 +17,54 @@
 // (from the nats directory). Any NATS client then reaches the browsers:
 //
 //	nats pub herald.S0 '{"sym":"S0","seq":1,"ts":0,"px":123.45}'
+//
+// -cpuprofile FILE writes a CPU profile (pprof) of the whole run, up to
+// the shutdown, to compare where a node and a single process spend
+// their time.
 package main
 
 import (
+	"flag"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 
 	"github.com/heraldws/herald/examples/ticker/app"
 	heraldnats "github.com/heraldws/herald/nats"
 )
 
-func main() { app.Main(join) }
+func main() {
+	var prof profile
+	// A flag.Func starts the profile while the ticker's flags are parsed
+	// (app.Main parses them), so that it covers the whole run.
+	flag.Func("cpuprofile", "write a CPU profile (pprof) of the run to this file", prof.start)
+	app.Main(join)
+	prof.stop()
+}
+
+// profile is the CPU profile -cpuprofile asked for.
+type profile struct{ f *os.File }
+
+func (p *profile) start(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	p.f = f
+	return nil
+}
+
+// stop ends the profile, if one was started, and closes its file.
+func (p *profile) stop() {
+	if p.f != nil {
+		pprof.StopCPUProfile()
+		p.f.Close()
+	}
+}
 
 // join connects to the broker at url with the bus's defaults: prefix
 // "herald", a subscription per symbol with local subscribers.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -153,4 +155,23 @@ func followTicks(addr string, symbols, ticks int) error {
 		}
 	}
 	return nil
+}
+
+// -cpuprofile writes a profile once the run ends, and refuses a file it
+// cannot create (the ticker then exits with the flag's error).
+func TestCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	var p profile
+	if err := p.start(path); err != nil {
+		t.Fatal(err)
+	}
+	p.stop()
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("profile: %v, %v", fi, err)
+	}
+	var q profile
+	if err := q.start(filepath.Join(t.TempDir(), "missing", "cpu.pprof")); err == nil {
+		q.stop()
+		t.Fatal("a profile in a directory that does not exist: no error")
+	}
 }
