@@ -149,13 +149,15 @@ func TestSlowDeflateSubscriberConflated(t *testing.T) {
 	const highWater = 256 << 10
 	h, srv, sub := newHub(t, Options{HighWater: highWater, Policy: Conflate, LowWater: highWater / 4},
 		engine.Config{Compression: engine.Compression{Enabled: true, MinSize: 256},
-			MaxOutboundBytes: 16 << 20, WriteTimeout: -1, CloseTimeout: time.Hour, SocketSendBuffer: 64 << 10})
+			MaxOutboundBytes: 16 << 20, WriteTimeout: -1, CloseTimeout: time.Hour, SocketSendBuffer: 64 << 10,
+			PingInterval: -1})
 	stalled := dialSub(t, srv, sub, true, "tick")
 	reader := dialSub(t, srv, sub, false, "tick")
 	waitSubs(t, h, "tick", 2)
 	// Text from a vocabulary of a few hundred random words compresses to
-	// about 40%: 1500 messages of 32 KiB are about 20 MB of twins, far
-	// more than the stalled client's kernel buffers hold.
+	// about 40%: 600 messages of 8 KiB are about 2 MB of twins, far more
+	// than the stalled client's kernel buffers hold (its receive buffer
+	// does not grow while it reads nothing).
 	rng := rand.New(rand.NewPCG(1, 2))
 	words := make([]string, 300)
 	for i := range words {
@@ -167,12 +169,12 @@ func TestSlowDeflateSubscriberConflated(t *testing.T) {
 	}
 	msg := func(i int) []byte {
 		b := []byte(fmt.Sprintf("tick %07d", i))
-		for len(b) < 32<<10 {
+		for len(b) < 8<<10 {
 			b = append(append(b, ' '), words[rng.IntN(len(words))]...)
 		}
 		return b
 	}
-	const n = 1500
+	const n = 600
 	published := make(map[string]bool, n)
 	for i := range n {
 		m := msg(i)
@@ -194,6 +196,7 @@ func TestSlowDeflateSubscriberConflated(t *testing.T) {
 	if err := h.Publish("tick", engine.TextMessage, final); err != nil {
 		t.Fatal(err)
 	}
+	_ = stalled.SetReadDeadline(time.Now().Add(60 * time.Second)) // a hang guard
 	r := bufio.NewReaderSize(stalled, 64<<10)
 	count, compressed := 0, 0
 	for {

@@ -47,7 +47,11 @@ func TestStatsGaugesBytesAndCloses(t *testing.T) {
 	if f := readFrame(t, a); len(f.Payload) != 100 {
 		t.Fatalf("echo of %d bytes", len(f.Payload))
 	}
-	waitFor(t, "the echo counted", func() bool { return s.Stats().BytesOut >= before.BytesOut+102 })
+	// The read is counted when the loop is done with it, after the echo.
+	waitFor(t, "the message and its echo counted", func() bool {
+		st := s.Stats()
+		return st.BytesIn >= before.BytesIn+106 && st.BytesOut >= before.BytesOut+102
+	})
 	if st := s.Stats(); st.BytesIn != before.BytesIn+100+6 || st.BytesOut != before.BytesOut+100+2 {
 		t.Fatalf("bytes in +%d, out +%d; want +106 (a masked frame) and +102", st.BytesIn-before.BytesIn, st.BytesOut-before.BytesOut)
 	}
