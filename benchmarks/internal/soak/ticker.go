@@ -171,8 +171,28 @@ func (t *Ticker) Stats(ctx context.Context) (Stats, error) {
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("/stats: %s", resp.Status)
 	}
-	err = json.NewDecoder(resp.Body).Decode(&st)
-	return st, err
+	// The counters are numbers; a few fields are nested (closes by code,
+	// the publish latency histogram), which the soak does not use.
+	var raw struct {
+		Server map[string]any `json:"server"`
+		Hub    map[string]any `json:"hub"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		return st, err
+	}
+	st.Server, st.Hub = numbers(raw.Server), numbers(raw.Hub)
+	return st, nil
+}
+
+// numbers keeps the numeric fields of m.
+func numbers(m map[string]any) map[string]float64 {
+	out := make(map[string]float64, len(m))
+	for k, v := range m {
+		if f, ok := v.(float64); ok {
+			out[k] = f
+		}
+	}
+	return out
 }
 
 // Delta is b − a for every counter in b, keyed "server.Name" and

@@ -107,7 +107,10 @@ func echoHandler(conns *registry) http.HandlerFunc {
 			if err != nil {
 				return
 			}
-			_ = c.SetWriteDeadline(time.Now().Add(writeWait))
+			// A large echo gets a second more per MiB: the deadline is for
+			// a client that stopped reading, not for one that reads 64 MiB
+			// on a busy machine.
+			_ = c.SetWriteDeadline(time.Now().Add(writeWait + time.Duration(len(msg)>>20)*time.Second))
 			if err := c.WriteMessage(mt, msg); err != nil {
 				return
 			}
