@@ -107,7 +107,7 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		if errors.Is(res.Err, upgrade.ErrPanic) {
 			s.reportPanic(nil, handshakePanic(res.Err))
 		} else {
-			s.log.Debug("herald: handshake rejected", "remote", c.remote, "status", res.Status, "err", res.Err)
+			s.log.Debug("herald: handshake rejected", "remote", addrString(c.remote), "status", res.Status, "err", res.Err)
 		}
 		c.state = stateClosed
 	}

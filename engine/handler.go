@@ -34,9 +34,17 @@ type Handler interface {
 	// until OnMessage returns: copy it to keep it.
 	OnMessage(c *Conn, typ MessageType, data []byte)
 
-	// OnClose is called once when an open connection ends. err says why: a
-	// *CloseError when a close frame was sent or received, otherwise the
-	// network error (io.EOF when the peer just went away).
+	// OnClose is called once when an open connection ends. err says why,
+	// and is never nil:
+	//
+	//   - a *CloseError (errors.As) when a close frame was sent or
+	//     received: Remote tells whether the peer sent it; a server
+	//     shutdown is Code StatusGoingAway;
+	//   - io.EOF (errors.Is) when the peer went away without a close frame;
+	//   - ErrPongTimeout, ErrWriteTimeout or ErrCloseTimeout (errors.Is)
+	//     when herald gave up on the peer;
+	//   - otherwise the network error, e.g. syscall.ECONNRESET (errors.Is)
+	//     when the peer reset the connection.
 	OnClose(c *Conn, err error)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 )
 
 // gnetLogger routes gnet's logging into the server's slog.Logger, so that
@@ -23,3 +24,13 @@ func (g gnetLogger) Errorf(format string, args ...any) { g.log(slog.LevelError, 
 
 // Fatalf is logged as an error: a library must not exit the process.
 func (g gnetLogger) Fatalf(format string, args ...any) { g.log(slog.LevelError, format, args) }
+
+// addrString is how logs show a network address: as text, which reads the
+// same in text and JSON handlers (a *net.TCPAddr would be logged by a JSON
+// handler as an object of its fields).
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

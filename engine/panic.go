@@ -32,7 +32,7 @@ func (s *Server) reportPanic(c *Conn, p *PanicError) {
 	s.panics.Add(1)
 	attrs := []any{"hook", p.Hook, "panic", p.Value, "stack", string(p.Stack)}
 	if c != nil {
-		attrs = append(attrs, "conn", c.id, "remote", c.remote)
+		attrs = append(attrs, "conn", c.id, "remote", addrString(c.remote))
 	}
 	s.log.Error("herald: recovered a panic in user code", attrs...)
 	if s.cfg.OnPanic != nil {

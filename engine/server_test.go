@@ -291,6 +291,10 @@ func TestShutdownSendsGoingAway(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
+	var ce *CloseError
+	if err := waitClose(t, r); !errors.As(err, &ce) || ce.Code != StatusGoingAway || ce.Remote {
+		t.Fatalf("OnClose err = %v, want the server's 1001", err)
+	}
 	if _, err := net.DialTimeout("tcp", s.Addr().String(), time.Second); err == nil {
 		t.Fatal("server still accepting after Shutdown")
 	}

@@ -95,12 +95,21 @@ func (e *Error) Error() string {
 	if e.Detail != "" {
 		s += " (" + e.Detail + ")"
 	}
-	if e.Err != nil {
-		if m := e.Err.Error(); m != e.Reason {
-			s += ": " + m
-		}
+	if e.Err != nil && !e.causeShown() {
+		s += ": " + e.Err.Error()
 	}
 	return s
+}
+
+// causeShown reports whether the cause says nothing the status and reason
+// have not said already (the same text, or a *RejectError with the same
+// status and reason), so that a log line does not repeat it.
+func (e *Error) causeShown() bool {
+	if e.Err.Error() == e.Reason {
+		return true
+	}
+	re, ok := e.Err.(*RejectError)
+	return ok && re.Status == e.Status && re.Reason == e.Reason
 }
 
 // Unwrap returns the cause.

@@ -21,7 +21,7 @@ type echoHandler struct {
 // permessage-deflate.
 func (h echoHandler) OnOpen(c *engine.Conn) {
 	if h.log.Enabled(context.Background(), slog.LevelDebug) {
-		h.log.Debug("herald echo: connection open", "remote", c.RemoteAddr(), "deflate", c.Compression())
+		h.log.Debug("herald echo: connection open", "remote", c.RemoteAddr().String(), "deflate", c.Compression())
 	}
 }
 
