@@ -497,3 +497,46 @@ func TestHandshakeHookShutdown(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// BenchmarkHandshakeHooks is a whole handshake over loopback (connect, the
+// request, the 101, close) with a trivial Authorize, run on the loop and on
+// a handshake worker: the hand-over's cost per handshake.
+func BenchmarkHandshakeHooks(b *testing.B) {
+	for _, workers := range []int{0, 2} {
+		name := "loop"
+		if workers > 0 {
+			name = "workers"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := startServer(b, Config{
+				Loops:            1,
+				HandshakeWorkers: workers,
+				Authorize:        func(*upgrade.Request) (any, error) { return "s", nil },
+			}, BaseHandler{})
+			req := []byte(upgradeRequest("/", ""))
+			buf := make([]byte, 512)
+			b.ReportAllocs()
+			for b.Loop() {
+				conn, err := net.Dial("tcp", s.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := conn.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for !strings.HasSuffix(string(buf[:n]), "\r\n\r\n") {
+					m, err := conn.Read(buf[n:])
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += m
+				}
+				if !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 101 ") {
+					b.Fatalf("reply %q", buf[:n])
+				}
+				conn.Close()
+			}
+		})
+	}
+}
