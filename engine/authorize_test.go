@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -392,8 +393,15 @@ func TestHandshakeHookQueueFull(t *testing.T) {
 }
 
 // Frames a client sends behind its request, in the same write and while
-// the hook runs, are kept and arrive, in order, after OnOpen.
+// the hook runs, are kept and arrive, in order, after OnOpen, whether the
+// handlers run on the loop or on workers.
 func TestHandshakeHookKeepsPipelinedFrames(t *testing.T) {
+	for _, workers := range []int{0, 2} {
+		t.Run("Workers="+strconv.Itoa(workers), func(t *testing.T) { testPipelinedFrames(t, workers) })
+	}
+}
+
+func testPipelinedFrames(t *testing.T, workers int) {
 	g := newGate()
 	r := newRecorder()
 	var mu sync.Mutex
@@ -409,7 +417,7 @@ func TestHandshakeHookKeepsPipelinedFrames(t *testing.T) {
 		mu.Unlock()
 		_ = c.Send(typ, data)
 	}
-	s := startServer(t, Config{Loops: 1, HandshakeWorkers: 1, Authorize: g.authorize}, r)
+	s := startServer(t, Config{Loops: 1, Workers: workers, HandshakeWorkers: 1, Authorize: g.authorize}, r)
 	first := clientFrame(ws.OpText, true, "one")
 	conn, br := rawUpgrade(t, s, "/wait", "", first)
 	g.waitEntered(t)
