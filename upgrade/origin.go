@@ -41,11 +41,16 @@ func (u *Upgrader) askCheckOrigin(r *Request) (ok bool, detail string, err error
 			return ok, "", err
 		}
 	}
+	return false, originDetail(r), nil
+}
+
+// originDetail describes a refused request's Origin for Error.Detail.
+func originDetail(r *Request) string {
 	vals := r.Header["Origin"]
 	if len(vals) > 1 {
-		return false, fmt.Sprintf("%d Origin headers", len(vals)), nil
+		return fmt.Sprintf("%d Origin headers", len(vals))
 	}
-	return false, fmt.Sprintf("origin %q, host %q", vals[0], r.Host), nil
+	return fmt.Sprintf("origin %q, host %q", vals[0], r.Host)
 }
 
 // originByRule reports whether the Origin policy accepts r without asking

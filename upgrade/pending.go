@@ -38,7 +38,7 @@ func (p *Pending) Run(ctx context.Context) Result {
 	r := p.r
 	r.ctx = ctx
 	if p.askOrigin {
-		if res, refusedIt := p.u.checkOrigin(r, p.n); refusedIt {
+		if res, no := p.u.checkOrigin(r, p.n); no {
 			return res
 		}
 	}

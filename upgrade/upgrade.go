@@ -231,8 +231,7 @@ func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
 	}
 	byRule := u.originByRule(r)
 	if !byRule && u.cfg.CheckOrigin == nil {
-		_, detail, _ := u.askCheckOrigin(r)
-		return u.refuse(r, n, refused(http.StatusForbidden, ErrOriginNotAllowed.Error(), detail, ErrOriginNotAllowed))
+		return u.refuse(r, n, refused(http.StatusForbidden, ErrOriginNotAllowed.Error(), originDetail(r), ErrOriginNotAllowed))
 	}
 	if u.cfg.DeferHooks && (!byRule || u.cfg.Authorize != nil) {
 		return Result{
@@ -243,7 +242,7 @@ func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
 		}
 	}
 	if !byRule {
-		if res, refused := u.checkOrigin(r, n); refused {
+		if res, no := u.checkOrigin(r, n); no {
 			return res
 		}
 	}
@@ -252,7 +251,7 @@ func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
 
 // checkOrigin asks CheckOrigin about r, whose Origin the rules did not
 // accept, and returns the refusal if it does not accept it either.
-func (u *Upgrader) checkOrigin(r *Request, n int) (res Result, refusedIt bool) {
+func (u *Upgrader) checkOrigin(r *Request, n int) (res Result, no bool) {
 	ok, detail, err := u.askCheckOrigin(r)
 	if err != nil {
 		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", err)), true
