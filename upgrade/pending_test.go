@@ -134,3 +134,22 @@ func TestRequestHTTP(t *testing.T) {
 		})
 	}
 }
+
+// The Request of a Pending stays as it was while its hooks may hold it,
+// even if its holder releases it and later handshakes want memory.
+func TestPendingRequestIsNotReused(t *testing.T) {
+	u := newTest(t, Config{DeferHooks: true, Authorize: func(*Request) (any, error) { return nil, nil }})
+	res := stepWhole(u, wsHead("X-Who: first"))
+	r := res.Request
+	ReleaseRequest(r) // as a server would once the connection is gone
+	plain := newTest(t, Config{})
+	for range 8 {
+		other := stepWhole(plain, wsHead("X-Who: other"))
+		release(other)
+		ReleaseRequest(other.Request)
+	}
+	if got := r.Header.Get("X-Who"); got != "first" || r.Path != "/chat" {
+		t.Fatalf("the pending request changed: X-Who %q, Path %q", got, r.Path)
+	}
+	release(res.Pending.Run(context.Background()))
+}
