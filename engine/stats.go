@@ -16,8 +16,8 @@ type Stats struct {
 	HTTPServed          uint64 // plain HTTP requests served by Config.HTTPHandler
 	HandshakeTimeouts   uint64 // connections dropped for a slow handshake
 	HandshakesPending   int64  // handshakes waiting for CheckOrigin or Authorize on the handshake workers, now
-	HookTimeouts        uint64 // handshakes answered 503 because their hooks had not returned within HandshakeTimeout
-	HookQueueFull       uint64 // handshakes answered 503 because the handshake workers' queue was full
+	HookTimeouts        uint64 // handshakes answered 503 because their hooks had not returned within HandshakeTimeout (in Rejected too)
+	HookQueueFull       uint64 // handshakes answered 503 because the handshake workers' queue was full (in Rejected too)
 	ProtocolErrors      uint64 // connections closed for a bad frame (1002, 1007, 1009)
 	SlowClosed          uint64 // connections closed for MaxOutboundBytes (1008)
 	BudgetShed          uint64 // connections closed for MaxOutboundTotal (1008)
