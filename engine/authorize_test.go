@@ -548,3 +548,41 @@ func BenchmarkHandshakeHooks(b *testing.B) {
 		})
 	}
 }
+
+// HandshakeWorkers and HandshakeQueue are checked like every other field;
+// the workers start only when there is a hook for them to run.
+func TestHandshakeWorkersConfig(t *testing.T) {
+	auth := func(*upgrade.Request) (any, error) { return nil, nil }
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Addr: ":0", HandshakeWorkers: -1}, "Config.HandshakeWorkers is negative"},
+		{Config{Addr: ":0", HandshakeQueue: -1}, "Config.HandshakeQueue is negative"},
+		{Config{Addr: ":0", HandshakeWorkers: 1, HandshakeQueue: maxHandshakeQueue + 1}, "Config.HandshakeQueue (1048577) is over"},
+	} {
+		if _, err := New(tc.cfg, BaseHandler{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		cfg   Config
+		hooks bool
+	}{
+		{Config{Addr: ":0", Authorize: auth}, false},
+		{Config{Addr: ":0", HandshakeWorkers: 4}, false},
+		{Config{Addr: ":0", HandshakeWorkers: 4, Authorize: auth}, true},
+		{Config{Addr: ":0", HandshakeWorkers: 4, CheckOrigin: func(*upgrade.Request) bool { return true }}, true},
+	} {
+		s, err := New(tc.cfg, BaseHandler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (s.hooks != nil) != tc.hooks {
+			t.Errorf("New(%+v): handshake workers %v, want %v", tc.cfg, s.hooks != nil, tc.hooks)
+		}
+		if tc.hooks && cap(s.hooks.jobs) != DefaultHandshakeQueue {
+			t.Errorf("queue of %d, want the default %d", cap(s.hooks.jobs), DefaultHandshakeQueue)
+		}
+	}
+}

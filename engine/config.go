@@ -180,7 +180,8 @@ type Config struct {
 	// context (Request.Context) that ends at HandshakeTimeout, when the
 	// client goes away or when the server shuts down, and the client gets
 	// 503 if it ends first. HandshakeQueue bounds the handshakes waiting
-	// for a worker (default 1024); one more gets 503 with Retry-After.
+	// for a worker (default 1024, at most 1<<20); one more gets 503 with
+	// Retry-After.
 	// Zero runs the hooks on the event loop: the cheapest when they only
 	// check a signed token.
 	HandshakeWorkers int
@@ -219,6 +220,10 @@ type Config struct {
 	WorkerQueue int
 }
 
+// maxHandshakeQueue is the most Config.HandshakeQueue may be: the queue is
+// a channel allocated at New, 16 bytes an entry.
+const maxHandshakeQueue = 1 << 20
+
 // maxSubprotocols is the most Config.Subprotocols may list: a Conn keeps
 // the index of its subprotocol in a byte.
 const maxSubprotocols = 255
@@ -237,8 +242,8 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxMessageBytes", c.MaxMessageBytes}, {"MaxFrameBytes", c.MaxFrameBytes},
 		{"MaxOutboundBytes", int64(c.MaxOutboundBytes)}, {"MaxOutboundTotal", c.MaxOutboundTotal},
 		{"Workers", int64(c.Workers)}, {"SocketSendBuffer", int64(c.SocketSendBuffer)},
-		{"WorkerQueue", int64(c.WorkerQueue)},
-		{"HandshakeWorkers", int64(c.HandshakeWorkers)}, {"HandshakeQueue", int64(c.HandshakeQueue)}, {"Compression.MinSize", int64(c.Compression.MinSize)},
+		{"WorkerQueue", int64(c.WorkerQueue)}, {"Compression.MinSize", int64(c.Compression.MinSize)},
+		{"HandshakeWorkers", int64(c.HandshakeWorkers)}, {"HandshakeQueue", int64(c.HandshakeQueue)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"PongTimeout", int64(c.PongTimeout)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"CloseTimeout", int64(c.CloseTimeout)},
 		{"ShutdownTimeout", int64(c.ShutdownTimeout)},
@@ -306,6 +311,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HandshakeQueue == 0 {
 		c.HandshakeQueue = DefaultHandshakeQueue
+	}
+	if c.HandshakeQueue > maxHandshakeQueue {
+		return c, fmt.Errorf("herald: Config.HandshakeQueue (%d) is over %d: the queue is allocated up front",
+			c.HandshakeQueue, maxHandshakeQueue)
 	}
 	if c.ReturnMemoryAfter == 0 {
 		c.ReturnMemoryAfter = DefaultReturnMemory
