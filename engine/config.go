@@ -179,11 +179,12 @@ type Config struct {
 	// waits on its loop with no goroutine of its own; the hook gets a
 	// context (Request.Context) that ends at HandshakeTimeout, when the
 	// client goes away or when the server shuts down, and the client gets
-	// 503 if it ends first. HandshakeQueue bounds the handshakes waiting
-	// for a worker (default 1024, at most 1<<20); one more gets 503 with
-	// Retry-After.
-	// Zero runs the hooks on the event loop: the cheapest when they only
-	// check a signed token.
+	// 503 if it ends first (the client of a hook that ignores its context
+	// is answered all the same, but the hook keeps its worker until it
+	// returns: pass the context on). HandshakeQueue bounds the handshakes
+	// waiting for a worker (default 1024, at most 1<<20); one more gets 503
+	// with Retry-After. Zero runs the hooks on the event loop: the cheapest
+	// when they only check a signed token.
 	HandshakeWorkers int
 	HandshakeQueue   int
 
