@@ -26,6 +26,7 @@ const (
 	DefaultWriteTimeout     = 10 * time.Second
 	DefaultShutdownTimeout  = 5 * time.Second
 	DefaultWorkerQueue      = 1024
+	DefaultHandshakeQueue   = 1024
 	DefaultReturnMemory     = 8 << 20
 	// DefaultCompressionMinSize is Compression.MinSize when it is left
 	// zero: below about 512 bytes, a message compressed on its own saves
@@ -77,7 +78,9 @@ type Config struct {
 	MaxHeaderBytes int
 
 	// HandshakeTimeout is how long a connection may take to send a complete
-	// request head before it is closed.
+	// request head before it is closed, measured from accept. With
+	// HandshakeWorkers it also bounds the wait for CheckOrigin and
+	// Authorize: the request's Context ends then, and the client gets 503.
 	HandshakeTimeout time.Duration
 
 	// MaxMessageBytes bounds a message, summed over its fragments; a larger
@@ -159,13 +162,31 @@ type Config struct {
 	OriginPatterns []string
 
 	// CheckOrigin, if set, is asked about origins that neither the
-	// same-origin rule nor OriginPatterns accept.
+	// same-origin rule nor OriginPatterns accept. It runs on the event loop
+	// unless HandshakeWorkers is set.
 	CheckOrigin func(r *upgrade.Request) bool
 
 	// Authorize, if set, runs for every otherwise valid upgrade. The session
 	// it returns stays on the connection (Conn.Session). An error refuses the
-	// upgrade: with the status of an *upgrade.RejectError, or 403.
+	// upgrade: with the status of an *upgrade.RejectError, or 403. It runs
+	// on the event loop, where it must not block, unless HandshakeWorkers is
+	// set.
 	Authorize func(r *upgrade.Request) (session any, err error)
+
+	// HandshakeWorkers > 0 runs CheckOrigin and Authorize on a pool of that
+	// many goroutines, shared by all connections, so that they may block
+	// (a user database, an identity provider). Meanwhile the connection
+	// waits on its loop with no goroutine of its own; the hook gets a
+	// context (Request.Context) that ends at HandshakeTimeout, when the
+	// client goes away or when the server shuts down, and the client gets
+	// 503 if it ends first (the client of a hook that ignores its context
+	// is answered all the same, but the hook keeps its worker until it
+	// returns: pass the context on). HandshakeQueue bounds the handshakes
+	// waiting for a worker (default 1024, at most 1<<20); one more gets 503
+	// with Retry-After. Zero runs the hooks on the event loop: the cheapest
+	// when they only check a signed token.
+	HandshakeWorkers int
+	HandshakeQueue   int
 
 	// Subprotocols lists the subprotocols the server speaks, in order of
 	// preference; at most 255 (a connection keeps its subprotocol's index
@@ -200,6 +221,10 @@ type Config struct {
 	WorkerQueue int
 }
 
+// maxHandshakeQueue is the most Config.HandshakeQueue may be: the queue is
+// a channel allocated at New, 16 bytes an entry.
+const maxHandshakeQueue = 1 << 20
+
 // maxSubprotocols is the most Config.Subprotocols may list: a Conn keeps
 // the index of its subprotocol in a byte.
 const maxSubprotocols = 255
@@ -219,6 +244,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"MaxOutboundBytes", int64(c.MaxOutboundBytes)}, {"MaxOutboundTotal", c.MaxOutboundTotal},
 		{"Workers", int64(c.Workers)}, {"SocketSendBuffer", int64(c.SocketSendBuffer)},
 		{"WorkerQueue", int64(c.WorkerQueue)}, {"Compression.MinSize", int64(c.Compression.MinSize)},
+		{"HandshakeWorkers", int64(c.HandshakeWorkers)}, {"HandshakeQueue", int64(c.HandshakeQueue)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"PongTimeout", int64(c.PongTimeout)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"CloseTimeout", int64(c.CloseTimeout)},
 		{"ShutdownTimeout", int64(c.ShutdownTimeout)},
@@ -283,6 +309,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.WorkerQueue == 0 {
 		c.WorkerQueue = DefaultWorkerQueue
+	}
+	if c.HandshakeQueue == 0 {
+		c.HandshakeQueue = DefaultHandshakeQueue
+	}
+	if c.HandshakeQueue > maxHandshakeQueue {
+		return c, fmt.Errorf("herald: Config.HandshakeQueue (%d) is over %d: the queue is allocated up front",
+			c.HandshakeQueue, maxHandshakeQueue)
 	}
 	if c.ReturnMemoryAfter == 0 {
 		c.ReturnMemoryAfter = DefaultReturnMemory

@@ -146,6 +146,9 @@ type connAux struct {
 	// the peer's), for OnClose; Conn.cause, if set, tells OnClose why
 	// instead.
 	closeErr *CloseError
+	// wait is the handshake parked while its hooks run on a handshake
+	// worker (Config.HandshakeWorkers); nil otherwise.
+	wait *hookWait
 }
 
 // hello returns the 101 waiting for OnOpen to return, or nil.

@@ -32,9 +32,13 @@
 // they must return quickly and never block, because every other connection
 // of the loop waits meanwhile. Send from the loop writes directly. With
 // Config.Workers, handlers run instead on a pool of worker goroutines, in
-// order per connection, and may block. Config.CheckOrigin, Config.Authorize
-// and Config.HTTPHandler run on the loop during the handshake and must not
-// block either.
+// order per connection, and may block. Config.CheckOrigin and
+// Config.Authorize run on the loop during the handshake and must not block
+// either, unless Config.HandshakeWorkers runs them on a pool of goroutines
+// shared by all connections: they may then block, within the request's
+// Context, which ends at Config.HandshakeTimeout, while the connection
+// waits on its loop with no goroutine of its own. Config.HTTPHandler always
+// runs on the loop.
 //
 // # Panics
 //

@@ -65,6 +65,10 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	action := gnet.None
 	switch c.state {
 	case stateHandshake:
+		if w := c.waiting(); w != nil {
+			action = e.parkedRead(c, w, buf) // its hooks run on a worker
+			break
+		}
 		var consumed int
 		consumed, action = e.handshake(c, buf)
 		if consumed < 0 {
@@ -89,11 +93,24 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 // handshake feeds the buffered request bytes to the upgrader. It returns the
 // bytes consumed by the request head, or -1 when the head is incomplete.
 func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
-	s := e.s
-	res := s.up.Step(&c.hs, buf, c.remote)
-	if res.Kind == upgrade.NeedMore {
+	res := e.s.up.Step(&c.hs, buf, c.remote)
+	switch res.Kind {
+	case upgrade.NeedMore:
 		return -1, gnet.None
+	case upgrade.Deferred:
+		// The hooks run on a handshake worker; the rest waits with them.
+		return len(buf), e.park(c, res, buf[res.Consumed:])
 	}
+	if action := e.s.completeHandshake(c, res, false); action != gnet.None {
+		return len(buf), action
+	}
+	return res.Consumed, gnet.None
+}
+
+// completeHandshake acts on a decided handshake: the refusal or HTTP reply
+// and the close, or the upgrade and OnOpen. It returns gnet.Close when c
+// must close. reported says that a panic in a hook was reported already.
+func (s *Server) completeHandshake(c *Conn, res upgrade.Result, reported bool) gnet.Action {
 	// Count before replying, so that a client that has seen the reply also
 	// sees it counted.
 	switch res.Kind {
@@ -105,7 +122,9 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	default:
 		c.loop.stats.rejected.Add(1)
 		if errors.Is(res.Err, upgrade.ErrPanic) {
-			s.reportPanic(nil, handshakePanic(res.Err))
+			if !reported {
+				s.reportPanic(nil, handshakePanic(res.Err))
+			}
 		} else {
 			s.log.Debug("herald: handshake rejected", "remote", addrString(c.remote), "status", res.Status, "err", res.Err)
 		}
@@ -117,7 +136,7 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 			_ = c.gnetWrite(res.Response.B)
 			pool.Put(res.Response)
 		}
-		return len(buf), gnet.Close
+		return gnet.Close
 	}
 	c.state = stateOpen
 	c.opened = true
@@ -136,13 +155,15 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	c.lastMsg = c.loop.now
 	c.req = res.Request
 	// The 101 waits until OnOpen has run (see connAux.hello).
-	c.aux = c.loop.newAux()
+	if c.aux == nil {
+		c.aux = c.loop.newAux()
+	}
 	c.aux.hello = res.Response
 	s.dispatchOpen(c)
 	if c.state == stateClosed {
-		return len(buf), gnet.Close
+		return gnet.Close
 	}
-	return res.Consumed, gnet.None
+	return gnet.None
 }
 
 // readFrames decodes every frame in p and acts on it, with c's own decoder
@@ -241,6 +262,9 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.loop.dropDecoder(c)
 	c.account(0)
 	why := c.closeReason(err)
+	if w := c.waiting(); w != nil {
+		c.unpark(w, ErrClosed) // the hooks' late answer is dropped
+	}
 	if a := c.aux; a != nil {
 		pool.Put(a.hello)
 		c.aux = nil

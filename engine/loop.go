@@ -230,8 +230,7 @@ func (l *loop) run(t *task) {
 			c := l.conns.at(i)
 			switch c.state {
 			case stateHandshake:
-				c.state = stateClosed
-				_ = c.gc.Close()
+				c.abortHandshake(true)
 			case stateOpen:
 				c.startClose(StatusGoingAway, "server shutting down", false)
 			}
@@ -442,9 +441,7 @@ func (l *loop) sweep(now time.Duration, from int) (resume int) {
 		switch c.state {
 		case stateHandshake:
 			if now-c.deadline >= 0 {
-				l.stats.handshakeTimeouts.Add(1)
-				c.state = stateClosed
-				_ = c.gc.Close()
+				c.abortHandshake(false)
 				closes++
 			}
 		case stateOpen:

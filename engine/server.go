@@ -31,6 +31,7 @@ type Server struct {
 	up      *upgrade.Upgrader
 	decCfg  codec.DecoderConfig
 	workers *pool.Workers
+	hooks   *hookPool // Config.HandshakeWorkers with a hook to run; nil otherwise
 	// subprotocols is Config.Subprotocols, copied: Conn.proto indexes it.
 	subprotocols []string
 
@@ -84,6 +85,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 		OriginPatterns: cfg.OriginPatterns,
 		CheckOrigin:    cfg.CheckOrigin,
 		Authorize:      cfg.Authorize,
+		DeferHooks:     cfg.HandshakeWorkers > 0,
 		Subprotocols:   cfg.Subprotocols,
 		Compression:    cfg.Compression.Enabled,
 		HTTPHandler:    cfg.HTTPHandler,
@@ -110,6 +112,9 @@ func New(cfg Config, h Handler) (*Server, error) {
 	if cfg.Workers > 0 {
 		s.workers = pool.NewWorkers(cfg.Workers, cfg.WorkerQueue)
 	}
+	if cfg.HandshakeWorkers > 0 && (cfg.Authorize != nil || cfg.CheckOrigin != nil) {
+		s.hooks = newHookPool(s)
+	}
 	if s.workers != nil {
 		// The engine recovers panics in its own tasks; this catches
 		// anything else, without printing on its own.
@@ -130,6 +135,7 @@ func (s *Server) Start() error {
 	started := false
 	s.startOnce.Do(func() {
 		started = true
+		s.hooks.start()
 		go s.run()
 	})
 	if !started {
@@ -162,6 +168,7 @@ func (s *Server) run() {
 		err = fmt.Errorf("herald: serve %s: %w", s.cfg.Addr, err)
 	}
 	s.runErr = err
+	s.hooks.close()
 	close(s.stopped)
 }
 
@@ -228,6 +235,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	for _, l := range *s.loopList.Load() {
 		_ = l.post(task{kind: taskShutdown})
 	}
+	// After the shutdown tasks, so that the loops answer the parked
+	// handshakes before their hooks' late answers arrive.
+	s.hooks.close()
 	poll := time.NewTicker(5 * time.Millisecond)
 	defer poll.Stop()
 wait:

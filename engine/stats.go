@@ -15,6 +15,9 @@ type Stats struct {
 	Rejected            uint64 // handshakes answered with an HTTP error
 	HTTPServed          uint64 // plain HTTP requests served by Config.HTTPHandler
 	HandshakeTimeouts   uint64 // connections dropped for a slow handshake
+	HandshakesPending   int64  // handshakes waiting for CheckOrigin or Authorize on the handshake workers, now
+	HookTimeouts        uint64 // handshakes answered 503 because their hooks had not returned within HandshakeTimeout (in Rejected too)
+	HookQueueFull       uint64 // handshakes answered 503 because the handshake workers' queue was full (in Rejected too)
 	ProtocolErrors      uint64 // connections closed for a bad frame (1002, 1007, 1009)
 	SlowClosed          uint64 // connections closed for MaxOutboundBytes (1008)
 	BudgetShed          uint64 // connections closed for MaxOutboundTotal (1008)
@@ -77,6 +80,8 @@ type loopStats struct {
 	messagesIn, messagesOut                        atomic.Uint64
 	deflateNegotiated, compressedIn, compressedOut atomic.Uint64
 	bytesIn, bytesOut                              atomic.Uint64
+	hookTimeouts, hookQueueFull                    atomic.Uint64
+	hooksPending                                   atomic.Int64
 	closes                                         [17]atomic.Uint64 // by closeSlot
 }
 
@@ -86,6 +91,9 @@ func (s *loopStats) addTo(t *Stats) {
 	t.Rejected += s.rejected.Load()
 	t.HTTPServed += s.httpServed.Load()
 	t.HandshakeTimeouts += s.handshakeTimeouts.Load()
+	t.HandshakesPending += s.hooksPending.Load()
+	t.HookTimeouts += s.hookTimeouts.Load()
+	t.HookQueueFull += s.hookQueueFull.Load()
 	t.ProtocolErrors += s.protocolErrors.Load()
 	t.SlowClosed += s.slowClosed.Load()
 	t.BudgetShed += s.budgetShed.Load()

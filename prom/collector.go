@@ -36,6 +36,8 @@ var (
 	outboundDesc      = desc("outbound_bytes", "Bytes written to connections and not yet taken by the peers' sockets.")
 	acceptedDesc      = desc("accepted_total", "TCP connections accepted.")
 	handshakesDesc    = desc("handshakes_total", "WebSocket handshakes by outcome.", "outcome")
+	hooksPendingDesc  = desc("handshake_hooks_pending", "Handshakes waiting for CheckOrigin or Authorize on the handshake workers (Config.HandshakeWorkers).")
+	hookRefusedDesc   = desc("handshake_hook_refusals_total", "Handshakes answered 503 while their hooks were to run on the handshake workers: timeout (HandshakeTimeout passed) or queue_full; also counted as rejected.", "reason")
 	httpServedDesc    = desc("http_served_total", "Plain HTTP requests served by Config.HTTPHandler.")
 	closesDesc        = desc("closes_total", "Connections the server ended, by reason.", "reason")
 	panicsDesc        = desc("panics_total", "Panics recovered from handlers and hooks.")
@@ -54,7 +56,7 @@ var (
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, outboundDesc, acceptedDesc, handshakesDesc,
 		httpServedDesc, closesDesc, panicsDesc, receivedDesc, sentDesc, memReturnsDesc,
-		closeCodesDesc, bytesInDesc, bytesOutDesc, inboxDesc} {
+		closeCodesDesc, bytesInDesc, bytesOutDesc, inboxDesc, hooksPendingDesc, hookRefusedDesc} {
 		ch <- d
 	}
 	if c.hub != nil {
@@ -87,6 +89,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(handshakesDesc, st.Upgraded, "upgraded")
 	counter(handshakesDesc, st.Rejected, "rejected")
 	counter(handshakesDesc, st.HandshakeTimeouts, "timeout")
+	gauge(hooksPendingDesc, float64(st.HandshakesPending))
+	counter(hookRefusedDesc, st.HookTimeouts, "timeout")
+	counter(hookRefusedDesc, st.HookQueueFull, "queue_full")
 	counter(httpServedDesc, st.HTTPServed)
 	for _, r := range []struct {
 		reason string

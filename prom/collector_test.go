@@ -135,6 +135,8 @@ func TestCollectorExportsServerAndHub(t *testing.T) {
 		"herald_accepted_total 2\n",
 		`herald_handshakes_total{outcome="upgraded"} 2`+"\n",
 		`herald_handshakes_total{outcome="rejected"} 0`+"\n",
+		"herald_handshake_hooks_pending 0\n",
+		`herald_handshake_hook_refusals_total{reason="timeout"} 0`+"\n",
 		`herald_closes_total{reason="write_timeout"} 0`+"\n",
 		"herald_hub_topics 1\n",
 		"herald_hub_subscriptions 2\n",

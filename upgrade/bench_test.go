@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -234,5 +235,34 @@ func TestReleasedRequestAllocs(t *testing.T) {
 					got, tc.want)
 			}
 		})
+	}
+}
+
+// BenchmarkStepUpgradeDeferred is BenchmarkStepUpgrade with DeferHooks: Step
+// hands the handshake over as a Pending, and Run (here on the same
+// goroutine) runs Authorize and writes the 101. What the split costs
+// beyond the on-loop path is the Pending; the hand-over between goroutines
+// is the engine's.
+func BenchmarkStepUpgradeDeferred(b *testing.B) {
+	u := newTest(b, Config{
+		Subprotocols: []string{"chat.v1", "chat.v2"},
+		Authorize:    func(*Request) (any, error) { return nil, nil },
+		DeferHooks:   true,
+	})
+	buf := []byte(browserHead)
+	ctx := context.Background()
+	var st State
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		res := u.Step(&st, buf, testRemote)
+		if res.Kind != Deferred {
+			b.Fatalf("got %v %d: %v", res.Kind, res.Status, res.Err)
+		}
+		res = res.Pending.Run(ctx)
+		if res.Kind != Upgraded {
+			b.Fatalf("got %v %d: %v", res.Kind, res.Status, res.Err)
+		}
+		release(res)
 	}
 }

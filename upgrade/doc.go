@@ -12,8 +12,15 @@
 //	case upgrade.Upgraded:    // write res.Response, discard res.Consumed bytes, speak WebSocket
 //	case upgrade.Rejected,
 //		upgrade.ServedHTTP: // write res.Response, then close
+//	case upgrade.Deferred:    // Config.DeferHooks: res.Pending.Run(ctx) elsewhere gives the final Result
 //	}
 //	pool.Put(res.Response) // after writing it
+//
+// Hooks run on the caller's goroutine, so they must not block on an event
+// loop. With Config.DeferHooks, Step stops short of them: a request that
+// only they can decide comes back Deferred, and Pending.Run runs them on
+// any goroutine, with a context the hooks read from Request.Context;
+// Pending.Reject answers it without them (a timeout, a full queue).
 //
 // State remembers how far the bytes were scanned, so each byte is looked at
 // once whatever the split, down to one byte per read. The request head ends

@@ -27,13 +27,38 @@ func compileOriginPatterns(ps []string) (pats []originPattern, any bool, err err
 	return pats, any, nil
 }
 
-// originOK applies the Origin policy (see the package documentation). It
-// returns whether the request may proceed, and a description of the origin
-// for Error.Detail when it may not.
-func (u *Upgrader) originOK(r *Request) (ok bool, detail string, err error) {
+// The Origin policy (see the package documentation): originByRule applies
+// the rules, and askCheckOrigin asks Config.CheckOrigin about what they did
+// not accept, returning a description of the origin for Error.Detail when
+// the request may not proceed.
+
+// askCheckOrigin asks Config.CheckOrigin about a request whose Origin the
+// rules did not accept.
+func (u *Upgrader) askCheckOrigin(r *Request) (ok bool, detail string, err error) {
+	if check := u.cfg.CheckOrigin; check != nil {
+		ok, err := callCheckOrigin(check, r.share())
+		if err != nil || ok {
+			return ok, "", err
+		}
+	}
+	return false, originDetail(r), nil
+}
+
+// originDetail describes a refused request's Origin for Error.Detail.
+func originDetail(r *Request) string {
+	vals := r.Header["Origin"]
+	if len(vals) > 1 {
+		return fmt.Sprintf("%d Origin headers", len(vals))
+	}
+	return fmt.Sprintf("origin %q, host %q", vals[0], r.Host)
+}
+
+// originByRule reports whether the Origin policy accepts r without asking
+// CheckOrigin: no Origin, the same host, or a matching pattern.
+func (u *Upgrader) originByRule(r *Request) bool {
 	vals := r.Header["Origin"]
 	if len(vals) == 0 || u.anyOrigin {
-		return true, "", nil
+		return true
 	}
 	origin := vals[0]
 	var host, scheme string
@@ -41,7 +66,7 @@ func (u *Upgrader) originOK(r *Request) (ok bool, detail string, err error) {
 		host, scheme = splitOrigin(origin)
 	}
 	if host != "" && strings.EqualFold(host, r.Host) {
-		return true, "", nil
+		return true
 	}
 	if len(vals) == 1 {
 		var hostTarget, schemeTarget string
@@ -67,20 +92,11 @@ func (u *Upgrader) originOK(r *Request) (ok bool, detail string, err error) {
 				target = hostTarget
 			}
 			if m, _ := path.Match(p.glob, target); m {
-				return true, "", nil
+				return true
 			}
 		}
 	}
-	if check := u.cfg.CheckOrigin; check != nil {
-		ok, err := callCheckOrigin(check, r.share())
-		if err != nil || ok {
-			return ok, "", err
-		}
-	}
-	if len(vals) > 1 {
-		return false, fmt.Sprintf("%d Origin headers", len(vals)), nil
-	}
-	return false, fmt.Sprintf("origin %q, host %q", origin, r.Host), nil
+	return false
 }
 
 // callCheckOrigin runs the hook, turning a panic into a *PanicError.

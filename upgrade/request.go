@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -27,6 +28,8 @@ type Request struct {
 	Header     http.Header
 	RemoteAddr net.Addr
 
+	// ctx is what Context returns; nil for context.Background().
+	ctx context.Context
 	// variant says which of the allocation shapes below holds r (noVariant:
 	// none, r is not reused); shared is set once a hook was given r.
 	variant int8

@@ -18,7 +18,8 @@ const DefaultMaxHeaderBytes = 8 << 10
 const maxMaxHeaderBytes = 1 << 30
 
 // Config tells an Upgrader what to accept. Hooks run on the caller's
-// goroutine (the event loop) and must not block.
+// goroutine (the event loop) and must not block, unless DeferHooks hands
+// CheckOrigin and Authorize to the caller to run elsewhere.
 type Config struct {
 	// MaxHeaderBytes bounds the request head: request line, header fields
 	// and the empty line. A longer head gets 431. Default 8 KiB.
@@ -41,6 +42,13 @@ type Config struct {
 	// error refuses with 403 and a generic body (the error stays in
 	// Result.Err).
 	Authorize func(r *Request) (session any, err error)
+
+	// DeferHooks makes Step return Deferred, instead of calling CheckOrigin
+	// and Authorize itself, for a request that is valid but for what those
+	// hooks will say: the caller runs them with Result.Pending.Run on a
+	// goroutine where they may block. Requests that need no hook (no
+	// Authorize, and an Origin the rules accept) are still decided by Step.
+	DeferHooks bool
 
 	// Subprotocols lists the subprotocols the server speaks, most preferred
 	// first. The first of them that the client offered is chosen; none
@@ -110,9 +118,15 @@ const (
 	// ServedHTTP: HTTPHandler answered a plain request; write Response,
 	// then close.
 	ServedHTTP
+	// Deferred (with Config.DeferHooks): the request is valid, and its
+	// hooks must run before it is decided. Result.Pending.Run runs them
+	// and returns the final Result (Upgraded or Rejected); no Response
+	// yet. Consumed is the length of the head and Request the request, as
+	// for a final Result.
+	Deferred
 )
 
-var kindNames = [...]string{"NeedMore", "Upgraded", "Rejected", "ServedHTTP"}
+var kindNames = [...]string{"NeedMore", "Upgraded", "Rejected", "ServedHTTP", "Deferred"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -146,6 +160,8 @@ type Result struct {
 	DeflateWindow int
 	Status        int   // the HTTP status sent: 101, 400, 403, ...
 	Err           error // why it was refused (an *Error), nil otherwise
+	// Pending is, for Deferred, the handshake waiting for its hooks.
+	Pending *Pending
 }
 
 // Step looks at buf, everything the peer has sent so far (earlier bytes
@@ -213,12 +229,35 @@ func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
 	if f.cause != nil {
 		return u.refuse(r, n, f)
 	}
-	ok, detail, err := u.originOK(r)
-	if err != nil {
-		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", err))
+	byRule := u.originByRule(r)
+	if !byRule && u.cfg.CheckOrigin == nil {
+		return u.refuse(r, n, refused(http.StatusForbidden, ErrOriginNotAllowed.Error(), originDetail(r), ErrOriginNotAllowed))
 	}
-	if !ok {
-		return u.refuse(r, n, refused(http.StatusForbidden, ErrOriginNotAllowed.Error(), detail, ErrOriginNotAllowed))
+	if u.cfg.DeferHooks && (!byRule || u.cfg.Authorize != nil) {
+		return Result{
+			Kind:     Deferred,
+			Consumed: n,
+			Request:  r.share(),
+			Pending:  &Pending{u: u, r: r, n: n, o: o, askOrigin: !byRule},
+		}
+	}
+	if !byRule {
+		if res, no := u.checkOrigin(r, n); no {
+			return res
+		}
 	}
 	return u.finish(r, n, o)
+}
+
+// checkOrigin asks CheckOrigin about r, whose Origin the rules did not
+// accept, and returns the refusal if it does not accept it either.
+func (u *Upgrader) checkOrigin(r *Request, n int) (res Result, no bool) {
+	ok, detail, err := u.askCheckOrigin(r)
+	if err != nil {
+		return u.refuse(r, n, refused(http.StatusInternalServerError, "internal error", "", err)), true
+	}
+	if !ok {
+		return u.refuse(r, n, refused(http.StatusForbidden, ErrOriginNotAllowed.Error(), detail, ErrOriginNotAllowed)), true
+	}
+	return Result{}, false
 }

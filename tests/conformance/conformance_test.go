@@ -164,7 +164,12 @@ func runCases(t *testing.T, cases []wsCase) {
 		}
 		seen[tc.id] = true
 	}
-	addr := startEcho(t)
+	runCasesAt(t, startEcho(t), cases)
+}
+
+// runCasesAt is runCases against the server at addr.
+func runCasesAt(t *testing.T, addr string, cases []wsCase) {
+	t.Helper()
 	by := dialWS(t, addr)
 	roundTrip(by, "bystander before the group")
 	// The parallel cases run inside this subtest, which returns once they
