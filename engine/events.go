@@ -51,6 +51,9 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l.add(c)
 	s.active.Add(1)
 	l.stats.accepted.Add(1)
+	if !s.admitAccepted(c) {
+		return nil, gnet.Close
+	}
 	return nil, gnet.None
 }
 
@@ -65,6 +68,12 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	action := gnet.None
 	switch c.state {
 	case stateHandshake:
+		if c.has(bitAwaitProxy) {
+			var ok bool
+			if buf, ok = e.proxyHeader(c, buf); !ok {
+				return c.proxyAction()
+			}
+		}
 		var consumed int
 		consumed, action = e.handshake(c, buf)
 		if consumed < 0 {
@@ -90,7 +99,7 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 // bytes consumed by the request head, or -1 when the head is incomplete.
 func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	s := e.s
-	res := s.up.Step(&c.hs, buf, c.remote)
+	res := s.step(c, buf)
 	if res.Kind == upgrade.NeedMore {
 		return -1, gnet.None
 	}
@@ -121,6 +130,7 @@ func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	}
 	c.state = stateOpen
 	c.opened = true
+	s.limitsOpened(c)
 	s.open.Add(1)
 	if res.Session != nil {
 		c.SetSession(res.Session)
@@ -192,6 +202,9 @@ func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 			}
 			c.lastMsg = c.loop.now
 			c.loop.stats.messagesIn.Add(1)
+			if c.has(bitReadLimited) && !s.readAllowed(c, len(ev.Payload)) {
+				continue
+			}
 			if ev.Compressed {
 				c.loop.stats.compressedIn.Add(1)
 			}
@@ -240,6 +253,7 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.loop.remove(c)
 	c.loop.dropDecoder(c)
 	c.account(0)
+	s.limitsClosed(c)
 	why := c.closeReason(err)
 	if a := c.aux; a != nil {
 		pool.Put(a.hello)
