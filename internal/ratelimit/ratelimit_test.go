@@ -134,8 +134,8 @@ func TestBucketsBoundedUnderSpoofing(t *testing.T) {
 			}
 		}
 	}
-	if n := b.Len(); n != b.Cap() {
-		t.Fatalf("%d buckets in use after a million addresses, want the capacity %d", n, b.Cap())
+	if n := b.Len(); n != b.Cap() || b.count() != n {
+		t.Fatalf("%d buckets in use (%d counted) after a million addresses, want the capacity %d", n, b.count(), b.Cap())
 	}
 	if refusedAbuser != 1000 {
 		t.Fatalf("the abuser was refused %d of 1000 times during the flood: its empty bucket was evicted", refusedAbuser)
@@ -155,7 +155,7 @@ func TestBucketsConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if b.Len() > b.Cap() {
-		t.Fatalf("%d buckets over the capacity %d", b.Len(), b.Cap())
+	if b.Len() > b.Cap() || b.Len() != b.count() {
+		t.Fatalf("%d buckets (%d counted), capacity %d", b.Len(), b.count(), b.Cap())
 	}
 }
