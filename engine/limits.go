@@ -275,18 +275,20 @@ func (s *Server) step(c *Conn, buf []byte) upgrade.Result {
 		return res
 	}
 	res := s.up.Step(&c.hs, buf, c.remote)
-	switch {
-	case res.Kind == upgrade.Rejected && errors.Is(res.Err, upgrade.ErrNotFound):
+	if res.Kind == upgrade.Rejected && errors.Is(res.Err, upgrade.ErrNotFound) {
 		st.pathRejected.Add(1)
-	case res.Kind == upgrade.Upgraded && lim.forwarded && res.Request.RemoteAddr != c.remote:
-		// A trusted proxy named the client: the per-address limits
-		// apply to it now.
+	}
+	if lim.forwarded && res.Request != nil && res.Request.RemoteAddr != c.remote {
+		// A trusted proxy named the client: it is the connection's
+		// address from now on, and the per-address limits apply to it.
 		c.remote = res.Request.RemoteAddr
-		s.admitAddr(c)
-		if r := c.refusal(); r != refuseNone {
-			pool.Put(res.Response)
-			upgrade.ReleaseRequest(res.Request)
-			return s.step(c, buf[:res.Consumed:res.Consumed]) // the refusal, over the same head
+		if res.Kind == upgrade.Upgraded {
+			s.admitAddr(c)
+			if c.refusal() != refuseNone {
+				pool.Put(res.Response)
+				upgrade.ReleaseRequest(res.Request)
+				return s.step(c, buf[:res.Consumed:res.Consumed]) // the refusal, over the same head
+			}
 		}
 	}
 	return res
