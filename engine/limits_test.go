@@ -74,6 +74,12 @@ func rawExchange(t testing.TB, s *Server, from, data string) (reply, error) {
 // status. The connections that upgraded stay open.
 func flood(t testing.TB, s *Server, from, data string, n int) (map[int]int, []reply) {
 	t.Helper()
+	return floodWith(t, s, from, func(int) string { return data }, n)
+}
+
+// floodWith is flood with the data of exchange i from data(i).
+func floodWith(t testing.TB, s *Server, from string, data func(i int) string, n int) (map[int]int, []reply) {
+	t.Helper()
 	var (
 		mu     sync.Mutex
 		counts = map[int]int{}
@@ -81,17 +87,17 @@ func flood(t testing.TB, s *Server, from, data string, n int) (map[int]int, []re
 		wg     sync.WaitGroup
 		errs   []error
 	)
-	next := make(chan struct{}, n)
-	for range n {
-		next <- struct{}{}
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
 	}
 	close(next)
 	for range 32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range next {
-				r, err := rawExchange(t, s, from, data)
+			for i := range next {
+				r, err := rawExchange(t, s, from, data(i))
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
@@ -537,5 +543,43 @@ func TestTrustForwarded(t *testing.T) {
 	}
 	if st := s.Stats(); st.PerIPRejected != 1 || st.PerIPTable != 3 {
 		t.Fatalf("PerIPRejected %d PerIPTable %d, want 1 and 3", st.PerIPRejected, st.PerIPTable)
+	}
+}
+
+// A flood of handshakes from as many (spoofed) addresses as there are
+// connections, through a trusted balancer: the handshake buckets' table
+// stays at its capacity, and an address over its rate stays limited.
+func TestHandshakeRateTableBoundedUnderSpoofing(t *testing.T) {
+	const n = 3000
+	r := echoing()
+	s := startServer(t, Config{
+		Path:               "/ws",
+		HandshakeRate:      1,
+		HandshakeBurst:     5,
+		HandshakeRateTable: 512,
+		ProxyProtocol:      true,
+		TrustedProxies:     []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}, r)
+	fakeClock(s)
+	abuser := "PROXY TCP4 192.0.2.1 127.0.0.1 1 80\r\n"
+	bystander, err := rawExchange(t, s, "127.0.0.1", abuser+upgradeRequest("/ws", ""))
+	if err != nil || bystander.status != 101 {
+		t.Fatalf("%d %v", bystander.status, err)
+	}
+	counts, _ := floodWith(t, s, "127.0.0.1", func(i int) string {
+		if i%100 == 0 {
+			return abuser + upgradeRequest("/ws", "")
+		}
+		return fmt.Sprintf("PROXY TCP4 10.%d.%d.%d 127.0.0.1 1 80\r\n", i>>16&255, i>>8&255, i&255) +
+			upgradeRequest("/nowhere", "")
+	}, n)
+	// The clock stands still: the abuser has 4 handshakes left of its
+	// burst, then it is refused, its nearly empty bucket never evicted.
+	if counts[404] != n-n/100 || counts[101] != 4 || counts[429] != n/100-4 {
+		t.Fatalf("replies by status %v: want %d × 404 (new addresses), 4 × 101 and %d × 429 (the abuser)", counts, n-n/100, n/100-4)
+	}
+	echoes(t, bufferedConn{bystander.conn, bystander.br}, "unaffected")
+	if st := s.Stats(); st.HandshakeRateTable != 512 || st.HandshakeRateRejected != n/100-4 {
+		t.Fatalf("HandshakeRateTable %d (capacity 512), HandshakeRateRejected %d", st.HandshakeRateTable, st.HandshakeRateRejected)
 	}
 }
