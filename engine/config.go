@@ -232,14 +232,14 @@ type Config struct {
 	// HandshakeRate bounds the handshakes per second of one client address
 	// (as MaxConnsPerIP counts them) with a token bucket that holds
 	// HandshakeBurst (default: HandshakeRate rounded up, at least 1).
-	// A connection over it gets 429 with Retry-After, the time until a
-	// token is due (Stats.HandshakeRateRejected). The buckets live in a
-	// table of fixed size, HandshakeRateTable buckets (default 65,536,
-	// about 2.5 MiB), that a flood of spoofed addresses cannot grow: a
-	// new address takes the fullest bucket of its set of 8, which forgets
-	// nothing unless all 8 belong to clients over their rate. No timer or
-	// goroutine: a bucket is refilled when it is next looked at. Zero: no
-	// limit.
+	// A connection over it gets 429 with Retry-After, the time one token
+	// takes to come in whole seconds (Stats.HandshakeRateRejected). The
+	// buckets live in a table of fixed size, HandshakeRateTable buckets
+	// (default 65,536, about 2.5 MiB), that a flood of spoofed addresses
+	// cannot grow: a new address takes the fullest bucket of its set of 8,
+	// which forgets nothing unless all 8 belong to clients over their
+	// rate. No timer or goroutine: a bucket is refilled when it is next
+	// looked at. Zero: no limit.
 	HandshakeRate      float64
 	HandshakeBurst     int
 	HandshakeRateTable int
