@@ -583,3 +583,59 @@ func TestHandshakeRateTableBoundedUnderSpoofing(t *testing.T) {
 		t.Fatalf("HandshakeRateTable %d (capacity 512), HandshakeRateRejected %d", st.HandshakeRateTable, st.HandshakeRateRejected)
 	}
 }
+
+// Many connections flooding messages at once: every one is closed with
+// 1008, a bystander within its rate is served throughout, and the loops
+// keep buckets only for connections still open.
+func TestReadRateFlood(t *testing.T) {
+	const flooders = 100
+	r := echoing()
+	s := startServer(t, Config{ReadRate: ReadRate{Messages: 20}}, r)
+	fakeClock(s)
+	bystander := dial(t, s, "/", nil)
+	waitOpen(t, r)
+	var burst []byte
+	for range 1000 {
+		burst = append(burst, frameBytes(ws.OpBinary, true, "flood")...)
+	}
+	var wg sync.WaitGroup
+	codes := make(chan ws.StatusCode, flooders)
+	for range flooders {
+		conn := dial(t, s, "/", nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			go func() { _, _ = conn.Write(burst) }()
+			for {
+				f, err := ws.ReadFrame(conn)
+				if err != nil {
+					codes <- 0
+					return
+				}
+				if f.Header.OpCode == ws.OpClose {
+					code, _ := ws.ParseCloseFrameData(f.Payload)
+					answerClose(conn, f.Payload)
+					codes <- code
+					return
+				}
+			}
+		}()
+	}
+	for i := range 10 {
+		echoes(t, bystander, fmt.Sprint("bystander ", i))
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != 1008 {
+			t.Fatalf("a flooder ended with %d, want 1008", code)
+		}
+	}
+	waitFor(t, "the flooders to close", func() bool { return s.Stats().Open == 1 })
+	if st := s.Stats(); st.ReadRateClosed != flooders {
+		t.Fatalf("ReadRateClosed %d, want %d", st.ReadRateClosed, flooders)
+	}
+	if n := readBucketCount(s); n != 1 {
+		t.Fatalf("%d ReadRate buckets held, want the bystander's alone", n)
+	}
+}
