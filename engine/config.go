@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"time"
@@ -219,6 +220,86 @@ type Config struct {
 	// up is closed with 1013.
 	Workers     int
 	WorkerQueue int
+
+	// Operational limits (see limits.go and the README's "Limits and what
+	// bad input gets"). Each is off at its zero value; every refusal is
+	// counted in Stats.
+
+	// MaxConns bounds the server's TCP connections, handshaking and open:
+	// one accepted beyond it is answered 503 Service Unavailable with
+	// Retry-After once its request head has arrived, and closed
+	// (Stats.ConnLimitRejected). It keeps a server from taking on more
+	// clients than its memory or its upstreams are sized for, and tells
+	// the clients to come back rather than letting them time out. The
+	// connections waiting for their 503 count too, for at most
+	// HandshakeTimeout. Zero: no limit but the process's open files.
+	MaxConns int
+
+	// Path, if set, is the one path that upgrades ("/ws"): an upgrade to
+	// another path gets 404 (Stats.PathRejected). Plain HTTP requests go
+	// to HTTPHandler whatever their path. Empty: any path upgrades.
+	Path string
+
+	// MaxConnsPerIP bounds the connections, handshaking and open, of one
+	// client address — an IPv4 address, or an IPv6 /64, since a host is
+	// routinely given a whole /64 — so that one client cannot take the
+	// server's MaxConns for itself. Beyond it: 429 Too Many Requests with
+	// Retry-After (Stats.PerIPRejected). The table behind it holds an
+	// entry per address with live connections, never more. Zero: no
+	// limit. Behind a proxy, set ProxyProtocol or TrustForwarded, or every
+	// client is the proxy.
+	MaxConnsPerIP int
+
+	// HandshakeRate bounds the handshakes per second of one client address
+	// (as MaxConnsPerIP counts them) with a token bucket that holds
+	// HandshakeBurst (default: HandshakeRate rounded up, at least 1).
+	// A connection over it gets 429 with Retry-After, the time one token
+	// takes to come in whole seconds (Stats.HandshakeRateRejected). The
+	// buckets live in a table of fixed size, HandshakeRateTable buckets
+	// (default 65,536, about 2.5 MiB), that a flood of spoofed addresses
+	// cannot grow: a new address takes the fullest bucket of its set of 8,
+	// which forgets nothing unless all 8 belong to clients over their
+	// rate. No timer or goroutine: a bucket is refilled when it is next
+	// looked at. Zero: no limit.
+	HandshakeRate      float64
+	HandshakeBurst     int
+	HandshakeRateTable int
+
+	// RetryAfter is the Retry-After of the 503 for MaxConns and the 429
+	// for MaxConnsPerIP, rounded up to whole seconds. Default 5 s.
+	RetryAfter time.Duration
+
+	// ReadRate bounds what each connection may send: messages and payload
+	// bytes per second. A connection over it is closed with 1008 and a
+	// reason naming the limit (Stats.ReadRateClosed). Conn.SetReadRate
+	// changes it for one connection, from OnOpen (a paying client gets
+	// more). The zero value is no limit. A connection keeps no state for
+	// it until its first message.
+	ReadRate ReadRate
+
+	// ProxyProtocol expects every connection to start with a PROXY
+	// protocol header, version 1 or 2 (HAProxy's, sent by most load
+	// balancers), which gives the client's address. It is accepted only
+	// from peers in TrustedProxies; any other peer is closed at once, and
+	// a malformed header closes the connection with a logged reason
+	// (Stats.ProxyRefused). A LOCAL header (the balancer's own health
+	// check) keeps the peer's address.
+	ProxyProtocol bool
+
+	// TrustForwarded takes the client's address from the X-Forwarded-For
+	// or Forwarded (RFC 7239) header of a handshake, but only when the
+	// peer (or the PROXY protocol's address) is in TrustedProxies: the
+	// rightmost address that is not itself a trusted proxy. Anyone can
+	// write these headers, so an untrusted peer's are ignored.
+	TrustForwarded bool
+
+	// TrustedProxies lists the addresses of the proxies and load balancers
+	// in front of the server, for ProxyProtocol and TrustForwarded.
+	//
+	// The client address they give is what Conn.RemoteAddr returns, what
+	// the logs name, what the per-address limits count and what the
+	// handshake's Request.RemoteAddr holds.
+	TrustedProxies []netip.Prefix
 }
 
 // maxHandshakeQueue is the most Config.HandshakeQueue may be: the queue is
@@ -252,6 +333,9 @@ func (c Config) withDefaults() (Config, error) {
 		if f.v < 0 {
 			return c, fmt.Errorf("herald: Config.%s is negative (%d): use 0 for the default", f.name, f.v)
 		}
+	}
+	if err := c.checkLimits(); err != nil {
+		return c, err
 	}
 	if len(c.Subprotocols) > maxSubprotocols {
 		return c, fmt.Errorf("herald: Config.Subprotocols lists %d subprotocols, more than the %d a server may speak",

@@ -119,6 +119,7 @@ type loopBits uint8
 const (
 	bitPinged  loopBits = 1 << iota // a keepalive ping is outstanding
 	bitDecDead                      // the decoder failed: discard input until the peer goes
+	// 1<<2 and up: the limits' bits (limits.go)
 )
 
 // has reports whether b is set. Loop only.

@@ -51,6 +51,9 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l.add(c)
 	s.active.Add(1)
 	l.stats.accepted.Add(1)
+	if !s.admitAccepted(c) {
+		return nil, gnet.Close
+	}
 	return nil, gnet.None
 }
 
@@ -68,6 +71,12 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 		if w := c.waiting(); w != nil {
 			action = e.parkedRead(c, w, buf) // its hooks run on a worker
 			break
+		}
+		if c.has(bitAwaitProxy) {
+			var ok bool
+			if buf, ok = e.proxyHeader(c, buf); !ok {
+				return c.proxyAction()
+			}
 		}
 		var consumed int
 		consumed, action = e.handshake(c, buf)
@@ -93,7 +102,7 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 // handshake feeds the buffered request bytes to the upgrader. It returns the
 // bytes consumed by the request head, or -1 when the head is incomplete.
 func (e *events) handshake(c *Conn, buf []byte) (int, gnet.Action) {
-	res := e.s.up.Step(&c.hs, buf, c.remote)
+	res := e.s.step(c, buf)
 	switch res.Kind {
 	case upgrade.NeedMore:
 		return -1, gnet.None
@@ -140,6 +149,7 @@ func (s *Server) completeHandshake(c *Conn, res upgrade.Result, reported bool) g
 	}
 	c.state = stateOpen
 	c.opened = true
+	s.limitsOpened(c)
 	s.open.Add(1)
 	if res.Session != nil {
 		c.SetSession(res.Session)
@@ -213,6 +223,9 @@ func (e *events) decodeFrames(c *Conn, d *codec.Decoder, p []byte) gnet.Action {
 			}
 			c.lastMsg = c.loop.now
 			c.loop.stats.messagesIn.Add(1)
+			if c.has(bitReadLimited) && !s.readAllowed(c, len(ev.Payload)) {
+				continue
+			}
 			if ev.Compressed {
 				c.loop.stats.compressedIn.Add(1)
 			}
@@ -261,6 +274,7 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.loop.remove(c)
 	c.loop.dropDecoder(c)
 	c.account(0)
+	s.limitsClosed(c)
 	why := c.closeReason(err)
 	if w := c.waiting(); w != nil {
 		c.unpark(w, ErrClosed) // the hooks' late answer is dropped

@@ -73,6 +73,10 @@ type loop struct {
 	share int64
 
 	stats loopStats
+
+	// readRates holds the ReadRate buckets of the loop's connections that
+	// have a ReadRate and have sent a message (limits.go).
+	readRates map[*Conn]*readBuckets
 }
 
 // Index is the loop's position among the server's loops: 0, 1, 2... in the

@@ -68,6 +68,8 @@ type Server struct {
 	closeHooks atomic.Pointer[[]func(looplink.Conn)]
 	// testClock, if set by a test, replaces the monotonic clock.
 	testClock atomic.Pointer[func() time.Duration]
+
+	lim limits // the operational limits (limits.go)
 }
 
 // New validates cfg, applies its defaults and returns a server that is not
@@ -82,6 +84,8 @@ func New(cfg Config, h Handler) (*Server, error) {
 	}
 	up, err := upgrade.New(upgrade.Config{
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		Path:           cfg.Path,
+		ClientAddr:     forwardedClient(cfg),
 		OriginPatterns: cfg.OriginPatterns,
 		CheckOrigin:    cfg.CheckOrigin,
 		Authorize:      cfg.Authorize,
@@ -106,6 +110,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 		stopTick: make(chan struct{}),
 	}
 	s.memReturn.threshold = cfg.ReturnMemoryAfter
+	s.lim = newLimits(cfg)
 	s.subprotocols = append([]string(nil), cfg.Subprotocols...)
 	s.pingH, _ = h.(PingHandler)
 	s.pongH, _ = h.(PongHandler)
@@ -292,6 +297,7 @@ func (s *Server) Stats() Stats {
 		st.InboxDepth += int64(len(l.inbox))
 		l.mu.Unlock()
 	}
+	s.lim.addTo(&st)
 	return st
 }
 

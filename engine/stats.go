@@ -36,6 +36,17 @@ type Stats struct {
 	BytesIn             uint64 // bytes read from clients, handshakes included
 	BytesOut            uint64 // bytes written to clients (handed to the socket or to gnet's buffer), Send and the broadcast hub included
 	InboxDepth          int64  // tasks queued to the loops from other goroutines and not yet run, now
+
+	// The operational limits' answers (see Config.MaxConns and below).
+	// The four handshake refusals count in Rejected too.
+	ConnLimitRejected     uint64 // handshakes answered 503 for MaxConns
+	PathRejected          uint64 // upgrades answered 404 for Path
+	PerIPRejected         uint64 // handshakes answered 429 for MaxConnsPerIP
+	HandshakeRateRejected uint64 // handshakes answered 429 for HandshakeRate
+	ReadRateClosed        uint64 // connections closed (1008) for ReadRate
+	ProxyRefused          uint64 // connections closed for a missing, untrusted or malformed PROXY header
+	PerIPTable            int    // client addresses with live connections in MaxConnsPerIP's table, now
+	HandshakeRateTable    int    // buckets in use in HandshakeRate's table (at most its capacity), now
 	// Closes counts upgraded connections by the code of the close frame
 	// that ended them, whoever sent it (see CloseCounts).
 	Closes CloseCounts
@@ -83,6 +94,7 @@ type loopStats struct {
 	hookTimeouts, hookQueueFull                    atomic.Uint64
 	hooksPending                                   atomic.Int64
 	closes                                         [17]atomic.Uint64 // by closeSlot
+	lim                                            limitStats
 }
 
 func (s *loopStats) addTo(t *Stats) {
@@ -112,4 +124,5 @@ func (s *loopStats) addTo(t *Stats) {
 		t.Closes.ByCode[i] += s.closes[i].Load()
 	}
 	t.Closes.Application += s.closes[16].Load()
+	s.lim.addTo(t)
 }

@@ -50,13 +50,17 @@ var (
 	batchesDesc       = desc("hub_batches_total", "Batch deliveries run by the event loops.")
 	deliveriesDesc    = desc("hub_deliveries_total", "Messages written to subscribers.")
 	slowDesc          = desc("hub_slow_total", "Messages to slow subscribers, by what their topic's policy did.", "action")
+	limitRejectsDesc  = desc("handshake_limit_rejections_total", "Handshakes refused by an operational limit (also in herald_handshakes_total{outcome=\"rejected\"}): conn_limit (503, MaxConns), path (404, Path), per_ip (429, MaxConnsPerIP), handshake_rate (429, HandshakeRate).", "limit")
+	proxyRefusedDesc  = desc("proxy_refused_total", "Connections closed for a missing, untrusted or malformed PROXY protocol header.")
+	limitTablesDesc   = desc("limit_table_entries", "Entries in the per-address tables: per_ip (addresses with live connections), handshake_rate (token buckets in use, at most the table's capacity).", "table")
 )
 
 // Describe sends the descriptors of every series the Collector can export.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{connectionsDesc, outboundDesc, acceptedDesc, handshakesDesc,
 		httpServedDesc, closesDesc, panicsDesc, receivedDesc, sentDesc, memReturnsDesc,
-		closeCodesDesc, bytesInDesc, bytesOutDesc, inboxDesc, hooksPendingDesc, hookRefusedDesc} {
+		closeCodesDesc, bytesInDesc, bytesOutDesc, inboxDesc, hooksPendingDesc, hookRefusedDesc,
+		limitRejectsDesc, proxyRefusedDesc, limitTablesDesc} {
 		ch <- d
 	}
 	if c.hub != nil {
@@ -104,9 +108,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		{"pong_timeout", st.PongTimeouts},
 		{"write_timeout", st.WriteTimeouts},
 		{"idle", st.IdleClosed},
+		{"read_rate", st.ReadRateClosed},
 	} {
 		counter(closesDesc, r.n, r.reason)
 	}
+	counter(limitRejectsDesc, st.ConnLimitRejected, "conn_limit")
+	counter(limitRejectsDesc, st.PathRejected, "path")
+	counter(limitRejectsDesc, st.PerIPRejected, "per_ip")
+	counter(limitRejectsDesc, st.HandshakeRateRejected, "handshake_rate")
+	counter(proxyRefusedDesc, st.ProxyRefused)
+	gauge(limitTablesDesc, float64(st.PerIPTable), "per_ip")
+	gauge(limitTablesDesc, float64(st.HandshakeRateTable), "handshake_rate")
 	counter(panicsDesc, st.Panics)
 	counter(receivedDesc, st.MessagesIn)
 	counter(sentDesc, st.MessagesOut)

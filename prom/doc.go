@@ -21,12 +21,15 @@
 //
 // Gauges: herald_connections (open or handshaking), herald_outbound_bytes
 // (written, not yet taken by the peers' sockets), herald_hub_topics,
-// herald_hub_subscriptions.
+// herald_hub_subscriptions, herald_limit_table_entries by table (per_ip,
+// handshake_rate).
 //
 // Counters: herald_accepted_total; herald_handshakes_total by outcome
 // (upgraded, rejected, timeout); herald_http_served_total;
 // herald_closes_total by reason (protocol_error, slow_consumer, budget,
-// worker_backlog, pong_timeout, write_timeout, idle); herald_panics_total;
+// worker_backlog, pong_timeout, write_timeout, idle, read_rate);
+// herald_handshake_limit_rejections_total by limit (conn_limit, path,
+// per_ip, handshake_rate); herald_proxy_refused_total; herald_panics_total;
 // herald_messages_received_total; herald_messages_sent_total (Conn.Send);
 // herald_memory_returns_total; herald_hub_published_total;
 // herald_hub_batches_total; herald_hub_deliveries_total;

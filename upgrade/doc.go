@@ -45,6 +45,7 @@
 // failure wins:
 //
 //   - the head parses as HTTP/1.x with exactly one Host (HTTP/1.1), else 400;
+//   - with Config.Path, an upgrade must ask for that path, else 404;
 //   - an upgrade must be HTTP/1.1 (else 400) and a GET (else 405, Allow: GET);
 //   - every Connection line must be a token list holding "upgrade", and
 //     every Upgrade line must be exactly "websocket" (any case), else 400:

@@ -25,6 +25,12 @@ type Config struct {
 	// and the empty line. A longer head gets 431. Default 8 KiB.
 	MaxHeaderBytes int
 
+	// Path, if set, is the one path that upgrades ("/ws"): an upgrade to
+	// any other path gets 404, before the other checks and hooks. It is
+	// compared with Request.Path (decoded, without the query). Plain HTTP
+	// requests go to HTTPHandler whatever their path. Empty: any path.
+	Path string
+
 	// OriginPatterns widens the same-origin policy: a request whose Origin
 	// host matches one of these globs is accepted. The syntax is
 	// path.Match's, compared case-insensitively; a pattern holding "://" is
@@ -62,6 +68,12 @@ type Config struct {
 	// is true. False declines every offer; offers are still checked for
 	// syntax either way.
 	Compression bool
+
+	// ClientAddr, if set, is asked for the client's address once the head
+	// is parsed, before any check or hook sees the Request: behind a
+	// proxy, the address it vouches for in X-Forwarded-For or Forwarded.
+	// A nil result keeps the peer's. It becomes Request.RemoteAddr.
+	ClientAddr func(r *Request) net.Addr
 
 	// HTTPHandler serves requests that are not WebSocket upgrade attempts
 	// (health checks, metrics, a static page). It runs synchronously on the
@@ -222,8 +234,16 @@ func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
 	if perr != nil {
 		return u.refuseErr(r, n, perr)
 	}
+	if f := u.cfg.ClientAddr; f != nil {
+		if a := f(r); a != nil {
+			r.RemoteAddr = a
+		}
+	}
 	if !isUpgradeAttempt(r.Header) {
 		return u.serveHTTP(r, n)
+	}
+	if f := u.checkPath(r); f.cause != nil {
+		return u.refuse(r, n, f)
 	}
 	o, f := u.checkUpgrade(r)
 	if f.cause != nil {
