@@ -64,7 +64,9 @@ type Compression struct {
 // sensible default, so Config{Addr: ":8080"} is a complete configuration.
 type Config struct {
 	// Addr is the TCP address to listen on, "host:port". Port 0 picks a free
-	// port; Server.Addr reports it.
+	// port; Server.Addr reports it. Empty means no listener of its own: the
+	// server takes connections only through ServeHTTP, mounted on a
+	// net/http router (see Server.ServeHTTP).
 	Addr string
 
 	// Loops is the number of event loops. Default: GOMAXPROCS, which
@@ -196,7 +198,8 @@ type Config struct {
 
 	// HTTPHandler serves requests that are not WebSocket upgrades (a health
 	// check, a static page). Without it they get 426 Upgrade Required. It
-	// runs on the event loop: it must be quick and must not block.
+	// runs on the event loop: it must be quick and must not block. Mounted
+	// on net/http (ServeHTTP), the router serves plain HTTP: it is not used.
 	HTTPHandler http.Handler
 
 	// Logger receives the server's logs, gnet's included. Default:
@@ -313,8 +316,8 @@ const maxSubprotocols = 255
 // withDefaults returns a copy of c with defaults applied, or an error that
 // names the invalid field and the rule it breaks.
 func (c Config) withDefaults() (Config, error) {
-	if c.Addr == "" {
-		return c, errors.New("herald: Config.Addr is empty: give a host:port to listen on")
+	if c.Addr == "" && c.ReusePort {
+		return c, errors.New("herald: Config.ReusePort without Config.Addr: a server mounted only has no port to share")
 	}
 	for _, f := range []struct {
 		name string

@@ -21,18 +21,24 @@ type events struct {
 func (e *events) OnBoot(eng gnet.Engine) gnet.Action {
 	s := e.s
 	s.eng = eng
-	addr, err := listenAddr(eng)
-	if err != nil {
-		s.log.Warn("herald: cannot read the listen address", "err", err)
+	if s.cfg.Addr != "" { // else mounted only: the listener is internal
+		addr, err := listenAddr(eng)
+		if err != nil {
+			s.log.Warn("herald: cannot read the listen address", "err", err)
+		}
+		s.addr = addr
 	}
-	s.addr = addr
 	close(s.booted)
 	return gnet.None
 }
 
 func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := e.s
+	m, _ := gc.Context().(*mount) // handed over by ServeHTTP, already upgraded
 	if s.draining.Load() {
+		if m != nil {
+			return e.refuseMount(gc, m), gnet.Close
+		}
 		return nil, gnet.Close
 	}
 	l := s.loopOf(gc.EventLoop())
@@ -51,6 +57,9 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l.add(c)
 	s.active.Add(1)
 	l.stats.accepted.Add(1)
+	if m != nil {
+		return e.openMount(c, m) // its limits were applied before the upgrade
+	}
 	if !s.admitAccepted(c) {
 		return nil, gnet.Close
 	}
@@ -147,6 +156,18 @@ func (s *Server) completeHandshake(c *Conn, res upgrade.Result, reported bool) g
 		}
 		return gnet.Close
 	}
+	if !s.becomeOpen(c, &res) {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// becomeOpen makes c, whose handshake res upgraded, an open WebSocket
+// connection: it takes on the negotiated subprotocol, extension and
+// session, and runs OnOpen with the 101 held back until OnOpen returns.
+// Native and mounted connections (ServeHTTP) both become open here. It
+// reports false if c was closed meanwhile.
+func (s *Server) becomeOpen(c *Conn, res *upgrade.Result) bool {
 	c.state = stateOpen
 	c.opened = true
 	s.limitsOpened(c)
@@ -170,10 +191,7 @@ func (s *Server) completeHandshake(c *Conn, res upgrade.Result, reported bool) g
 	}
 	c.aux.hello = res.Response
 	s.dispatchOpen(c)
-	if c.state == stateClosed {
-		return gnet.Close
-	}
-	return gnet.None
+	return c.state != stateClosed
 }
 
 // readFrames decodes every frame in p and acts on it, with c's own decoder

@@ -112,7 +112,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{}, "Config.Addr is empty"},
+		{Config{ReusePort: true}, "Config.ReusePort without Config.Addr"},
 		{Config{Addr: ":0", Loops: -1}, "Config.Loops is negative"},
 		{Config{Addr: ":0", MaxOutboundBytes: -1}, "Config.MaxOutboundBytes is negative"},
 		{Config{Addr: ":0", IdleTimeout: -time.Second}, "Config.IdleTimeout is negative"},

@@ -60,7 +60,12 @@ func (s *Server) footprint() int64 {
 
 // maybeReturnMemory runs on the timer goroutine after each sweep.
 func (s *Server) maybeReturnMemory() {
-	if s.returning.Load() || !s.memReturn.observe(s.footprint(), s.clock()) {
+	if s.returning.Load() {
+		return
+	}
+	now := s.clock()
+	drop := s.memReturn.observe(s.footprint(), now)
+	if due := s.mnt.garbageDue(&s.memReturn, now, drop); !drop && !due {
 		return
 	}
 	s.returning.Store(true)

@@ -58,6 +58,8 @@ type Server struct {
 	eng       gnet.Engine
 	addr      net.Addr
 	booted    chan struct{}
+	ready     chan struct{} // closed once the loops run: ServeHTTP may hand them connections
+	mnt       mountState
 	stopped   chan struct{} // closed when gnet.Run has returned
 	runErr    error
 	stopTick  chan struct{}
@@ -106,11 +108,13 @@ func New(cfg Config, h Handler) (*Server, error) {
 		loops:    make(map[gnet.EventLoop]*loop),
 		epoch:    time.Now(),
 		booted:   make(chan struct{}),
+		ready:    make(chan struct{}),
 		stopped:  make(chan struct{}),
 		stopTick: make(chan struct{}),
 	}
 	s.memReturn.threshold = cfg.ReturnMemoryAfter
 	s.lim = newLimits(cfg)
+	s.mnt.enrolling = make(chan struct{}, 2*cfg.Loops)
 	s.subprotocols = append([]string(nil), cfg.Subprotocols...)
 	s.pingH, _ = h.(PingHandler)
 	s.pongH, _ = h.(PongHandler)
@@ -147,7 +151,7 @@ func (s *Server) Start() error {
 		return errors.New("herald: Start: server already started")
 	}
 	select {
-	case <-s.booted:
+	case <-s.ready:
 		go s.tick()
 		return nil
 	case <-s.stopped:
@@ -168,7 +172,12 @@ func (s *Server) run() {
 		// Set on the listener: accepted sockets inherit it.
 		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SocketSendBuffer))
 	}
-	err := gnet.Run(&events{s: s}, "tcp://"+s.cfg.Addr, opts...)
+	opts = append(opts, s.mountOptions()...)
+	target, err := s.listenTarget()
+	if err == nil {
+		err = gnet.Run(&events{s: s}, target, opts...)
+		s.removeMountDir()
+	}
 	if err != nil {
 		err = fmt.Errorf("herald: serve %s: %w", s.cfg.Addr, err)
 	}
@@ -246,7 +255,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	poll := time.NewTicker(5 * time.Millisecond)
 	defer poll.Stop()
 wait:
-	for s.active.Load() > 0 {
+	for s.active.Load() > 0 || s.mnt.inFlight.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			result = ctx.Err()
@@ -290,6 +299,7 @@ func (s *Server) protoIndex(p string) uint8 {
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
 	st := Stats{Active: s.active.Load(), Open: s.open.Load(), Panics: s.panics.Load(), MemoryReturns: s.memoryReturns.Load()}
+	s.mnt.addTo(&st)
 	for _, l := range *s.loopList.Load() {
 		l.stats.addTo(&st)
 		st.OutboundBytes += l.held.Load()

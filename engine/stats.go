@@ -13,6 +13,7 @@ type Stats struct {
 	Accepted            uint64 // TCP connections accepted
 	Upgraded            uint64 // successful WebSocket handshakes
 	Rejected            uint64 // handshakes answered with an HTTP error
+	Mounted             uint64 // connections upgraded by ServeHTTP and handed to a loop (counted in Accepted and Upgraded too)
 	HTTPServed          uint64 // plain HTTP requests served by Config.HTTPHandler
 	HandshakeTimeouts   uint64 // connections dropped for a slow handshake
 	HandshakesPending   int64  // handshakes waiting for CheckOrigin or Authorize on the handshake workers, now

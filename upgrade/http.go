@@ -19,12 +19,7 @@ const MaxHTTPReplyBytes = 1 << 20
 func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 	h := u.cfg.HTTPHandler
 	if h == nil {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return u.refuse(r, n, refused(http.StatusUpgradeRequired, "this endpoint speaks WebSocket only", "", ErrUpgradeRequired))
-		}
-		f := refused(http.StatusMethodNotAllowed, ErrMethodNotAllowed.Error(), r.Method, ErrMethodNotAllowed)
-		f.reply.extra = hdrAllowGet
-		return u.refuse(r, n, f)
+		return u.upgradeRequired(r, n)
 	}
 	r.share() // the handler gets its fields and its Header map
 	target, err := url.ParseRequestURI(r.RequestURI)
@@ -68,6 +63,17 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 		Request:  r,
 		Status:   w.status,
 	}
+}
+
+// upgradeRequired refuses a request that is not an upgrade attempt when no
+// HTTPHandler serves it: 426 for GET and HEAD, 405 for other methods.
+func (u *Upgrader) upgradeRequired(r *Request, n int) Result {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return u.refuse(r, n, refused(http.StatusUpgradeRequired, "this endpoint speaks WebSocket only", "", ErrUpgradeRequired))
+	}
+	f := refused(http.StatusMethodNotAllowed, ErrMethodNotAllowed.Error(), r.Method, ErrMethodNotAllowed)
+	f.reply.extra = hdrAllowGet
+	return u.refuse(r, n, f)
 }
 
 // runHandler serves r, turning a panic into a *PanicError. What the

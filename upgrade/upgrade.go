@@ -245,6 +245,12 @@ func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
 	if f := u.checkPath(r); f.cause != nil {
 		return u.refuse(r, n, f)
 	}
+	return u.judge(r, n)
+}
+
+// judge decides an upgrade attempt from its parsed request: the protocol
+// rules, Origin, then Authorize and the 101. Step and UpgradeHTTP share it.
+func (u *Upgrader) judge(r *Request, n int) Result {
 	o, f := u.checkUpgrade(r)
 	if f.cause != nil {
 		return u.refuse(r, n, f)

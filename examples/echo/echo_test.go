@@ -95,13 +95,18 @@ func (c *client) next() (byte, []byte) {
 }
 
 func TestEchoRoundTripAndShutdown(t *testing.T) {
+	t.Run("listener", func(t *testing.T) { echoRoundTripAndShutdown(t) })
+	t.Run("mounted on net/http", func(t *testing.T) { echoRoundTripAndShutdown(t, "-mount") })
+}
+
+func echoRoundTripAndShutdown(t *testing.T, args ...string) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	out, outW := io.Pipe()
 	stderr := &syncBuffer{}
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, []string{"-addr", "127.0.0.1:0"}, outW, stderr)
+		exit <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), outW, stderr)
 		outW.Close()
 	}()
 	go func() { // unblock run's prints after the first line if the test fails

@@ -12,6 +12,11 @@
 // negotiation. A client holds at most one unread 64 MiB echo (plus 1 MiB);
 // all clients together at most -max-outbound-total (512 MiB); a client
 // that reads nothing for 10 s is closed.
+//
+// With -mount the same server is mounted on net/http instead of listening
+// itself: an http.Server on -addr serves it as its handler, which upgrades
+// and hands every connection to herald's event loops. It is the interop
+// and memory target of the mounted path.
 package main
 
 import (
@@ -20,6 +25,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -45,6 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"bytes of unread echoes the server holds for all clients together; past it, a client that does not read is closed (1008)")
 	compression := fs.Bool("compression", true, "negotiate permessage-deflate when a client offers it (no context takeover, no state per connection)")
 	minSize := fs.Int("compression-min-size", engine.DefaultCompressionMinSize, "with -compression, the smallest echo sent compressed, in bytes")
+	mount := fs.Bool("mount", false, "serve herald mounted on net/http: an http.Server listens on -addr and hands upgraded connections to herald's loops")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -55,7 +63,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	srv, err := newServer(*addr, *budget, engine.Compression{Enabled: *compression, MinSize: *minSize}, logger)
+	own := *addr
+	if *mount {
+		own = "" // no listener of its own: net/http's hands connections over
+	}
+	srv, err := newServer(own, *budget, engine.Compression{Enabled: *compression, MinSize: *minSize}, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -64,12 +76,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "herald echo listening on %s\n", srv.Addr())
+	listening := srv.Addr()
+	var hs *http.Server
+	if *mount {
+		ln, err := net.Listen("tcp", *addr)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			_ = srv.Shutdown(context.Background())
+			return 1
+		}
+		hs = mounted(srv, logger)
+		go func() { _ = hs.Serve(ln) }()
+		listening = ln.Addr()
+		logger.Info("herald echo mounted on net/http", "addr", listening)
+	}
+	fmt.Fprintf(stdout, "herald echo listening on %s\n", listening)
 	<-ctx.Done()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if hs != nil {
+		// Stops accepting; the connections herald holds are not net/http's.
+		_ = hs.Shutdown(shutdownCtx)
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("shutdown", "err", err)
 	}
 	return 0
+}
+
+// mounted is the http.Server of -mount: herald's server is its handler, on
+// every path, as the bench contract's echo upgrades on any path.
+func mounted(srv *engine.Server, logger *slog.Logger) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/", srv)
+	return &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: engine.DefaultHandshakeTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
 }

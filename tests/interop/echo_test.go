@@ -272,3 +272,12 @@ func inFlightSize(i int) int {
 		return i % 300
 	}
 }
+
+// eachPath runs f against the echo served both ways: on its own listener,
+// and mounted on net/http (-mount), where net/http completes the handshake
+// and hands the connection to herald's loops. path is the echo's flags for
+// the way.
+func eachPath(t *testing.T, f func(t *testing.T, path ...string)) {
+	t.Run("listener", func(t *testing.T) { f(t) })
+	t.Run("mounted", func(t *testing.T) { f(t, "-mount") })
+}

@@ -3,6 +3,8 @@
 # runs the Go clients (gorilla/websocket, coder/websocket) with the race
 # detector and the node tests (ws, and Chromium through playwright-core; the
 # browser tests also load the ticker and chat examples' pages, built here too).
+# The Go tests and the echo's node tests run against both of the echo's
+# paths: its own listener, and mounted on net/http (-mount).
 # Run setup.sh first on a new machine.
 set -euo pipefail
 
@@ -27,4 +29,6 @@ echo "== interop: Go clients"
 (cd "$here" && go test -race -count=1 -timeout 5m ./...) || status=1
 echo "== interop: node (ws, chromium)"
 (cd "$here/node" && node --test --test-concurrency=1 test/) || status=1
+echo "== interop: node (ws, chromium) against the echo mounted on net/http"
+(cd "$here/node" && HERALD_ECHO_MOUNT=1 node --test --test-concurrency=1 test/ws.test.mjs test/chromium.test.mjs) || status=1
 exit "$status"

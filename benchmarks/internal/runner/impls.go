@@ -42,6 +42,11 @@ func (im *Impl) Command(ctx context.Context, mode string, flags []string) *exec.
 // AllImpls lists the servers in report order: herald first.
 var AllImpls = []string{"herald", "uws", "nbio", "gws", "gorilla", "ws"}
 
+// ExtraImpls are servers a run includes only when -impls names them:
+// herald-mount is herald's echo mounted on net/http (examples/echo
+// -mount), to compare the mounted path's cost with the native one's.
+var ExtraImpls = []string{"herald-mount"}
+
 // Layout locates the harness: Bench is the benchmarks module, Root the
 // herald repository, Bin where built binaries go.
 type Layout struct {
@@ -119,6 +124,16 @@ func Build(ctx context.Context, lay Layout, names []string, logf func(string, ..
 				}
 				return append([]string{bin}, flags...)
 			}
+		case "herald-mount":
+			im.Label = "herald " + gitRev(lay.Root) + " mounted on net/http"
+			echo := filepath.Join(lay.Bin, "herald-echo")
+			if err := goBuild(ctx, lay.Root, echo, "./examples/echo"); err != nil {
+				im.missing["echo"] = "not available: examples/echo does not build: " + err.Error()
+			}
+			im.missing["ticker"] = "not available: the ticker example is not mounted"
+			im.argv = func(_ string, flags []string) []string {
+				return append([]string{echo, "-mount"}, flags...)
+			}
 		case "gorilla", "nbio", "gws":
 			mod := map[string]string{"gorilla": "github.com/gorilla/websocket", "nbio": "github.com/lesismal/nbio", "gws": "github.com/lxzan/gws"}[name]
 			im.Label = strings.TrimPrefix(mod, "github.com/") + " " + versions[mod]
@@ -146,7 +161,7 @@ func Build(ctx context.Context, lay Layout, names []string, logf func(string, ..
 				return append([]string{"node", script, mode}, flags...)
 			}
 		default:
-			return "", nil, fmt.Errorf("unknown server %q (known: %s)", name, strings.Join(AllImpls, ", "))
+			return "", nil, fmt.Errorf("unknown server %q (known: %s)", name, strings.Join(append(AllImpls[:len(AllImpls):len(AllImpls)], ExtraImpls...), ", "))
 		}
 		impls = append(impls, im)
 	}

@@ -33,14 +33,17 @@ function echoBin() {
 export const deflateAnswer = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
 
 /**
- * Starts an echo server on 127.0.0.1 with a free port, with args after its
- * address (-v makes it log each connection's permessage-deflate
+ * Starts an echo server on 127.0.0.1 with a free port (mounted on net/http
+ * when HERALD_ECHO_MOUNT is 1), with args after its address (-v makes it log each connection's permessage-deflate
  * negotiation: see sawDeflate).
  * @returns {Promise<{addr: string, url: string, proc: import('node:child_process').ChildProcess,
  *   stderr: () => string, terminate: () => Promise<{code: number|null, signal: string|null}>}>}
  */
 export async function startEcho(args = []) {
-  const proc = spawn(echoBin(), ['-addr', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // HERALD_ECHO_MOUNT=1 runs the echo mounted on net/http (-mount): the
+  // same tests then cover the mounted path.
+  const mount = process.env.HERALD_ECHO_MOUNT === '1' ? ['-mount'] : [];
+  const proc = spawn(echoBin(), ['-addr', '127.0.0.1:0', ...mount, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
   const exited = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
