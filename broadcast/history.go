@@ -50,6 +50,12 @@ type HistoryOptions struct {
 	// Envelope). Messages arriving from a Bus are wrapped too, by this
 	// hub, with its positions.
 	Envelope Envelope
+	// Sequencer, if set, gives the topics' messages their positions
+	// outside the hub, the same on every node (see Sequencer): a publish
+	// goes to it, and it delivers through DeliverSequenced. Requires Size
+	// > 0. Until its first message arrives, a topic's history has the
+	// empty epoch.
+	Sequencer Sequencer
 }
 
 // DefaultIdleTTL is HistoryOptions.IdleTTL when left zero.
@@ -83,6 +89,7 @@ type histState struct {
 	buf     []byte
 
 	sweepOnce sync.Once
+	sequenced atomic.Bool // a configuration has a Sequencer
 
 	// totals over all histories, under mu's read side and each history's
 	// lock: kept with atomics in the counters below.
@@ -130,6 +137,8 @@ func (h *Hub) SetHistory(pattern string, o HistoryOptions) error {
 		return fmt.Errorf("broadcast: HistoryOptions.MaxAge is negative (%v)", o.MaxAge)
 	case o.IdleTTL < 0:
 		return fmt.Errorf("broadcast: HistoryOptions.IdleTTL is negative (%v)", o.IdleTTL)
+	case o.Sequencer != nil && o.Size == 0:
+		return errors.New("broadcast: HistoryOptions.Sequencer needs a history (Size > 0)")
 	}
 	if o.IdleTTL == 0 {
 		o.IdleTTL = DefaultIdleTTL
@@ -160,6 +169,11 @@ func (h *Hub) SetHistory(pattern string, o HistoryOptions) error {
 			hs.forget(hi)
 		}
 	}
+	seq := false
+	for _, c := range hs.confs {
+		seq = seq || c.opts.Sequencer != nil
+	}
+	hs.sequenced.Store(seq)
 	h.histOn.Store(len(hs.confs) > 0)
 	// The sweep runs on a loop that has a shard; one created later starts
 	// it otherwise (newShard).
@@ -222,7 +236,10 @@ func (hs *histState) lookup(topic string, now time.Duration) (*topicConf, *histo
 		return c, nil
 	}
 	if hi = hs.hists[topic]; hi == nil {
-		hi = &history{topic: topic, epoch: newEpoch(), next: 1, last: now}
+		hi = &history{topic: topic, next: 1, last: now}
+		if c.opts.Sequencer == nil {
+			hi.epoch = newEpoch() // a sequenced topic's comes with its messages
+		}
 		hs.hists[topic] = hi
 		hs.counters.topics.Add(1)
 	}
@@ -263,6 +280,11 @@ func (h *Hub) publishConfigured(msgs []Message) {
 		c, hi := hs.lookup(m.Topic, now)
 		if c == nil {
 			out = append(out, m)
+			continue
+		}
+		if c.opts.Sequencer != nil {
+			// From a Bus: a sequenced topic's messages have no position
+			// but their Sequencer's, and arrive through it.
 			continue
 		}
 		var pos Position

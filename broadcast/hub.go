@@ -303,6 +303,14 @@ func (h *Hub) PublishBatch(msgs []Message) error {
 	if h.srv.Closed() {
 		return fmt.Errorf("broadcast: publish: %w", engine.ErrClosed)
 	}
+	var seqErr error
+	if h.histOn.Load() {
+		// Sequenced topics' messages go to their Sequencer, which
+		// delivers them everywhere (sequence.go).
+		if msgs, seqErr = h.sequence(msgs); len(msgs) == 0 {
+			return seqErr
+		}
+	}
 	var busErr error
 	if h.opts.Bus != nil {
 		// A broker that is away must not stop local delivery: the local
@@ -312,6 +320,9 @@ func (h *Hub) PublishBatch(msgs []Message) error {
 		}
 	}
 	h.deliverLocal(msgs)
+	if seqErr != nil {
+		return seqErr
+	}
 	return busErr
 }
 
