@@ -452,7 +452,8 @@ func (h *Hub) Position(topic string) (Position, error) {
 // during the call only; with an Envelope it is the envelope). It returns
 // the topic's current position, and recovered: whether the history holds
 // every message after since — false when since is of another epoch, older
-// than the history's oldest message, or newer than its newest, and when
+// than the history's oldest message, or newer than its newest (but for a
+// sequenced topic, where this node may lag behind another), and when
 // more than max messages were missed (max > 0); fn is then not called. A
 // nil since only returns the position. A topic without history returns
 // ErrNoHistory.
@@ -489,8 +490,15 @@ func (h *Hub) Recover(topic string, since *Position, max int, fn func(offset uin
 // held (for reading: expired messages are skipped, not trimmed).
 func (hi *history) recover(o *HistoryOptions, since *Position, max int, now time.Duration, fn func(uint64, engine.MessageType, []byte)) bool {
 	top := hi.next - 1
-	if since.Epoch != hi.epoch || since.Offset > top {
+	if since.Epoch != hi.epoch {
 		return false
+	}
+	if since.Offset > top {
+		// Beyond the newest: a bogus position, unless the topic is
+		// sequenced and this node has not read as far as the one the
+		// client came from. The client then already has what is on its
+		// way here, and drops it by its offset.
+		return o.Sequencer != nil
 	}
 	missed := top - since.Offset
 	if missed == 0 {

@@ -104,6 +104,10 @@ type History struct {
 	MaxAge time.Duration
 	// IdleTTL: see broadcast.HistoryOptions.IdleTTL. Default 24 hours.
 	IdleTTL time.Duration
+	// Sequencer, if set, gives positions the same on every node (the NATS
+	// module's Stream, over JetStream): see broadcast.Sequencer. A
+	// publish is then a broker round trip: not from an event loop.
+	Sequencer broadcast.Sequencer
 }
 
 // Server serves the protocol for one hub. Its methods are safe from any
@@ -140,7 +144,7 @@ func New(hub *broadcast.Hub, opts Options) *Server {
 // when h.Size > 0. It configures the hub's SetHistory for the pattern.
 func (s *Server) Topics(pattern string, h History) error {
 	err := s.hub.SetHistory(pattern, broadcast.HistoryOptions{
-		Size: h.Size, MaxAge: h.MaxAge, IdleTTL: h.IdleTTL, Envelope: Envelope,
+		Size: h.Size, MaxAge: h.MaxAge, IdleTTL: h.IdleTTL, Envelope: Envelope, Sequencer: h.Sequencer,
 	})
 	if err != nil {
 		return err
