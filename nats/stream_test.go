@@ -29,7 +29,9 @@ type histNode struct {
 	stream *Stream
 }
 
-type lateHandler struct{ h atomic.Pointer[engine.Handler] }
+type lateHandler struct {
+	h atomic.Pointer[engine.Handler]
+}
 
 func (l *lateHandler) OnOpen(c *engine.Conn) { (*l.h.Load()).OnOpen(c) }
 func (l *lateHandler) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
