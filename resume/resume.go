@@ -406,3 +406,16 @@ func (h *handler) OnClose(c *engine.Conn, err error) {
 		h.app.OnClose(c, err)
 	}
 }
+
+// OnPing and OnPong pass the application's optional callbacks through.
+func (h *handler) OnPing(c *engine.Conn, data []byte) {
+	if p, ok := h.app.(engine.PingHandler); ok {
+		p.OnPing(c, data)
+	}
+}
+
+func (h *handler) OnPong(c *engine.Conn, data []byte) {
+	if p, ok := h.app.(engine.PongHandler); ok {
+		p.OnPong(c, data)
+	}
+}
