@@ -48,6 +48,9 @@ var (
 	batchesDesc       = desc("hub_batches_total", "Batch deliveries run by the event loops.")
 	deliveriesDesc    = desc("hub_deliveries_total", "Messages written to subscribers.")
 	slowDesc          = desc("hub_slow_total", "Messages to slow subscribers, by what their topic's policy did.", "action")
+	historyTopicsDesc = desc("hub_history_topics", "Topics with a history (Hub.SetHistory).")
+	historyMsgsDesc   = desc("hub_history_messages", "Messages held in topics' histories.")
+	historyBytesDesc  = desc("hub_history_bytes", "Bytes retained by the histories' buffers.")
 )
 
 // Describe sends the descriptors of every series the Collector can export.
@@ -58,7 +61,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	if c.hub != nil {
-		for _, d := range []*prometheus.Desc{topicsDesc, subscriptionsDesc, publishedDesc, batchesDesc, deliveriesDesc, slowDesc, latencyDesc} {
+		for _, d := range []*prometheus.Desc{topicsDesc, subscriptionsDesc, publishedDesc, batchesDesc, deliveriesDesc, slowDesc, latencyDesc,
+			historyTopicsDesc, historyMsgsDesc, historyBytesDesc} {
 			ch <- d
 		}
 	}
@@ -119,6 +123,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(slowDesc, hs.Conflated, "conflated")
 	counter(slowDesc, hs.SlowClosed, "closed")
 	ch <- latencyHistogram(hs.PublishLatency)
+	gauge(historyTopicsDesc, float64(hs.HistoryTopics))
+	gauge(historyMsgsDesc, float64(hs.HistoryMessages))
+	gauge(historyBytesDesc, float64(hs.HistoryBytes))
 }
 
 // latencyHistogram turns the hub's histogram (a count per bucket) into
