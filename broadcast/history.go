@@ -327,9 +327,10 @@ func (h *Hub) publishConfigured(msgs []Message) {
 
 // append adds a message at offset hi.next; hi.mu is held.
 func (hs *histState) append(hi *history, o *HistoryOptions, typ engine.MessageType, data []byte, now time.Duration) {
-	hs.trim(hi, o, now, false)
+	dropped := hs.trim(hi, o, now, false)
 	for hi.n >= o.Size && hi.n > 0 {
-		hs.dropOldest(hi, false) // Size may have shrunk
+		hi.dropOldest(hs, false) // the ring is full (or Size has shrunk)
+		dropped++
 	}
 	if hi.n == len(hi.ring) {
 		hi.grow(o.Size)
@@ -341,11 +342,15 @@ func (hs *histState) append(hi *history, o *HistoryOptions, typ engine.MessageTy
 	}
 	e.data = append(e.data[:0], data...)
 	e.at, e.typ = now, typ
-	hs.counters.bytes.Add(int64(cap(e.data) - before))
+	if d := cap(e.data) - before; d != 0 {
+		hs.counters.bytes.Add(int64(d))
+	}
 	hi.n++
 	hi.next++
 	hi.last = now
-	hs.counters.messages.Add(1)
+	if d := 1 - dropped; d != 0 { // a full ring's steady state: no change
+		hs.counters.messages.Add(int64(d))
+	}
 }
 
 // grow doubles the ring, up to size slots, keeping the messages in order.
@@ -362,18 +367,21 @@ func (hi *history) grow(size int) {
 	hi.ring, hi.head = ring, 0
 }
 
-// trim drops messages older than MaxAge; hi.mu is held. With release their
-// buffers go too (an idle topic's memory returns).
-func (hs *histState) trim(hi *history, o *HistoryOptions, now time.Duration, release bool) {
-	if o.MaxAge <= 0 {
-		return
+// trim drops messages older than MaxAge and returns how many; hi.mu is
+// held. With release their buffers go too (an idle topic's memory
+// returns). The caller counts the messages dropped.
+func (hs *histState) trim(hi *history, o *HistoryOptions, now time.Duration, release bool) int {
+	n := 0
+	for o.MaxAge > 0 && hi.n > 0 && now-hi.ring[hi.head].at > o.MaxAge {
+		hi.dropOldest(hs, release)
+		n++
 	}
-	for hi.n > 0 && now-hi.ring[hi.head].at > o.MaxAge {
-		hs.dropOldest(hi, release)
-	}
+	return n
 }
 
-func (hs *histState) dropOldest(hi *history, release bool) {
+// dropOldest forgets the oldest message, and with release its buffer;
+// hi.mu is held. The caller counts the message.
+func (hi *history) dropOldest(hs *histState, release bool) {
 	e := &hi.ring[hi.head]
 	if release {
 		hs.counters.bytes.Add(-int64(cap(e.data)))
@@ -381,7 +389,6 @@ func (hs *histState) dropOldest(hi *history, release bool) {
 	}
 	hi.head = (hi.head + 1) % len(hi.ring)
 	hi.n--
-	hs.counters.messages.Add(-1)
 }
 
 // retained is the bytes the ring's buffers hold; hi.mu is held.
@@ -404,7 +411,9 @@ func (hs *histState) sweep(now time.Duration) {
 			continue
 		}
 		hi.mu.Lock()
-		hs.trim(hi, &c.opts, now, true)
+		if n := hs.trim(hi, &c.opts, now, true); n > 0 {
+			hs.counters.messages.Add(-int64(n))
+		}
 		if hi.n == 0 && now-hi.last > c.opts.IdleTTL {
 			idle = append(idle, hi)
 		}

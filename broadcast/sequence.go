@@ -149,8 +149,9 @@ func (h *Hub) DeliverSequenced(msgs []Message, pos []Position) error {
 
 // restart empties a history and makes p its next position; hi.mu is held.
 func (hs *histState) restart(hi *history, p Position) {
+	hs.counters.messages.Add(-int64(hi.n))
 	for hi.n > 0 {
-		hs.dropOldest(hi, false)
+		hi.dropOldest(hs, false)
 	}
 	hi.epoch, hi.next = p.Epoch, p.Offset
 }
