@@ -93,6 +93,9 @@ type Stream struct {
 	mu     sync.Mutex
 	topics map[string]topicState // the last message of each topic seen
 
+	inbox     chan jetstream.Msg // from the consumer to deliverLoop, in the stream's order
+	done      chan struct{}
+	wg        sync.WaitGroup
 	ready     chan struct{}
 	readyOnce sync.Once
 	closeOnce sync.Once
@@ -169,6 +172,8 @@ func ConnectStream(opts StreamOptions) (*Stream, error) {
 	return &Stream{
 		nc: nc, js: js, stream: st, opts: opts, log: opts.Logger,
 		topics: make(map[string]topicState),
+		inbox:  make(chan jetstream.Msg, 4096),
+		done:   make(chan struct{}),
 		ready:  make(chan struct{}),
 	}, nil
 }
@@ -197,6 +202,8 @@ func (s *Stream) Attach(h *broadcast.Hub) error {
 	if err != nil {
 		return fmt.Errorf("herald/nats: consumer on %s: %w", s.opts.Name, err)
 	}
+	s.wg.Add(1)
+	go s.deliverLoop()
 	s.cc, err = cons.Consume(s.receive)
 	if err != nil {
 		return fmt.Errorf("herald/nats: consume %s: %w", s.opts.Name, err)
@@ -211,14 +218,74 @@ func (s *Stream) Ready() <-chan struct{} { return s.ready }
 
 func (s *Stream) markReady() { s.readyOnce.Do(func() { close(s.ready) }) }
 
-// receive delivers one message of the stream to the hub.
+// receive queues a message of the stream for the delivery goroutine.
 func (s *Stream) receive(msg jetstream.Msg) {
+	select {
+	case s.inbox <- msg:
+	case <-s.done:
+	}
+}
+
+// deliverLoop hands the stream's messages to the hub: what has arrived
+// together goes as one DeliverSequenced, so the hub writes it to each
+// subscriber in one write, as it does a local batch.
+func (s *Stream) deliverLoop() {
+	defer s.wg.Done()
+	var (
+		msgs []broadcast.Message
+		pos  []broadcast.Position
+	)
+	for {
+		var msg jetstream.Msg
+		select {
+		case msg = <-s.inbox:
+		case <-s.done:
+			return
+		}
+		msgs, pos = msgs[:0], pos[:0]
+		caughtUp := false
+		for {
+			if m, p, ok := s.decode(msg, &caughtUp); ok {
+				msgs, pos = append(msgs, m), append(pos, p)
+			}
+			if len(msgs) >= maxDeliverBatch {
+				break
+			}
+			select {
+			case msg = <-s.inbox:
+				continue
+			default:
+			}
+			break
+		}
+		if len(msgs) > 0 {
+			if err := s.hub.Load().DeliverSequenced(msgs, pos); err != nil {
+				if !errors.Is(err, engine.ErrClosed) {
+					s.log.Warn("herald/nats: stream messages refused", "count", len(msgs), "err", err)
+				}
+			} else {
+				s.delivered.Add(uint64(len(msgs)))
+			}
+		}
+		clear(msgs)
+		if caughtUp {
+			s.markReady()
+		}
+	}
+}
+
+// maxDeliverBatch bounds the messages of one delivery to the hub.
+const maxDeliverBatch = 256
+
+// decode reads a stream message's topic and position; caughtUp is set
+// when it was the last the stream held when it was sent.
+func (s *Stream) decode(msg jetstream.Msg, caughtUp *bool) (broadcast.Message, broadcast.Position, bool) {
 	meta, err := msg.Metadata()
 	if err != nil {
-		return
+		return broadcast.Message{}, broadcast.Position{}, false
 	}
 	if meta.NumPending == 0 {
-		defer s.markReady()
+		*caughtUp = true
 	}
 	topic, ok := strings.CutPrefix(msg.Subject(), s.opts.Prefix+".")
 	h := msg.Headers()
@@ -226,22 +293,15 @@ func (s *Stream) receive(msg jetstream.Msg) {
 	off, perr := strconv.ParseUint(h.Get(HeaderOffset), 10, 64)
 	if !ok || epoch == "" || perr != nil || off == 0 {
 		s.log.Warn("herald/nats: a stream message without a position is skipped", "subject", msg.Subject())
-		return
+		return broadcast.Message{}, broadcast.Position{}, false
 	}
 	s.saw(topic, topicState{epoch: epoch, offset: off, seq: meta.Sequence.Stream})
 	typ := engine.TextMessage
 	if h.Get(HeaderType) == "binary" {
 		typ = engine.BinaryMessage
 	}
-	hub := s.hub.Load()
-	m := []broadcast.Message{{Topic: topic, Type: typ, Data: msg.Data()}}
-	if err := hub.DeliverSequenced(m, []broadcast.Position{{Epoch: epoch, Offset: off}}); err != nil {
-		if !errors.Is(err, engine.ErrClosed) {
-			s.log.Warn("herald/nats: a stream message is refused", "subject", msg.Subject(), "err", err)
-		}
-		return
-	}
-	s.delivered.Add(1)
+	return broadcast.Message{Topic: topic, Type: typ, Data: msg.Data()},
+		broadcast.Position{Epoch: epoch, Offset: off}, true
 }
 
 // saw records a topic's last message, if newer than what was known.
@@ -382,6 +442,8 @@ func (s *Stream) Close() error {
 		if s.cc != nil {
 			s.cc.Stop()
 		}
+		close(s.done)
+		s.wg.Wait()
 		s.nc.Close()
 	})
 	return nil
