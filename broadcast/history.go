@@ -90,6 +90,7 @@ type histState struct {
 
 	sweepOnce sync.Once
 	sequenced atomic.Bool // a configuration has a Sequencer
+	now       func() time.Duration
 
 	// totals over all histories, under mu's read side and each history's
 	// lock: kept with atomics in the counters below.
@@ -206,7 +207,7 @@ func specificity(pattern string) int {
 
 // hist returns the hub's history state, creating it on first use.
 func (h *Hub) hist() *histState {
-	h.histInit.Do(func() { h.hs = &histState{hists: make(map[string]*history)} })
+	h.histInit.Do(func() { h.hs = &histState{hists: make(map[string]*history), now: h.srv.Now} })
 	return h.hs
 }
 
@@ -222,7 +223,7 @@ func (hs *histState) confFor(topic string) *topicConf {
 
 // lookup returns the topic's configuration and, if it keeps a history,
 // its history, created (with a new epoch) if need be.
-func (hs *histState) lookup(topic string, now time.Duration) (*topicConf, *history) {
+func (hs *histState) lookup(topic string) (*topicConf, *history) {
 	hs.mu.RLock()
 	c := hs.confFor(topic)
 	hi := hs.hists[topic]
@@ -236,7 +237,7 @@ func (hs *histState) lookup(topic string, now time.Duration) (*topicConf, *histo
 		return c, nil
 	}
 	if hi = hs.hists[topic]; hi == nil {
-		hi = &history{topic: topic, next: 1, last: now}
+		hi = &history{topic: topic, next: 1, last: hs.now()}
 		if c.opts.Sequencer == nil {
 			hi.epoch = newEpoch() // a sequenced topic's comes with its messages
 		}
@@ -273,11 +274,12 @@ func (h *Hub) publishConfigured(msgs []Message) {
 	hs := h.hs
 	hs.pubMu.Lock()
 	defer hs.pubMu.Unlock()
-	now := h.srv.Now()
+	var now time.Duration // read once, if a topic has a MaxAge
+	clocked := false
 	out, buf := hs.wrapped[:0], hs.buf[:0]
 	for i := range msgs {
 		m := msgs[i]
-		c, hi := hs.lookup(m.Topic, now)
+		c, hi := hs.lookup(m.Topic)
 		if c == nil {
 			out = append(out, m)
 			continue
@@ -293,7 +295,7 @@ func (h *Hub) publishConfigured(msgs []Message) {
 			for hi.dead {
 				// Forgotten between lookup and lock: a new record.
 				hi.mu.Unlock()
-				c, hi = hs.lookup(m.Topic, now)
+				c, hi = hs.lookup(m.Topic)
 				if hi == nil {
 					break
 				}
@@ -301,6 +303,9 @@ func (h *Hub) publishConfigured(msgs []Message) {
 			}
 			if hi != nil {
 				pos = Position{Epoch: hi.epoch, Offset: hi.next}
+			}
+			if c.opts.MaxAge > 0 && !clocked {
+				now, clocked = h.srv.Now(), true
 			}
 		}
 		if c.opts.Envelope != nil {
@@ -325,7 +330,8 @@ func (h *Hub) publishConfigured(msgs []Message) {
 	hs.buf = buf[:0]
 }
 
-// append adds a message at offset hi.next; hi.mu is held.
+// append adds a message at offset hi.next; hi.mu is held. now is the
+// clock when the topic has a MaxAge (unused otherwise).
 func (hs *histState) append(hi *history, o *HistoryOptions, typ engine.MessageType, data []byte, now time.Duration) {
 	dropped := hs.trim(hi, o, now, false)
 	for hi.n >= o.Size && hi.n > 0 {
@@ -347,7 +353,11 @@ func (hs *histState) append(hi *history, o *HistoryOptions, typ engine.MessageTy
 	}
 	hi.n++
 	hi.next++
-	hi.last = now
+	if o.MaxAge > 0 {
+		// Without MaxAge a history that has a message is never idle,
+		// and the clock is not read for it.
+		hi.last = now
+	}
 	if d := 1 - dropped; d != 0 { // a full ring's steady state: no change
 		hs.counters.messages.Add(int64(d))
 	}
@@ -477,7 +487,7 @@ func (h *Hub) Recover(topic string, since *Position, max int, fn func(offset uin
 	hs := h.hs
 	now := h.srv.Now()
 	for {
-		c, hi := hs.lookup(topic, now)
+		c, hi := hs.lookup(topic)
 		if hi == nil {
 			return Position{}, false, ErrNoHistory
 		}

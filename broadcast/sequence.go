@@ -3,6 +3,7 @@ package broadcast
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/heraldws/herald/engine"
 )
@@ -101,16 +102,17 @@ func (h *Hub) DeliverSequenced(msgs []Message, pos []Position) error {
 	hs := h.hist()
 	hs.pubMu.Lock()
 	defer hs.pubMu.Unlock()
-	now := h.srv.Now()
+	var now time.Duration // read once, if a topic has a MaxAge
+	clocked := false
 	out, buf := hs.wrapped[:0], hs.buf[:0]
 	for i := range msgs {
 		m, p := msgs[i], pos[i]
-		c, hi := hs.lookup(m.Topic, now)
+		c, hi := hs.lookup(m.Topic)
 		if hi != nil {
 			hi.mu.Lock()
 			for hi.dead {
 				hi.mu.Unlock()
-				c, hi = hs.lookup(m.Topic, now)
+				c, hi = hs.lookup(m.Topic)
 				if hi == nil {
 					break
 				}
@@ -124,6 +126,9 @@ func (h *Hub) DeliverSequenced(msgs []Message, pos []Position) error {
 			case p.Offset < hi.next:
 				hi.mu.Unlock()
 				continue // delivered already
+			}
+			if c.opts.MaxAge > 0 && !clocked {
+				now, clocked = h.srv.Now(), true
 			}
 		}
 		if c != nil && c.opts.Envelope != nil {
