@@ -96,3 +96,40 @@ func BenchmarkRecover(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPublishHistoryRatio puts the two sides of
+// BenchmarkPublishHistory in one process at once: two servers, each with
+// 1,000 subscribers of "bench", one hub with a history of 1,000 messages on
+// the topic and one without, published to in alternating blocks of 50, the
+// process's CPU time summed per side. Whatever else the machine runs
+// weighs on both sides alike. It reports both sides' CPU per publish and
+// their ratio (history / plain).
+func BenchmarkPublishHistoryRatio(b *testing.B) {
+	const subs, block = 1000, 50
+	payload := []byte(`{"sym":"S0","seq":1,"ts":1700000000000000000,"px":101.25}`)
+	plain, srvPlain, _ := newHub(b, Options{}, engine.Config{PingInterval: time.Hour})
+	hist, srvHist, _ := newHub(b, Options{}, engine.Config{PingInterval: time.Hour})
+	if err := hist.SetHistory("bench", HistoryOptions{Size: 1000}); err != nil {
+		b.Fatal(err)
+	}
+	defer subscribeClients(b, plain, srvPlain, "bench", subs, false)()
+	defer subscribeClients(b, hist, srvHist, "bench", subs, false)()
+	publishWaiting(b, plain, payload, subs, 1000)
+	publishWaiting(b, hist, payload, subs, 2000) // fills the ring: steady state
+	b.ReportAllocs()
+	b.ResetTimer()
+	var cpuPlain, cpuHist int64
+	for done := 0; done < b.N; done += block {
+		n := min(block, b.N-done)
+		t0 := processCPU()
+		publishWaiting(b, plain, payload, subs, n)
+		t1 := processCPU()
+		publishWaiting(b, hist, payload, subs, n)
+		t2 := processCPU()
+		cpuPlain += t1 - t0
+		cpuHist += t2 - t1
+	}
+	b.ReportMetric(float64(cpuPlain)/float64(b.N), "plain-cpu-ns/op")
+	b.ReportMetric(float64(cpuHist)/float64(b.N), "history-cpu-ns/op")
+	b.ReportMetric(float64(cpuHist)/float64(cpuPlain), "ratio")
+}
