@@ -310,7 +310,13 @@ func (h *Hub) publishConfigured(msgs []Message) {
 		}
 		if c.opts.Envelope != nil {
 			start := len(buf)
-			buf = c.opts.Envelope(buf, &msgs[i], pos)
+			var ok bool
+			if buf, ok = hs.wrap(c.opts.Envelope, buf, &msgs[i], pos); !ok {
+				if hi != nil {
+					hi.mu.Unlock()
+				}
+				continue // the offset stays free: nobody saw it
+			}
 			m.Type, m.Data = engine.TextMessage, buf[start:len(buf):len(buf)]
 		}
 		if hi != nil {
@@ -600,5 +606,19 @@ func (m *member) in(topic string) bool {
 
 // histCounters are the totals over a hub's histories, for Stats.
 type histCounters struct {
-	topics, messages, bytes atomic.Int64
+	topics, messages, bytes, envelopePanics atomic.Int64
+}
+
+// wrap runs an Envelope. A panic in it costs only its message, which is
+// not delivered, and is counted (Stats.EnvelopePanics): the publisher may
+// be a Bus's goroutine, and the hub's locks must not stay held.
+func (hs *histState) wrap(env Envelope, dst []byte, m *Message, pos Position) (out []byte, ok bool) {
+	n := len(dst)
+	defer func() {
+		if r := recover(); r != nil {
+			hs.counters.envelopePanics.Add(1)
+			out, ok = dst[:n], false
+		}
+	}()
+	return env(dst, m, pos), true
 }

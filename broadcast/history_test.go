@@ -219,3 +219,33 @@ func TestHistoryEnvelope(t *testing.T) {
 		t.Fatalf("history: %v %v", ok, r.data)
 	}
 }
+
+// An Envelope that panics costs its message only: the offset stays free,
+// the hub's locks are released, the panic is counted.
+func TestHistoryEnvelopePanicCostsItsMessage(t *testing.T) {
+	h, srv, sub := newHub(t, Options{}, engine.Config{})
+	env := func(dst []byte, m *Message, pos Position) []byte {
+		if string(m.Data) == "boom" {
+			panic("a broken envelope")
+		}
+		return fmt.Appendf(dst, "%d:%s", pos.Offset, m.Data)
+	}
+	if err := h.SetHistory("e", HistoryOptions{Size: 10, Envelope: env}); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, srv, sub, "e")
+	waitSubs(t, h, "e", 1)
+	for _, d := range []string{"a", "boom", "b"} {
+		if err := h.Publish("e", engine.TextMessage, []byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"1:a", "2:b"} {
+		if got := readText(t, conn); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	if st := h.Stats(); st.EnvelopePanics != 1 || st.HistoryMessages != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}

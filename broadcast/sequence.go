@@ -133,7 +133,13 @@ func (h *Hub) DeliverSequenced(msgs []Message, pos []Position) error {
 		}
 		if c != nil && c.opts.Envelope != nil {
 			start := len(buf)
-			buf = c.opts.Envelope(buf, &msgs[i], p)
+			var ok bool
+			if buf, ok = hs.wrap(c.opts.Envelope, buf, &msgs[i], p); !ok {
+				if hi != nil {
+					hi.mu.Unlock()
+				}
+				continue // the offset stays free: nobody saw it
+			}
 			m.Type, m.Data = engine.TextMessage, buf[start:len(buf):len(buf)]
 		}
 		if hi != nil {

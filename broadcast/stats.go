@@ -18,6 +18,9 @@ type Stats struct {
 	HistoryTopics   int64
 	HistoryMessages int64
 	HistoryBytes    int64
+	// EnvelopePanics counts messages not delivered because their
+	// topic's Envelope panicked.
+	EnvelopePanics int64
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -38,6 +41,7 @@ func (h *Hub) Stats() Stats {
 	if h.histOn.Load() {
 		c := &h.hs.counters
 		st.HistoryTopics, st.HistoryMessages, st.HistoryBytes = c.topics.Load(), c.messages.Load(), c.bytes.Load()
+		st.EnvelopePanics = c.envelopePanics.Load()
 	}
 	return st
 }
