@@ -113,6 +113,7 @@ type protoReply struct {
 	Recovered *bool           `json:"recovered"`
 	Pubs      []protoReply    `json:"pubs"`
 	Data      json.RawMessage `json:"data"`
+	B64       string          `json:"b64"`
 }
 
 type protoClient struct {
@@ -205,14 +206,21 @@ func TestStreamResumeOnAnotherNode(t *testing.T) {
 	if p := cb.read(); p.Type != "pub" || p.Offset != 10 || string(p.Data) != "10" {
 		t.Fatalf("live on B after A published: %+v", p)
 	}
+	// Binary crosses the stream as binary.
+	if err := a.rs.PublishBinary("news.eu", []byte{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if p := cb.read(); p.Type != "pub" || p.Offset != 11 || p.B64 != "AQI=" {
+		t.Fatalf("binary on B: %+v", p)
+	}
 	// A client ahead of a node (it came from one that has read further)
 	// is recovered with nothing to add.
-	if r := cb.subscribe("news.eu", &broadcast.Position{Epoch: last.Epoch, Offset: 11}); r.Recovered == nil || !*r.Recovered || len(r.Pubs) != 0 {
+	if r := cb.subscribe("news.eu", &broadcast.Position{Epoch: last.Epoch, Offset: 12}); r.Recovered == nil || !*r.Recovered || len(r.Pubs) != 0 {
 		t.Fatalf("ahead: %+v", r)
 	}
 	// A node that starts now replays the stream and agrees.
 	c := startHistNode(t, ns)
-	if p := c.waitPosition(t, "news.eu", 10); p != (broadcast.Position{Epoch: last.Epoch, Offset: 10}) {
+	if p := c.waitPosition(t, "news.eu", 11); p != (broadcast.Position{Epoch: last.Epoch, Offset: 11}) {
 		t.Fatalf("late node: %+v", p)
 	}
 }
