@@ -22,7 +22,7 @@ func (app) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 type late struct{ engine.Handler }
 
 // The protocol on a server: news topics keep their last 1,000 messages for
-// 10 minutes; a connection may subscribe to the topics its session allows.
+// 10 minutes; a connection may subscribe to the topics Authorize allows.
 func Example() {
 	// The hub needs the server, the handler needs the hub: the server's
 	// handler is filled in before Start.
