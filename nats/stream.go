@@ -336,7 +336,9 @@ func (s *Stream) publish(m *broadcast.Message) error {
 	}
 	subject := s.opts.Prefix + "." + m.Topic
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		st, err := s.state(m.Topic, subject)
+		// After a lost race, what this node has read of the stream may
+		// still be behind: ask the stream itself.
+		st, err := s.state(m.Topic, subject, attempt > 0)
 		if err != nil {
 			return err
 		}
@@ -366,9 +368,6 @@ func (s *Stream) publish(m *broadcast.Message) error {
 		// Another node published first, or the topic's last message
 		// expired: read the stream's last one and try again.
 		s.conflicts.Add(1)
-		s.mu.Lock()
-		delete(s.topics, m.Topic)
-		s.mu.Unlock()
 		// A node that keeps publishing to the topic wins every race
 		// against one that must look the last message up first: the
 		// loser waits a little, more after each loss.
@@ -377,19 +376,22 @@ func (s *Stream) publish(m *broadcast.Message) error {
 	return fmt.Errorf("herald/nats: store %s: %d attempts lost to other publishers", subject, maxAttempts)
 }
 
-// state returns the topic's last message as known, or as the stream has
-// it.
-func (s *Stream) state(topic, subject string) (topicState, error) {
+// state returns the topic's last message as known or, if it is not known
+// or fresh, as the stream has it.
+func (s *Stream) state(topic, subject string, fresh bool) (topicState, error) {
 	s.mu.Lock()
 	st, ok := s.topics[topic]
 	s.mu.Unlock()
-	if ok {
+	if ok && !fresh {
 		return st, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
 	last, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		s.mu.Lock()
+		delete(s.topics, topic) // expired, or purged: a new epoch
+		s.mu.Unlock()
 		return topicState{}, nil
 	}
 	if err != nil {
@@ -403,7 +405,9 @@ func (s *Stream) state(topic, subject string) (topicState, error) {
 		return topicState{epoch: newEpoch(), offset: 0, seq: last.Sequence}, nil
 	}
 	st = topicState{epoch: epoch, offset: off, seq: last.Sequence}
-	s.saw(topic, st)
+	s.mu.Lock()
+	s.topics[topic] = st // the stream's word: newer than anything read
+	s.mu.Unlock()
 	return st, nil
 }
 
