@@ -140,6 +140,12 @@ type Hub struct {
 	shards  atomic.Pointer[[]*shard] // indexed by the loop's Index
 
 	published, compressed atomic.Uint64
+
+	// Topic configurations and histories (history.go): histOn is set once
+	// SetHistory has configured a pattern, and hs is then set.
+	histOn   atomic.Bool
+	histInit sync.Once
+	hs       *histState
 }
 
 // topic is the hub-wide record of a topic: its policy and how many
@@ -297,6 +303,14 @@ func (h *Hub) PublishBatch(msgs []Message) error {
 	if h.srv.Closed() {
 		return fmt.Errorf("broadcast: publish: %w", engine.ErrClosed)
 	}
+	var seqErr error
+	if h.histOn.Load() {
+		// Sequenced topics' messages go to their Sequencer, which
+		// delivers them everywhere (sequence.go).
+		if msgs, seqErr = h.sequence(msgs); len(msgs) == 0 {
+			return seqErr
+		}
+	}
 	var busErr error
 	if h.opts.Bus != nil {
 		// A broker that is away must not stop local delivery: the local
@@ -305,7 +319,10 @@ func (h *Hub) PublishBatch(msgs []Message) error {
 			busErr = &BusError{Err: err}
 		}
 	}
-	h.deliver(msgs)
+	h.deliverLocal(msgs)
+	if seqErr != nil {
+		return seqErr
+	}
 	return busErr
 }
 
@@ -342,8 +359,19 @@ func (h *Hub) Deliver(msgs []Message) error {
 	if h.srv.Closed() {
 		return fmt.Errorf("broadcast: deliver: %w", engine.ErrClosed)
 	}
-	h.deliver(msgs)
+	h.deliverLocal(msgs)
 	return nil
+}
+
+// deliverLocal delivers a validated batch to local subscribers, through
+// the topics' configurations (positions, histories, envelopes) if there
+// are any.
+func (h *Hub) deliverLocal(msgs []Message) {
+	if h.histOn.Load() {
+		h.publishConfigured(msgs)
+		return
+	}
+	h.deliver(msgs)
 }
 
 // deliver encodes the batch once (and its compressed twin once, if a

@@ -105,6 +105,7 @@ func newShard(h *Hub, l looplink.Loop) *shard {
 	}
 	sh.flushFn = sh.flush
 	l.OnSweep(sh.sweep)
+	h.startSweep(l)
 	return sh
 }
 

@@ -13,6 +13,14 @@ type Stats struct {
 	SlowClosed    uint64 // slow subscribers closed (CloseSlow)
 	// PublishLatency is publish → written, once per batch and loop.
 	PublishLatency Latency
+	// Histories (SetHistory): topics with a history, the messages they
+	// hold, and the bytes their buffers retain.
+	HistoryTopics   int64
+	HistoryMessages int64
+	HistoryBytes    int64
+	// EnvelopePanics counts messages not delivered because their
+	// topic's Envelope panicked.
+	EnvelopePanics int64
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -29,6 +37,11 @@ func (h *Hub) Stats() Stats {
 		st.Conflated += sh.stats.conflated.Load()
 		st.SlowClosed += sh.stats.slowClosed.Load()
 		sh.stats.latency.addTo(&st.PublishLatency)
+	}
+	if h.histOn.Load() {
+		c := &h.hs.counters
+		st.HistoryTopics, st.HistoryMessages, st.HistoryBytes = c.topics.Load(), c.messages.Load(), c.bytes.Load()
+		st.EnvelopePanics = c.envelopePanics.Load()
 	}
 	return st
 }

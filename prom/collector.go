@@ -53,6 +53,9 @@ var (
 	limitRejectsDesc  = desc("handshake_limit_rejections_total", "Handshakes refused by an operational limit (also in herald_handshakes_total{outcome=\"rejected\"}): conn_limit (503, MaxConns), path (404, Path), per_ip (429, MaxConnsPerIP), handshake_rate (429, HandshakeRate).", "limit")
 	proxyRefusedDesc  = desc("proxy_refused_total", "Connections closed for a missing, untrusted or malformed PROXY protocol header.")
 	limitTablesDesc   = desc("limit_table_entries", "Entries in the per-address tables: per_ip (addresses with live connections), handshake_rate (token buckets in use, at most the table's capacity).", "table")
+	historyTopicsDesc = desc("hub_history_topics", "Topics with a history (Hub.SetHistory).")
+	historyMsgsDesc   = desc("hub_history_messages", "Messages held in topics' histories.")
+	historyBytesDesc  = desc("hub_history_bytes", "Bytes retained by the histories' buffers.")
 )
 
 // Describe sends the descriptors of every series the Collector can export.
@@ -64,7 +67,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	if c.hub != nil {
-		for _, d := range []*prometheus.Desc{topicsDesc, subscriptionsDesc, publishedDesc, batchesDesc, deliveriesDesc, slowDesc, latencyDesc} {
+		for _, d := range []*prometheus.Desc{topicsDesc, subscriptionsDesc, publishedDesc, batchesDesc, deliveriesDesc, slowDesc, latencyDesc,
+			historyTopicsDesc, historyMsgsDesc, historyBytesDesc} {
 			ch <- d
 		}
 	}
@@ -136,6 +140,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(slowDesc, hs.Conflated, "conflated")
 	counter(slowDesc, hs.SlowClosed, "closed")
 	ch <- latencyHistogram(hs.PublishLatency)
+	gauge(historyTopicsDesc, float64(hs.HistoryTopics))
+	gauge(historyMsgsDesc, float64(hs.HistoryMessages))
+	gauge(historyBytesDesc, float64(hs.HistoryBytes))
 }
 
 // latencyHistogram turns the hub's histogram (a count per bucket) into
