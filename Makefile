@@ -12,6 +12,8 @@ NATSMOD   := nats
 # The Prometheus collector: its own module too, so that the core's go.mod
 # carries no metrics library.
 PROMMOD   := prom
+# The notify example: its own module, since its /metrics imports prom.
+NOTIFYMOD := examples/notify
 
 .PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-deflate bench-soak bench-stall bench-fleet bench-c1m bench-go bench-memory
 
@@ -27,16 +29,18 @@ vet:
 	$(GO) vet $(PKGS)
 	cd $(NATSMOD) && $(GO) vet ./...
 	cd $(PROMMOD) && $(GO) vet ./...
+	cd $(NOTIFYMOD) && $(GO) vet ./...
 
 fmt:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Every package of the root module, tests/conformance included, then the
-# nats and prom modules'.
+# nats, prom and notify example modules'.
 unit:
 	$(GO) test -race -count=1 $(PKGS)
 	cd $(NATSMOD) && $(GO) test -race -count=1 ./...
 	cd $(PROMMOD) && $(GO) test -race -count=1 ./...
+	cd $(NOTIFYMOD) && $(GO) test -race -count=1 ./...
 
 ## conformance: the RFC 6455 conformance suite alone (part of unit).
 conformance:

@@ -225,6 +225,10 @@ func (l *loop) run(t *task) {
 	case taskFunc:
 		t.fn()
 	case taskShutdown:
+		// What this drain queued before (the broadcast hub defers its
+		// flush to the drain's end) goes out ahead of the close frames:
+		// a message published before Shutdown is delivered.
+		l.runDeferred()
 		// Iterate backwards: closing a connection may remove it from
 		// l.conns by swapping the last one into its slot.
 		for i := l.conns.len() - 1; i >= 0; i-- {

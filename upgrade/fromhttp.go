@@ -98,6 +98,7 @@ func requestFromHTTP(hr *http.Request) (*Request, *Error) {
 		Header:     h,
 		RemoteAddr: remoteAddr(hr.RemoteAddr),
 		variant:    noVariant,
+		ctx:        hr.Context(), // the hooks run on this request's goroutine
 	}
 	switch {
 	case hr.ProtoMajor != 1:

@@ -55,7 +55,9 @@ func (p *Pending) Reject(err error) Result {
 	return p.u.refuse(p.r, p.n, refusal{reply: errorReply{status: status, reason: reason, header: header}, cause: err})
 }
 
-// Context is the context a hook runs under. For a handshake whose hooks run
+// Context is the context a hook runs under. For an upgrade mounted on
+// net/http (the engine's Server.ServeHTTP, UpgradeHTTP) it is the
+// *http.Request's. For a handshake whose hooks run
 // off the event loop (Config.DeferHooks; the engine's HandshakeWorkers) it
 // is the one given to Pending.Run: with the engine it ends at the handshake
 // timeout (its Deadline), when the connection closes or the server shuts

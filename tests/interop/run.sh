@@ -2,9 +2,9 @@
 # Runs the interop suite against herald's echo example: builds it once, then
 # runs the Go clients (gorilla/websocket, coder/websocket) with the race
 # detector and the node tests (ws, and Chromium through playwright-core; the
-# browser tests also load the ticker and chat examples' pages, built here too).
-# The Go tests and the echo's node tests run against both of the echo's
-# paths: its own listener, and mounted on net/http (-mount).
+# browser tests also load the ticker, chat and notify examples' pages, built
+# here too). The Go tests and the echo's node tests run against both of the
+# echo's paths: its own listener, and mounted on net/http (-mount).
 # Run setup.sh first on a new machine.
 set -euo pipefail
 
@@ -22,7 +22,9 @@ trap 'rm -rf "$tmp"' EXIT
 (cd "$root" && go build -o "$tmp/echo" ./examples/echo)
 export HERALD_ECHO_BIN="$tmp/echo"
 (cd "$root" && go build -o "$tmp/ticker" ./examples/ticker && go build -o "$tmp/chat" ./examples/chat)
-export HERALD_TICKER_BIN="$tmp/ticker" HERALD_CHAT_BIN="$tmp/chat"
+# The notify example is a module of its own (its /metrics imports prom).
+(cd "$root/examples/notify" && go build -o "$tmp/notify" .)
+export HERALD_TICKER_BIN="$tmp/ticker" HERALD_CHAT_BIN="$tmp/chat" HERALD_NOTIFY_BIN="$tmp/notify"
 
 status=0
 echo "== interop: Go clients"

@@ -1,11 +1,11 @@
-// Starts one of herald's example servers (ticker, chat) for a test file and
+// Starts one of herald's example servers (ticker, chat, notify) for a test file and
 // parses the address from its "herald <name> listening on HOST:PORT" line.
 //
-// The binary is HERALD_<NAME>_BIN (HERALD_TICKER_BIN, HERALD_CHAT_BIN), or one
-// built here from ./examples/<name> at the repository root when that variable
-// is unset.
+// The binary is HERALD_<NAME>_BIN (HERALD_TICKER_BIN, HERALD_CHAT_BIN,
+// HERALD_NOTIFY_BIN), or one built here from ./examples/<name> when that
+// variable is unset.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,11 +22,14 @@ function exampleBin(name) {
   if (built.has(name)) return built.get(name);
   const dir = mkdtempSync(join(tmpdir(), 'herald-interop-'));
   const bin = join(dir, name);
-  const r = spawnSync('go', ['build', '-o', bin, `./examples/${name}`], {
-    cwd: repoRoot,
+  // An example with a go.mod of its own (notify) is built inside its module.
+  const own = existsSync(join(repoRoot, 'examples', name, 'go.mod'));
+  const cwd = own ? join(repoRoot, 'examples', name) : repoRoot;
+  const r = spawnSync('go', ['build', '-o', bin, own ? '.' : `./examples/${name}`], {
+    cwd,
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  if (r.status !== 0) throw new Error(`go build ./examples/${name} failed in ${repoRoot}`);
+  if (r.status !== 0) throw new Error(`go build ./examples/${name} failed in ${cwd}`);
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
   built.set(name, bin);
   return bin;
