@@ -7,11 +7,11 @@ export interface Position {
 }
 
 /** A WebSocket constructor: the browser's, Node's, or a compatible one. */
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocket;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => any;
 
 export interface ClientOptions {
   /** The WebSocket constructor. Default: globalThis.WebSocket. */
-  WebSocket?: WebSocketConstructor | any;
+  WebSocket?: WebSocketConstructor;
   /** Subprotocols to offer, e.g. "herald.json.v1". Default: none. */
   protocols?: string | string[];
   /** The first reconnect's delay bound, in ms. Default 500. */
@@ -66,8 +66,8 @@ export interface ResetEvent {
 }
 export interface UnsubscribedEvent { topic: string }
 /** A message that is not the protocol's: the application's own. */
-export interface MessageEvent { data: string | ArrayBuffer | Blob; json?: any }
-export interface ErrorEvent {
+export interface AppMessageEvent { data: string | ArrayBuffer | object; json?: any }
+export interface ClientErrorEvent {
   /** 'reply': an error reply; 'transport': the socket's error; 'handler': a listener threw. */
   type: 'reply' | 'transport' | 'handler';
   code?: string;
@@ -87,8 +87,8 @@ export interface ClientEvents {
   publication: PublicationEvent;
   reset: ResetEvent;
   unsubscribed: UnsubscribedEvent;
-  message: MessageEvent;
-  error: ErrorEvent;
+  message: AppMessageEvent;
+  error: ClientErrorEvent;
 }
 
 export interface SubscriptionEvents {
@@ -96,7 +96,7 @@ export interface SubscriptionEvents {
   publication: PublicationEvent;
   reset: ResetEvent;
   unsubscribed: UnsubscribedEvent;
-  error: ErrorEvent;
+  error: ClientErrorEvent;
 }
 
 declare class Emitter<E> {
@@ -109,7 +109,7 @@ export interface SubscribeOptions {
   onPublication?: (ev: PublicationEvent) => void;
   onSubscribed?: (ev: SubscribedEvent) => void;
   onReset?: (ev: ResetEvent) => void;
-  onError?: (ev: ErrorEvent) => void;
+  onError?: (ev: ClientErrorEvent) => void;
   onUnsubscribed?: (ev: UnsubscribedEvent) => void;
   /** Start from a position the application kept. */
   since?: Position;
@@ -136,7 +136,7 @@ export declare class Client extends Emitter<ClientEvents> {
   subscribe(topic: string, options?: SubscribeOptions): Subscription;
   getSubscription(topic: string): Subscription | undefined;
   /** Send an application message; throws when not connected. */
-  send(data: string | ArrayBufferLike | ArrayBufferView | Blob): void;
+  send(data: string | ArrayBufferLike | ArrayBufferView): void;
 }
 
 /** Whether a client reconnects after a close with this code. */
