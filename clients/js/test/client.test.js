@@ -394,3 +394,41 @@ test('browser offline and online events drop and restore the connection', () => 
     delete globalThis.window;
   }
 });
+
+test('a subscription made while connecting is sent on open; publications before its reply are ignored', () => {
+  const c = newClient();
+  c.connect();
+  const seen = [];
+  c.subscribe('news', { onPublication: (p) => seen.push(p.offset) });
+  const ws = latest();
+  assert.equal(ws.sent.length, 0);
+  ws.open();
+  assert.equal(ws.last('subscribe').topic, 'news');
+  ws.receive({ type: 'pub', topic: 'news', epoch: 'e', offset: 1, data: 1 });
+  reply(ws, { epoch: 'e', offset: 1 });
+  ws.receive({ type: 'pub', topic: 'news', epoch: 'e', offset: 2, data: 2 });
+  assert.deepEqual(seen, [2]);
+  assert.throws(() => c.subscribe('news'), /already subscribed/);
+  c.disconnect();
+});
+
+test('a WebSocket constructor that throws counts as a lost connection', () => {
+  let fail = true;
+  class Throwing extends FakeWebSocket {
+    constructor(url) {
+      if (fail) throw new Error('refused');
+      super(url);
+    }
+  }
+  const c = newClient({ WebSocket: Throwing, random: () => 0.5 });
+  const events = [];
+  c.on('disconnected', (ev) => events.push(ev));
+  c.on('error', () => {});
+  c.connect();
+  assert.deepEqual(events, [{ code: 1006, reason: 'refused', willReconnect: true }]);
+  fail = false;
+  mock.timers.tick(250);
+  latest().open();
+  assert.equal(c.state, 'connected');
+  c.disconnect();
+});
