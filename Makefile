@@ -15,13 +15,14 @@ PROMMOD   := prom
 # The notify example: its own module, since its /metrics imports prom.
 NOTIFYMOD := examples/notify
 
-.PHONY: test check vet fmt unit conformance fuzz interop harness bench bench-quick bench-deflate bench-soak bench-stall bench-fleet bench-c1m bench-go bench-memory
+.PHONY: test check vet fmt unit conformance fuzz interop harness clients bench bench-quick bench-deflate bench-soak bench-stall bench-fleet bench-c1m bench-go bench-memory
 
 ## test: everything CI checks — vet, gofmt, every package's tests with -race
 ## (the RFC 6455 conformance suite in tests/conformance among them), short
 ## fuzz runs, interop with real clients and browsers, and the benchmark
-## harness's own tests (installs what it needs: Chromium, npm packages).
-test: check unit fuzz interop harness
+## harness's own tests (installs what it needs: Chromium, npm packages),
+## and the JavaScript client's tests.
+test: check unit fuzz interop harness clients
 
 check: vet fmt
 
@@ -69,6 +70,14 @@ interop:
 harness:
 	bash benchmarks/peers/setup.sh
 	$(MAKE) -C benchmarks test
+
+## clients: the JavaScript client's tests (clients/js): unit tests on a
+## fake WebSocket and mock timers, and an integration test against a real
+## server (clients/js/testserver, built with $(GO)). Node >= 20; a Node
+## without a global WebSocket (20) gets --experimental-websocket.
+clients:
+	cd clients/js && GO=$(GO) node $$(node -e 'process.exit(typeof WebSocket === "function" ? 1 : 0)' && echo --experimental-websocket) \
+		--test test/client.test.js test/integration.test.js
 
 ## bench: herald against gorilla, nbio, gws, uWebSockets.js and ws, every
 ## scenario (see benchmarks/README.md); bench-quick: the same, smaller.
