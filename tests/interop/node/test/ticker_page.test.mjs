@@ -104,8 +104,13 @@ test('the ticker page shows live prices and latency, and reconnects after a rest
   const e = await ticker.terminate();
   assert.deepEqual(e, { code: 0, signal: null }, `ticker did not exit cleanly on SIGTERM; stderr:\n${ticker.stderr()}`);
   ticker = null;
-  await page.waitForFunction(() => document.getElementById('status').dataset.state === 'reconnecting', null, { timeout: 60000 });
-  assert.match(await page.textContent('#status'), /^reconnecting in \d+\.\d s$/);
+  // State and text are read in one evaluation: on a busy machine the retry
+  // may fire between two reads, and the page is then connecting again.
+  const reconnecting = await page.waitForFunction(() => {
+    const el = document.getElementById('status');
+    return el.dataset.state === 'reconnecting' && el.textContent;
+  }, null, { timeout: 60000 });
+  assert.match(await reconnecting.jsonValue(), /^reconnecting in \d+\.\d s$/);
   const beforeRestart = await readRows(page);
 
   // A new server on the same port: the page comes back by itself.
