@@ -276,7 +276,8 @@ func (h *Hub) publishConfigured(msgs []Message) {
 	defer hs.pubMu.Unlock()
 	var now time.Duration // read once, if a topic has a MaxAge
 	clocked := false
-	out, buf := hs.wrapped[:0], hs.buf[:0]
+	out := hs.wrapped[:0]
+	hs.buf = hs.buf[:0]
 	for i := range msgs {
 		m := msgs[i]
 		c, hi := hs.lookup(m.Topic)
@@ -290,50 +291,72 @@ func (h *Hub) publishConfigured(msgs []Message) {
 			continue
 		}
 		var pos Position
-		if hi != nil {
-			hi.mu.Lock()
-			for hi.dead {
-				// Forgotten between lookup and lock: a new record.
-				hi.mu.Unlock()
-				c, hi = hs.lookup(m.Topic)
-				if hi == nil {
-					break
-				}
-				hi.mu.Lock()
-			}
-			if hi != nil {
-				pos = Position{Epoch: hi.epoch, Offset: hi.next}
-			}
+		if c, hi = hs.lockLive(c, hi, m.Topic); hi != nil {
+			pos = Position{Epoch: hi.epoch, Offset: hi.next}
 			if c.opts.MaxAge > 0 && !clocked {
 				now, clocked = h.srv.Now(), true
 			}
 		}
-		if c.opts.Envelope != nil {
-			start := len(buf)
-			var ok bool
-			if buf, ok = hs.wrap(c.opts.Envelope, buf, &msgs[i], pos); !ok {
-				if hi != nil {
-					hi.mu.Unlock()
-				}
-				continue // the offset stays free: nobody saw it
-			}
-			m.Type, m.Data = engine.TextMessage, buf[start:len(buf):len(buf)]
+		if hs.record(c, hi, &m, &msgs[i], pos, now) {
+			out = append(out, m)
 		}
-		if hi != nil {
-			// Into the history before the batch looks for subscribers: a
-			// subscriber that joins after that look finds it in Recover.
-			hs.append(hi, &c.opts, m.Type, m.Data, now)
-			hi.mu.Unlock()
-		}
-		out = append(out, m)
 	}
+	h.deliverRecorded(out)
+}
+
+// lockLive locks hi, the history lookup found for topic with its
+// configuration c, and returns them; if hi was forgotten between the
+// lookup and the lock, it looks again, for the topic's new record. hi is
+// nil, and nothing locked, when the topic keeps no history.
+func (hs *histState) lockLive(c *topicConf, hi *history, topic string) (*topicConf, *history) {
+	for hi != nil {
+		hi.mu.Lock()
+		if !hi.dead {
+			return c, hi
+		}
+		hi.mu.Unlock()
+		c, hi = hs.lookup(topic)
+	}
+	return c, hi
+}
+
+// record wraps m, a copy of src, in c's envelope (if c has one) at pos,
+// in the publisher's scratch, and appends it to hi (locked by lockLive,
+// or nil), which it unlocks. It reports false when the envelope failed:
+// the message is dropped, and its offset stays free, since nobody saw it.
+// pubMu is held.
+func (hs *histState) record(c *topicConf, hi *history, m, src *Message, pos Position, now time.Duration) bool {
+	if c != nil && c.opts.Envelope != nil {
+		start := len(hs.buf)
+		var ok bool
+		if hs.buf, ok = hs.wrap(c.opts.Envelope, hs.buf, src, pos); !ok {
+			if hi != nil {
+				hi.mu.Unlock()
+			}
+			return false
+		}
+		m.Type, m.Data = engine.TextMessage, hs.buf[start:len(hs.buf):len(hs.buf)]
+	}
+	if hi != nil {
+		// Into the history before the batch looks for subscribers: a
+		// subscriber that joins after that look finds it in Recover.
+		hs.append(hi, &c.opts, m.Type, m.Data, now)
+		hi.mu.Unlock()
+	}
+	return true
+}
+
+// deliverRecorded delivers out, the batch record kept, and readies the
+// publisher's scratch for the next batch. pubMu is held.
+func (h *Hub) deliverRecorded(out []Message) {
+	hs := h.hs
 	h.deliver(out)
 	clear(out)
 	hs.wrapped = out[:0]
-	if cap(buf) > 1<<20 {
-		buf = nil // a burst's scratch goes back
+	if cap(hs.buf) > 1<<20 {
+		hs.buf = nil // a burst's scratch goes back
 	}
-	hs.buf = buf[:0]
+	hs.buf = hs.buf[:0]
 }
 
 // append adds a message at offset hi.next; hi.mu is held. now is the

@@ -104,21 +104,12 @@ func (h *Hub) DeliverSequenced(msgs []Message, pos []Position) error {
 	defer hs.pubMu.Unlock()
 	var now time.Duration // read once, if a topic has a MaxAge
 	clocked := false
-	out, buf := hs.wrapped[:0], hs.buf[:0]
+	out := hs.wrapped[:0]
+	hs.buf = hs.buf[:0]
 	for i := range msgs {
 		m, p := msgs[i], pos[i]
 		c, hi := hs.lookup(m.Topic)
-		if hi != nil {
-			hi.mu.Lock()
-			for hi.dead {
-				hi.mu.Unlock()
-				c, hi = hs.lookup(m.Topic)
-				if hi == nil {
-					break
-				}
-				hi.mu.Lock()
-			}
-		}
+		c, hi = hs.lockLive(c, hi, m.Topic)
 		if hi != nil {
 			switch {
 			case hi.epoch != p.Epoch || p.Offset > hi.next:
@@ -131,30 +122,11 @@ func (h *Hub) DeliverSequenced(msgs []Message, pos []Position) error {
 				now, clocked = h.srv.Now(), true
 			}
 		}
-		if c != nil && c.opts.Envelope != nil {
-			start := len(buf)
-			var ok bool
-			if buf, ok = hs.wrap(c.opts.Envelope, buf, &msgs[i], p); !ok {
-				if hi != nil {
-					hi.mu.Unlock()
-				}
-				continue // the offset stays free: nobody saw it
-			}
-			m.Type, m.Data = engine.TextMessage, buf[start:len(buf):len(buf)]
+		if hs.record(c, hi, &m, &msgs[i], p, now) {
+			out = append(out, m)
 		}
-		if hi != nil {
-			hs.append(hi, &c.opts, m.Type, m.Data, now)
-			hi.mu.Unlock()
-		}
-		out = append(out, m)
 	}
-	h.deliver(out)
-	clear(out)
-	hs.wrapped = out[:0]
-	if cap(buf) > 1<<20 {
-		buf = nil
-	}
-	hs.buf = buf[:0]
+	h.deliverRecorded(out)
 	return nil
 }
 
