@@ -70,6 +70,7 @@ func dialAddr(t testing.TB, addr, path string, header http.Header) net.Conn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	if br != nil {
+		// Frames OnOpen sent came in the same read as the 101.
 		conn = bufferedConn{conn, br}
 	}
 	_ = conn.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard

@@ -53,24 +53,10 @@ func startServer(t testing.TB, cfg Config, h Handler) *Server {
 	return s
 }
 
-// dial opens a client WebSocket connection with gobwas/ws's client.
+// dial opens a client WebSocket connection to s's listener (see dialAddr).
 func dial(t testing.TB, s *Server, path string, header http.Header) net.Conn {
 	t.Helper()
-	d := ws.Dialer{Timeout: 5 * time.Second}
-	if header != nil {
-		d.Header = ws.HandshakeHeaderHTTP(header)
-	}
-	conn, br, _, err := d.Dial(context.Background(), "ws://"+s.Addr().String()+path)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if br != nil {
-		// Frames OnOpen sent came in the same read as the 101.
-		conn = bufferedConn{conn, br}
-	}
-	_ = conn.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard
-	return conn
+	return dialAddr(t, s.Addr().String(), path, header)
 }
 
 // bufferedConn reads first what the dialer's reader already holds.
