@@ -15,6 +15,7 @@ func FuzzProxyHeader(f *testing.F) {
 	f.Add(v2Header(0, 0x00, nil))
 	f.Add(v2Header(1, 0x31, make([]byte, 216)))
 	f.Add([]byte("GET / HTTP/1.1\r\n"))
+	f.Add([]byte("PROXY UNKNOWN x\ry"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, n, err := Parse(b)
 		if n < 0 || n > len(b) || n > MaxV2 {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // Header is a parsed PROXY header.
@@ -91,6 +92,12 @@ func parseV1(b []byte) (Header, int, error) {
 		return fail("v1: line does not end with CRLF")
 	}
 	line := string(b[len(v1Prefix) : end-1])
+	// A CR inside the line is refused even after UNKNOWN, whose rest is
+	// otherwise ignored: the same bytes seen before their LF arrived were
+	// already refused, and more bytes must never undo an error.
+	if strings.IndexByte(line, '\r') >= 0 {
+		return fail("v1: CR without LF")
+	}
 	fields := splitSpaces(line)
 	h := Header{Version: 1}
 	if len(fields) > 0 && fields[0] == "UNKNOWN" {

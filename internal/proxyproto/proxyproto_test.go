@@ -38,6 +38,7 @@ func TestParse(t *testing.T) {
 		{"v1 family mismatch", []byte("PROXY TCP4 2001:db8::1 192.0.2.2 1 2\r\n"), "", 0, true},
 		{"v1 bad port", []byte("PROXY TCP4 192.0.2.1 192.0.2.2 65536 2\r\n"), "", 0, true},
 		{"v1 double space", []byte("PROXY TCP4  192.0.2.1 192.0.2.2 1 2\r\n"), "", 0, true},
+		{"v1 CR inside an unknown line", []byte("PROXY UNKNOWN x\ry\r\n"), "", 0, true},
 		{"v1 bare LF", []byte("PROXY TCP4 192.0.2.1 192.0.2.2 1 2\n"), "", 0, true},
 		{"v1 too long", append([]byte("PROXY TCP4 "), bytes.Repeat([]byte{'1'}, 200)...), "", 0, true},
 		{"http instead", []byte("GET / HTTP/1.1\r\n"), "", 0, true},
