@@ -72,12 +72,14 @@ harness:
 	$(MAKE) -C benchmarks test
 
 ## clients: the JavaScript client's tests (clients/js): unit tests on a
-## fake WebSocket and mock timers, and an integration test against a real
-## server (clients/js/testserver, built with $(GO)). Node >= 20; a Node
+## fake WebSocket and mock timers, and tests against a real server
+## (clients/js/testserver, built with $(GO)): recovery, 1,000 clients
+## reconnecting after a 1012 spread over the backoff window, and the
+## README's example run as written. Node >= 20; a Node
 ## without a global WebSocket (20) gets --experimental-websocket.
 clients:
 	cd clients/js && GO=$(GO) node $$(node -e 'process.exit(typeof WebSocket === "function" ? 1 : 0)' && echo --experimental-websocket) \
-		--test test/client.test.js test/integration.test.js
+		--test test/client.test.js test/integration.test.js test/storm.test.js test/readme.test.js
 
 ## bench: herald against gorilla, nbio, gws, uWebSockets.js and ws, every
 ## scenario (see benchmarks/README.md); bench-quick: the same, smaller.

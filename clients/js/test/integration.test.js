@@ -6,59 +6,8 @@
 // speed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { Client } from '../herald-client.js';
-
-const hangGuard = 60_000;
-// Building the server may take a while on a cold build cache.
-const startGuard = 180_000;
-const root = fileURLToPath(new URL('../../..', import.meta.url));
-
-function guard(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-// startServer runs the test server and returns its address and a command
-// function that resolves with the server's answer line.
-async function startServer(t) {
-  const proc = spawn(process.env.GO || 'go', ['run', './clients/js/testserver'], {
-    cwd: root, stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  t.after(() => {
-    proc.stdin.end();
-    setTimeout(() => proc.kill(), 10_000).unref();
-  });
-  const waiting = [];
-  let exited = null;
-  createInterface({ input: proc.stdout }).on('line', (line) => {
-    const w = waiting.shift();
-    if (w) w.resolve(line);
-  });
-  proc.on('exit', (code) => {
-    exited = new Error(`test server exited (${code})`);
-    for (const w of waiting.splice(0)) w.reject(exited);
-  });
-  const nextLine = (ms, what) => guard(new Promise((resolve, reject) => {
-    if (exited) reject(exited); else waiting.push({ resolve, reject });
-  }), ms, what);
-  const first = await nextLine(startGuard, 'the test server to listen');
-  const m = /^listening (\S+)$/.exec(first);
-  assert.ok(m, `test server said ${first}`);
-  return {
-    addr: m[1],
-    command(line) {
-      const answer = nextLine(hangGuard, `the answer to ${line}`);
-      proc.stdin.write(line + '\n');
-      return answer;
-    },
-  };
-}
+import { hangGuard, next, startGuard, startServer } from './server.js';
 
 // GatedWebSocket holds every new connection until the gate opens, so that
 // the test decides when the client gets back in.
@@ -92,19 +41,6 @@ function gatedWebSocket() {
     hold() { open = new Promise((resolve) => { release = resolve; }); },
     release() { release(); },
   };
-}
-
-// next resolves with the first event of emitter that pred accepts.
-function next(emitter, event, pred = () => true) {
-  return guard(new Promise((resolve) => {
-    const fn = (ev) => {
-      if (pred(ev)) {
-        emitter.off(event, fn);
-        resolve(ev);
-      }
-    };
-    emitter.on(event, fn);
-  }), hangGuard, `${event}`);
 }
 
 test('the client reconnects after the server closes the connection and recovers exactly what it missed', { timeout: startGuard + 4 * hangGuard }, async (t) => {
