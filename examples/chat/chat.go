@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -20,7 +21,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/heraldws/herald/broadcast"
+	heraldjs "github.com/heraldws/herald/clients/js"
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/resume"
 	"github.com/heraldws/herald/upgrade"
 )
 
@@ -33,8 +36,10 @@ const (
 	maxNickRunes  = 24
 	maxTextBytes  = 2000
 	maxFrameBytes = 16 << 10 // room for 2000 bytes of text however JSON escapes it
-	maxNicksSent  = 200      // nicknames listed in a history message, at most
+	maxNicksSent  = 200      // nicknames listed in a hello message, at most
 	topicPrefix   = "room."
+	minSeatKey    = 16 // a seat key's length, in bytes of [A-Za-z0-9_-]
+	maxSeatKey    = 64
 
 	// maxEscape is the most bytes JSON needs for one byte of text: a
 	// control character other than \n, \r and \t becomes \u00XX. (HTML
@@ -45,35 +50,34 @@ const (
 	// rune is at most 4 bytes, and the only printable characters JSON
 	// escapes, '"' and '\', grow from 1 byte to 2.
 	maxNickJSON = maxNickRunes*utf8.UTFMax + 2
-	// maxEventBytes bounds a "msg" event as sent: the text escaped at
+	// maxEventBytes bounds a room event as sent: the text escaped at
 	// worst, the nickname and room at their longest, and 128 bytes for the
-	// field names and the two numbers (20 digits each at most). Every
-	// history bound (-history-bytes, -history-rate) must leave room for
-	// it, so that any message the server accepts fits in the history.
+	// field names and the numbers.
 	maxEventBytes = 128 + maxRoomLen + maxNickJSON + maxTextBytes*maxEscape
-	// minHistoryBytes is the smallest -history-bytes: the largest event in
-	// its array's brackets.
-	minHistoryBytes = maxEventBytes + 2
-	// maxNickListBytes bounds the "nicks" array of a history message.
+	// maxPubBytes bounds an event in its publication envelope
+	// ({"type":"pub","topic":…,"epoch":…,"offset":…,"data":<event>}): 256
+	// bytes around it hold the topic, an epoch of resume.MaxEpoch bytes and
+	// an offset of 20 digits.
+	maxPubBytes = maxEventBytes + 256
+	// maxNickListBytes bounds the "nicks" array of a hello message.
 	maxNickListBytes = 2 + maxNicksSent*(maxNickJSON+1)
-	// historyFixedBytes bounds a history message without its "nicks" and
-	// "messages" arrays' contents: what any join gets, whatever the
-	// history budget says.
-	historyFixedBytes = 256
-	// maxHistoryBytes is the largest -history-bytes: a history message is
-	// sent behind the 101 in one go, and with its nick list it must stay
-	// within a connection's outbound bound (engine MaxOutboundBytes, left
-	// at its default), or the joiner would be closed as a slow consumer.
-	maxHistoryBytes = engine.DefaultMaxOutboundBytes - 64<<10
+	// maxReplyBytes is what a connection may be sent at once: a recovery
+	// reply goes out in one message, and must stay within a connection's
+	// outbound bound (engine MaxOutboundBytes, left at its default), or
+	// the member would be closed as a slow consumer.
+	maxReplyBytes = engine.DefaultMaxOutboundBytes - 64<<10
+	// maxHistory is the largest -history: a reply that recovers all of it
+	// (256 bytes of its own, and the publications with commas) fits in
+	// maxReplyBytes.
+	maxHistory = (maxReplyBytes - 256) / (maxPubBytes + 1)
 )
 
 // options are the server's settings; the command line sets them.
 type options struct {
 	addr             string
-	history          int     // messages kept per room
-	historyBytes     int     // bytes of "messages", as sent, per room
-	historyRate      int     // history bytes per second, server-wide
-	historyBacklog   int64   // no history while the server holds more unread bytes than this
+	history          int     // events kept per room, and recovered at most
+	historyRate      int     // recovered bytes per second, server-wide
+	historyBacklog   int64   // no recovery while the server holds more unread bytes than this
 	maxOutboundTotal int64   // unread bytes the server holds for all clients, at most
 	rate             float64 // messages per second per connection, sustained
 	burst            int     // messages per connection in a burst
@@ -95,9 +99,8 @@ type options struct {
 func defaultOptions() options {
 	return options{
 		addr:             "127.0.0.1:8081",
-		history:          50,
-		historyBytes:     64 << 10,
-		historyRate:      1 << 20,
+		history:          100,
+		historyRate:      2 << 20,
 		historyBacklog:   8 << 20,
 		maxOutboundTotal: 64 << 20,
 		rate:             10,
@@ -109,13 +112,11 @@ func defaultOptions() options {
 // check refuses settings that contradict each other, naming the flags.
 func (o options) check() error {
 	switch {
-	case o.history < 0:
-		return fmt.Errorf("-history must not be negative, not %d", o.history)
-	case o.history > 0 && (o.historyBytes < minHistoryBytes || o.historyBytes > maxHistoryBytes):
-		return fmt.Errorf("-history-bytes must be from %d, room for the largest message as sent (%d bytes of text, JSON-escaped), to %d, what a connection may be sent at once, not %d",
-			minHistoryBytes, maxTextBytes, maxHistoryBytes, o.historyBytes)
+	case o.history < 0 || o.history > maxHistory:
+		return fmt.Errorf("-history must be from 0 to %d (a recovery of that many of the largest events is what a connection may be sent at once), not %d",
+			maxHistory, o.history)
 	case o.historyRate < o.minHistoryRate():
-		return fmt.Errorf("-history-rate must be at least %d, -history-bytes and the longest nick list (%d bytes): a whole history message must fit in one second's worth; not %d",
+		return fmt.Errorf("-history-rate must be at least %d, a whole recovery of -history of the largest events and the longest nick list (%d bytes): it must fit in one second's worth; not %d",
 			o.minHistoryRate(), maxNickListBytes, o.historyRate)
 	case o.maxOutboundTotal < engine.DefaultMaxOutboundBytes:
 		return fmt.Errorf("-max-outbound-total must be at least %d (one connection's outbound bound), not %d",
@@ -132,35 +133,47 @@ func (o options) check() error {
 }
 
 // minHistoryRate is the smallest -history-rate: one second's worth must hold
-// a room's whole history and the longest nick list.
+// a whole recovery of the largest events and the longest nick list.
 func (o options) minHistoryRate() int {
-	if o.history == 0 {
-		return maxNickListBytes
-	}
-	return o.historyBytes + maxNickListBytes
+	return o.history*(maxPubBytes+1) + maxNickListBytes
 }
 
+// closeReplaced closes a member's connection when a newer one of the same
+// seat (nickname and seat key) joins: an application code that tells the
+// client not to reconnect, so that two tabs sharing a seat do not take it
+// from each other in turn.
+const closeReplaced engine.StatusCode = 4501
+
 // chat is the server: the engine handler, the hub that carries each room's
-// traffic, and the rooms' memberships and histories.
+// traffic, the subscribe protocol that recovers it, and the rooms'
+// memberships.
+//
+// Each room is a hub topic with a history (resume.Server.Topics): every
+// event gets a position, and a member's page subscribes to its room from
+// the start of the kept history when it joins, and from the last event it
+// saw when it reconnects, so it shows the room's recent events, and after
+// a lost connection exactly the ones it missed, once each, in order.
 //
 // Handlers run on the event loops, so every lock below is held only for a
-// few map operations and, to keep a room's events in one order for
-// everybody, for the Publish that hands an event to the hub (which queues it
-// to the loops and returns).
+// few map operations and, to keep a room's events and its membership in one
+// order, for the Publish that hands an event to the hub (which queues it to
+// the loops and returns).
 type chat struct {
-	engine.BaseHandler
 	opts  options
 	srv   *engine.Server
 	hub   *broadcast.Hub
+	rs    *resume.Server
 	log   *slog.Logger
 	now   func() time.Time // the rate limits' clock
 	held  func() int64     // bytes the server holds that its clients have not read
 	quota historyQuota
 
-	// Counted for the tests: history bytes sent (what the quota charged)
-	// and joins that got less than the room's whole history.
-	historySent    atomic.Int64
-	historyTrimmed atomic.Int64
+	// Counted for the tests: bytes of recoveries and nick lists granted
+	// (what the quota charged), and recoveries refused by the quota or
+	// the backlog bound.
+	historySent       atomic.Int64
+	recoveriesRefused atomic.Int64
+	recoveriesAsked   atomic.Int64 // subscribes with a position in the member's room
 
 	mu    sync.Mutex // guards rooms
 	rooms map[string]*room
@@ -173,8 +186,6 @@ type room struct {
 
 	mu      sync.Mutex         // guards the fields below
 	members map[string]*member // by lower-cased nickname
-	seq     uint64             // id of the room's latest event
-	history history            // the latest "msg" events, as sent
 	gone    bool               // forgotten by chat.rooms: join another
 }
 
@@ -185,8 +196,10 @@ type member struct {
 	roomName string
 	nick     string
 	key      string // lower-cased nick, unique in the room
-	nickJSON []byte // nick as a JSON string, for history messages
-	room     *room  // set once joined
+	seat     string // the seat key a reconnect proves itself with; "" for none
+	nickJSON []byte // nick as a JSON string, for hello messages
+	conn     *engine.Conn
+	room     *room // set once joined
 	tokens   float64
 	last     time.Time
 }
@@ -203,6 +216,7 @@ func newChat(opts options, logger *slog.Logger) (*chat, error) {
 	mux := http.NewServeMux()
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /", http.FileServerFS(web))
+	mux.Handle("GET /herald-client.js", heraldjs.Handler())
 	mux.HandleFunc("GET /rooms", ch.serveRooms)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	srv, err := engine.New(engine.Config{
@@ -229,25 +243,47 @@ func newChat(opts options, logger *slog.Logger) (*chat, error) {
 	if ch.hub, err = broadcast.New(srv, broadcast.Options{}); err != nil {
 		return nil, err
 	}
+	ch.rs = resume.New(ch.hub, resume.Options{
+		Authorize:        ch.authorizeTopic,
+		MaxSubscriptions: 1,
+		MaxRecover:       opts.history,
+	})
+	// With -history 0 rooms are still protocol topics, without positions:
+	// their events reach the members, and nothing is recovered.
+	if err := ch.rs.Topics(topicPrefix+"*", resume.History{Size: opts.history}); err != nil {
+		return nil, err
+	}
 	return ch, nil
 }
 
-// authorize checks the path and the query before the upgrade: a bad room or
-// nickname gets a 400 with the rule in its body. It returns the connection's
-// session.
+// authorize checks the path and the query before the upgrade: a bad room,
+// nickname or seat key gets a 400 with the rule in its body. It returns the
+// connection's session.
 func (ch *chat) authorize(r *upgrade.Request) (any, error) {
 	if r.Path != "/ws" {
 		return nil, upgrade.Reject(http.StatusNotFound, "the chat socket is at /ws")
 	}
 	q := r.Query()
-	roomName, nick := q.Get("room"), q.Get("nick")
+	roomName, nick, seat := q.Get("room"), q.Get("nick"), q.Get("key")
 	if !validRoom(roomName) {
 		return nil, upgrade.Reject(http.StatusBadRequest, "room must be 1 to 32 characters a-z, 0-9 or -")
 	}
 	if !validNick(nick) {
 		return nil, upgrade.Reject(http.StatusBadRequest, "nick must be 1 to 24 printable characters, no leading or trailing space")
 	}
-	return &member{roomName: roomName, nick: nick, key: strings.ToLower(nick), nickJSON: marshal(nick)}, nil
+	if seat != "" && !validSeat(seat) {
+		return nil, upgrade.Reject(http.StatusBadRequest, "key must be 16 to 64 characters A-Z, a-z, 0-9, - or _")
+	}
+	return &member{roomName: roomName, nick: nick, key: strings.ToLower(nick), seat: seat, nickJSON: marshal(nick)}, nil
+}
+
+// authorizeTopic lets a connection subscribe to its own room only.
+func (ch *chat) authorizeTopic(c *engine.Conn, topic string) error {
+	m, _ := c.Session().(*member)
+	if m == nil || m.room == nil || topic != m.room.topic {
+		return errors.New("a connection subscribes to its own room only")
+	}
+	return nil
 }
 
 // validRoom reports whether name is 1 to 32 characters a-z, 0-9 or '-'.
@@ -284,15 +320,42 @@ func validNick(nick string) bool {
 	return n <= maxNickRunes
 }
 
-// OnOpen joins the room: the nickname must be free there. The new member
-// gets the history, as much of it as the history quota allows, then
-// everybody in the room (the new member included) gets the join notice.
+// validSeat reports whether a seat key is 16 to 64 characters A-Z, a-z,
+// 0-9, '-' or '_' (a page makes one from 16 random bytes).
+func validSeat(seat string) bool {
+	if len(seat) < minSeatKey || len(seat) > maxSeatKey {
+		return false
+	}
+	for i := 0; i < len(seat); i++ {
+		b := seat[i]
+		if (b < 'a' || b > 'z') && (b < 'A' || b > 'Z') && (b < '0' || b > '9') && b != '-' && b != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// sameSeat reports whether m may take old's place: both carry the same
+// seat key. A connection whose link died silently stays a member until
+// the server notices (pings, up to 45 s); its page's reconnect proves it is
+// the same seat and takes over at once instead of finding its nick taken.
+func sameSeat(old, m *member) bool {
+	return old.seat != "" && len(old.seat) == len(m.seat) &&
+		subtle.ConstantTimeCompare([]byte(old.seat), []byte(m.seat)) == 1
+}
+
+// OnOpen joins the room: the nickname must be free there, or held by an
+// older connection of the same seat, which it replaces without a leave or
+// join notice. A new member's join notice goes to the room. The member
+// then gets a hello: the room's members, and where the room's kept history
+// starts, to subscribe from.
 func (ch *chat) OnOpen(c *engine.Conn) {
 	m, _ := c.Session().(*member)
 	if m == nil {
 		_ = c.Close(engine.StatusInternalError, "no session")
 		return
 	}
+	m.conn = c
 	var r *room
 	for {
 		var err error
@@ -306,22 +369,14 @@ func (ch *chat) OnOpen(c *engine.Conn) {
 		}
 		r.mu.Unlock() // forgotten between the lookup and the lock: look again
 	}
-	if _, taken := r.members[m.key]; taken {
+	old, taken := r.members[m.key]
+	if taken && !sameSeat(old, m) {
 		r.mu.Unlock()
 		_ = c.Close(engine.StatusPolicyViolation, "nick taken in this room")
 		return
 	}
-	// Subscribing and copying the history under the same lock that orders
-	// the room's events: each event is in the history, or delivered live, or
-	// both (the history's id tells the client which live events to skip).
-	if err := ch.hub.Subscribe(c, r.topic); err != nil {
-		r.mu.Unlock()
-		_ = c.Close(engine.StatusInternalError, "subscribe failed")
-		return
-	}
 	r.members[m.key] = m
 	m.room = r
-	msgs := r.history.snapshot()
 	count := len(r.members)
 	others := make([]*member, 0, min(count, maxNicksSent))
 	for _, other := range r.members {
@@ -330,60 +385,83 @@ func (ch *chat) OnOpen(c *engine.Conn) {
 		}
 		others = append(others, other)
 	}
-	lastID := r.seq
-	ch.publishLocked(r, event{Type: "join", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: count}, false)
+	if !taken {
+		ch.publishLocked(r, event{Type: "join", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: count})
+	}
+	// The kept history, the join included, starts after since: what a
+	// fresh page subscribes from to show the room's recent events.
+	cur, posErr := ch.hub.Position(r.topic)
 	r.mu.Unlock()
+	if taken {
+		_ = old.conn.Close(closeReplaced, "replaced by a newer connection of the same seat")
+	}
 
 	slices.SortFunc(others, func(a, b *member) int { return cmp.Compare(a.key, b.key) })
 	nicks := make([][]byte, len(others))
 	for i, other := range others {
 		nicks[i] = other.nickJSON
 	}
-	sentMsgs, sentNicks := ch.grantHistory(msgs, nicks)
-	_ = c.Send(engine.TextMessage, encodeHistory(r.name, lastID, count, len(msgs)-len(sentMsgs), sentNicks, sentMsgs))
+	var since *broadcast.Position
+	if posErr == nil {
+		since = &broadcast.Position{Epoch: cur.Epoch, Offset: cur.Offset - min(cur.Offset, uint64(ch.opts.history))}
+	}
+	_ = ch.rs.Welcome(c)
+	_ = c.Send(engine.TextMessage, encodeHello(r.name, r.topic, count, ch.grantNicks(nicks), since))
 }
 
-// grantHistory decides how much of a history message a join gets: the
-// newest messages, then the nicknames (alphabetically), as many as the
-// history quota has bytes for, and nothing while the server already holds
-// more than -history-backlog bytes that its clients have not read. It
-// returns the messages and nicknames to send.
-func (ch *chat) grantHistory(msgs, nicks [][]byte) (sentMsgs, sentNicks [][]byte) {
+// grantNicks decides how many nicknames a hello lists: the first ones
+// (alphabetically) that the history quota has bytes for, and none while the
+// server already holds more than -history-backlog bytes that its clients
+// have not read.
+func (ch *chat) grantNicks(nicks [][]byte) [][]byte {
 	if ch.held() > ch.opts.historyBacklog {
-		if len(msgs) > 0 {
-			ch.historyTrimmed.Add(1)
-		}
-		return nil, nil
+		return nil
 	}
+	var sent [][]byte
 	used := ch.quota.spend(ch.now(), func(avail int) int {
-		k, used := fitNewest(msgs, avail)
-		sentMsgs = msgs[len(msgs)-k:]
-		j, more := fitOldest(nicks, avail-used)
-		sentNicks = nicks[:j]
-		return used + more
+		j, used := fitOldest(nicks, avail)
+		sent = nicks[:j]
+		return used
 	})
 	ch.historySent.Add(int64(used))
-	if len(sentMsgs) < len(msgs) {
-		ch.historyTrimmed.Add(1)
-	}
-	return sentMsgs, sentNicks
+	return sent
 }
 
-// fitNewest returns how many of the newest items fit in avail bytes as the
-// contents of a JSON array (commas between them), and their bytes.
-func fitNewest(items [][]byte, avail int) (n, used int) {
-	for i := len(items) - 1; i >= 0; i-- {
-		cost := len(items[i]) + min(n, 1)
-		if used+cost > avail {
-			break
+// grantRecovery decides whether a subscribe from since may recover what the
+// room's history holds after it: the whole of it, charged to the history
+// quota, or nothing (the reply then says recovered: false) when the quota
+// lacks the bytes or the server already holds more than -history-backlog
+// bytes that its clients have not read. A subscribe the history cannot
+// serve anyway costs nothing.
+func (ch *chat) grantRecovery(topic string, since *broadcast.Position) bool {
+	ch.recoveriesAsked.Add(1)
+	size := 0 // the reply's "pubs" array, without its brackets
+	_, ok, err := ch.hub.Recover(topic, since, ch.opts.history, func(_ uint64, _ engine.MessageType, p []byte) {
+		size += len(p) + min(size, 1)
+	})
+	if err != nil || !ok || size == 0 {
+		return true
+	}
+	if ch.held() > ch.opts.historyBacklog {
+		ch.recoveriesRefused.Add(1)
+		return false
+	}
+	used := ch.quota.spend(ch.now(), func(avail int) int {
+		if size <= avail {
+			return size
 		}
-		used += cost
-		n++
+		return 0
+	})
+	if used == 0 {
+		ch.recoveriesRefused.Add(1)
+		return false
 	}
-	return n, used
+	ch.historySent.Add(int64(used))
+	return true
 }
 
-// fitOldest is fitNewest from the other end.
+// fitOldest returns how many of the first items fit in avail bytes as the
+// contents of a JSON array (commas between them), and their bytes.
 func fitOldest(items [][]byte, avail int) (n, used int) {
 	for _, it := range items {
 		cost := len(it) + min(n, 1)
@@ -396,7 +474,9 @@ func fitOldest(items [][]byte, avail int) (n, used int) {
 	return n, used
 }
 
-// OnMessage takes one chat message: {"type":"msg","text":"..."}.
+// OnMessage takes the subscribe protocol's messages (subscribe, ping) and
+// chat messages: {"type":"msg","text":"..."}. Both count against the
+// connection's rate.
 func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 	m, _ := c.Session().(*member)
 	if m == nil || m.room == nil {
@@ -408,6 +488,16 @@ func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 	}
 	if !m.allow(ch.now(), ch.opts.rate, float64(ch.opts.burst)) {
 		_ = c.Close(engine.StatusPolicyViolation, "rate limit")
+		return
+	}
+	if req, err := resume.DecodeRequest(data); err == nil && req.Type == resume.TypeSubscribe &&
+		req.Since != nil && req.Topic == m.room.topic && !ch.grantRecovery(req.Topic, req.Since) {
+		// Subscribed from a position no history has: the reply says
+		// recovered: false, and the member goes on live from there.
+		req.Since = &broadcast.Position{Epoch: withheldEpoch}
+		data = resume.AppendRequest(nil, req)
+	}
+	if ch.rs.Handle(c, typ, data) {
 		return
 	}
 	var in struct {
@@ -426,15 +516,16 @@ func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 		sendError(c, "empty message")
 		return
 	}
-	// Encode outside the lock; only the id is added under it.
+	// Encode outside the lock.
 	body := marshal(event{Type: "msg", Room: m.room.name, Nick: m.nick, Text: in.Text, TS: nowMillis()})
 	r := m.room
 	r.mu.Lock()
-	ch.publishBodyLocked(r, body, true)
+	ch.publishBodyLocked(r, body)
 	r.mu.Unlock()
 }
 
-// OnClose leaves the room and tells the others.
+// OnClose leaves the room and tells the others, unless a newer connection
+// of the same seat took the member's place.
 func (ch *chat) OnClose(c *engine.Conn, _ error) {
 	m, _ := c.Session().(*member)
 	if m == nil || m.room == nil {
@@ -444,8 +535,8 @@ func (ch *chat) OnClose(c *engine.Conn, _ error) {
 	r.mu.Lock()
 	if r.members[m.key] == m {
 		delete(r.members, m.key)
+		ch.publishLocked(r, event{Type: "leave", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: len(r.members)})
 	}
-	ch.publishLocked(r, event{Type: "leave", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: len(r.members)}, false)
 	r.mu.Unlock()
 }
 
@@ -482,7 +573,9 @@ func (ch *chat) room(name string) (*room, error) {
 	return r, nil
 }
 
-// forgetEmptyLocked drops one room without members. ch.mu must be held.
+// forgetEmptyLocked drops one room without members, and its history: a
+// page that comes back to it later learns that it cannot recover (a new
+// epoch). ch.mu must be held.
 func (ch *chat) forgetEmptyLocked() bool {
 	for name, r := range ch.rooms {
 		r.mu.Lock()
@@ -493,56 +586,19 @@ func (ch *chat) forgetEmptyLocked() bool {
 		r.mu.Unlock()
 		if empty {
 			delete(ch.rooms, name)
+			ch.hub.ResetHistory(r.topic)
 			return true
 		}
 	}
 	return false
 }
 
-// history holds a room's latest "msg" events as sent, oldest first, within
-// two bounds: at most maxEvents events, and at most maxBytes bytes for the
-// JSON array that lists them (brackets and commas included). Adding an
-// event drops the oldest ones until it fits. The room's lock guards it.
-type history struct {
-	events [][]byte
-	size   int // bytes of the events and the commas between them
-}
-
-// add appends ev, dropping the oldest events as the bounds require. An event
-// that could never fit is not kept (option checks make that impossible:
-// -history-bytes is at least minHistoryBytes); the history is then unchanged.
-func (h *history) add(ev []byte, maxEvents, maxBytes int) {
-	if maxEvents < 1 || 2+len(ev) > maxBytes {
-		return
-	}
-	for len(h.events) > 0 && (len(h.events) >= maxEvents || 2+h.size+1+len(ev) > maxBytes) {
-		h.size -= len(h.events[0]) + min(len(h.events)-1, 1)
-		// Cleared so that the dropped event is garbage now, not when
-		// append next moves the slice.
-		h.events[0] = nil
-		h.events = h.events[1:]
-	}
-	if len(h.events) > 0 {
-		h.size++
-	}
-	h.size += len(ev)
-	h.events = append(h.events, ev)
-}
-
-// bytes returns the size of the JSON array that lists the events.
-func (h *history) bytes() int { return 2 + h.size }
-
-// snapshot returns the events, oldest first. The events themselves are never
-// modified, so sharing them is safe; the slice is a copy because add
-// clears the entries it drops.
-func (h *history) snapshot() [][]byte { return slices.Clone(h.events) }
-
 // historyQuota is the server-wide budget of history bytes: a token bucket
 // that refills at rate bytes per second and holds at most one second's worth.
-// Every history message takes from it what its "messages" and "nicks"
-// arrays hold, so a flood of joins makes the server emit at most rate bytes
-// of history per second (plus the one-second burst), however large the
-// rooms' histories are.
+// Every recovery takes from it the publications it sends, and every hello
+// its nick list, so a flood of joins and resubscribes makes the server
+// emit at most rate bytes of history per second (plus the one-second
+// burst), however long the rooms' histories are.
 type historyQuota struct {
 	mu     sync.Mutex
 	rate   float64 // bytes per second, and the bucket's capacity
@@ -569,8 +625,8 @@ func (q *historyQuota) spend(now time.Time, pick func(avail int) int) int {
 	return used
 }
 
-// event is what the server sends about a room. Fields a type does not use
-// are left out.
+// event is what the server publishes about a room, as a publication's
+// "data". Fields a type does not use are left out.
 type event struct {
 	Type    string `json:"type"`
 	Room    string `json:"room"`
@@ -580,67 +636,56 @@ type event struct {
 	Members int    `json:"members,omitempty"` // members after a join or leave
 }
 
-// publishLocked publishes ev with the room's next id. r.mu must be held.
-func (ch *chat) publishLocked(r *room, ev event, keep bool) {
-	ch.publishBodyLocked(r, marshal(ev), keep)
+// publishLocked publishes ev to the room's topic. r.mu must be held.
+func (ch *chat) publishLocked(r *room, ev event) {
+	ch.publishBodyLocked(r, marshal(ev))
 }
 
-// publishBodyLocked gives an encoded event (a JSON object without "id") the
-// room's next id, publishes it to the room's topic and, if keep, adds it to
-// the history. r.mu must be held: ids, history and publish order agree.
-func (ch *chat) publishBodyLocked(r *room, body []byte, keep bool) {
-	r.seq++
-	msg := withID(r.seq, body)
-	if keep {
-		r.history.add(msg, ch.opts.history, ch.opts.historyBytes)
-	}
-	if err := ch.hub.Publish(r.topic, engine.TextMessage, msg); err != nil && !errors.Is(err, engine.ErrClosed) {
+// publishBodyLocked publishes an encoded event to the room's topic, where
+// the hub gives it its position and keeps it in the history. r.mu must be
+// held: membership changes and the events that announce them keep one
+// order.
+func (ch *chat) publishBodyLocked(r *room, body []byte) {
+	if err := ch.hub.Publish(r.topic, engine.TextMessage, body); err != nil && !errors.Is(err, engine.ErrClosed) {
 		ch.log.Warn("publish", "room", r.name, "err", err)
 	}
 }
 
-// withID returns the encoded event body (a JSON object without "id") with
-// "id" first.
-func withID(id uint64, body []byte) []byte {
-	msg := make([]byte, 0, len(body)+28)
-	msg = append(msg, `{"id":`...)
-	msg = strconv.AppendUint(msg, id, 10)
-	msg = append(msg, ',')
-	return append(msg, body[1:]...)
-}
-
-// encodeHistory builds the message a member gets on joining:
-// {"type":"history","room":..,"id":..,"members":..,"omitted":..,"nicks":[..],"messages":[..]}
-// where id is the room's latest event included (live events up to it are
-// repeats), omitted counts the older messages of the history left out (only
-// when there are some), nicks are JSON strings and messages are "msg"
-// events, oldest first. Everything but the two arrays' contents is at most
-// historyFixedBytes.
-func encodeHistory(roomName string, lastID uint64, members, omitted int, nicks, msgs [][]byte) []byte {
-	n := historyFixedBytes
-	for _, m := range msgs {
-		n += len(m) + 1
-	}
+// encodeHello builds the message a member gets on joining:
+// {"type":"hello","room":..,"topic":..,"members":..,"nicks":[..],"since":{"epoch":..,"offset":..}}
+// where nicks are JSON strings, and since (absent without history) is the
+// position the room's kept history starts after.
+func encodeHello(roomName, topic string, members int, nicks [][]byte, since *broadcast.Position) []byte {
+	n := helloFixedBytes
 	for _, s := range nicks {
 		n += len(s) + 1
 	}
 	b := make([]byte, 0, n)
-	b = append(b, `{"type":"history","room":`...)
+	b = append(b, `{"type":"hello","room":`...)
 	b = strconv.AppendQuote(b, roomName) // room names are [a-z0-9-]
-	b = append(b, `,"id":`...)
-	b = strconv.AppendUint(b, lastID, 10)
+	b = append(b, `,"topic":`...)
+	b = strconv.AppendQuote(b, topic)
 	b = append(b, `,"members":`...)
 	b = strconv.AppendInt(b, int64(members), 10)
-	if omitted > 0 {
-		b = append(b, `,"omitted":`...)
-		b = strconv.AppendInt(b, int64(omitted), 10)
-	}
 	b = append(b, `,"nicks":`...)
 	b = appendArray(b, nicks)
-	b = append(b, `,"messages":`...)
-	b = appendArray(b, msgs)
+	if since != nil {
+		b = append(b, `,"since":{"epoch":`...)
+		b = strconv.AppendQuote(b, since.Epoch) // hex
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendUint(b, since.Offset, 10)
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
+
+// withheldEpoch is the position a withheld recovery subscribes from: the
+// hub's epochs are hex digits, so none is ever this one.
+const withheldEpoch = "withheld"
+
+// helloFixedBytes bounds a hello message without its "nicks" array's
+// contents: what any join gets, whatever the history quota says.
+const helloFixedBytes = 320
 
 // appendArray appends a JSON array of already encoded values.
 func appendArray(b []byte, items [][]byte) []byte {

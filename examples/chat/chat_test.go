@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -21,7 +22,9 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/heraldws/herald/broadcast"
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/resume"
 )
 
 // hangGuard bounds every wait for the server. It is no speed requirement:
@@ -59,19 +62,43 @@ func startServer(t *testing.T, tune func(*options)) *chat {
 	return ch
 }
 
-// serverMsg is any message the server sends.
+// serverMsg is any message the server sends; a publication is read as the
+// room event it carries, with its position.
 type serverMsg struct {
-	Type     string      `json:"type"`
-	ID       uint64      `json:"id"`
-	Room     string      `json:"room"`
-	Nick     string      `json:"nick"`
-	Text     string      `json:"text"`
-	TS       int64       `json:"ts"`
-	Members  int         `json:"members"`
-	Omitted  int         `json:"omitted"`
-	Nicks    []string    `json:"nicks"`
-	Messages []serverMsg `json:"messages"`
-	Error    string      `json:"error"`
+	Type      string            `json:"type"`
+	Room      string            `json:"room"`
+	Nick      string            `json:"nick"`
+	Text      string            `json:"text"`
+	TS        int64             `json:"ts"`
+	Members   int               `json:"members"`
+	Nicks     []string          `json:"nicks"`
+	Error     string            `json:"error"`
+	Topic     string            `json:"topic"`
+	Epoch     string            `json:"epoch"`
+	Offset    uint64            `json:"offset"`
+	Since     *position         `json:"since"`
+	Recovered *bool             `json:"recovered"`
+	Pubs      []json.RawMessage `json:"pubs"`
+	Data      json.RawMessage   `json:"data"`
+	Code      string            `json:"code"`
+	Message   string            `json:"message"`
+	Events    []serverMsg       `json:"-"` // a subscribed reply's pubs, as events
+}
+
+type position struct {
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
+}
+
+// messages returns the "msg" events of events.
+func messages(events []serverMsg) []serverMsg {
+	var out []serverMsg
+	for _, e := range events {
+		if e.Type == "msg" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 type client struct {
@@ -79,6 +106,9 @@ type client struct {
 	nick string
 	conn net.Conn
 	rw   io.ReadWriter
+	// The position of the last event read: a publication at or below it
+	// is a repeat (docs/PROTOCOL.md) and is skipped, as a client must.
+	pos position
 }
 
 func wsURL(addr, room, nick string) string {
@@ -105,31 +135,65 @@ func dialRaw(u string, header http.Header) (net.Conn, io.ReadWriter, error) {
 	return conn, conn, nil
 }
 
-// join connects as nick to room and reads the history and the member's own
-// join notice.
+// join connects as nick to room, reads the hello and subscribes from its
+// "since": the reply recovers the room's recent events, the member's own
+// join among them. It returns the hello, with the reply's events.
 func join(t *testing.T, addr, room, nick string) (*client, serverMsg) {
 	t.Helper()
-	c := connect(t, addr, room, nick)
-	h := c.expect("history")
-	if h.Room != room {
-		t.Fatalf("%s: history of room %q, want %q", nick, h.Room, room)
+	return joinURL(t, wsURL(addr, room, nick), room, nick)
+}
+
+// joinURL is join with a URL of the caller's (a seat key in it).
+func joinURL(t *testing.T, u, room, nick string) (*client, serverMsg) {
+	t.Helper()
+	c := connectURL(t, u, nick)
+	h := c.expect("hello")
+	if h.Room != room || h.Topic != "room."+room {
+		t.Fatalf("%s: hello of room %q topic %q, want %q", nick, h.Room, h.Topic, room)
 	}
-	j := c.expectOwnJoin()
-	if j.Nick != nick || j.Room != room || j.ID <= h.ID {
-		t.Fatalf("%s: own join notice %+v after history id %d", nick, j, h.ID)
+	rep := c.subscribe(h.Topic, h.Since)
+	if rep.Recovered == nil || !*rep.Recovered {
+		t.Fatalf("%s: subscribing from the hello's position did not recover: %+v", nick, rep)
 	}
+	own := false
+	for _, e := range rep.Events {
+		own = own || e.Type == "join" && e.Nick == nick
+	}
+	if !own {
+		t.Fatalf("%s: its own join is not among the recovered events %+v", nick, rep.Events)
+	}
+	h.Events = rep.Events
 	return c, h
 }
 
 // connect connects without reading anything.
 func connect(t *testing.T, addr, room, nick string) *client {
 	t.Helper()
-	conn, rw, err := dialRaw(wsURL(addr, room, nick), nil)
+	return connectURL(t, wsURL(addr, room, nick), nick)
+}
+
+func connectURL(t *testing.T, u, nick string) *client {
+	t.Helper()
+	conn, rw, err := dialRaw(u, nil)
 	if err != nil {
-		t.Fatalf("join %s as %s: %v", room, nick, err)
+		t.Fatalf("join %s as %s: %v", u, nick, err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	return &client{t: t, nick: nick, conn: conn, rw: rw}
+}
+
+// subscribe sends a subscribe to topic from since (nil: none) and reads
+// the reply; its publications are in Events and the client's position
+// moves past them.
+func (c *client) subscribe(topic string, since *position) serverMsg {
+	c.t.Helper()
+	req := map[string]any{"type": "subscribe", "id": 1, "topic": topic}
+	if since != nil {
+		req["since"] = since
+	}
+	c.sendRaw(marshal(req))
+	rep, _ := c.expectRaw("subscribed")
+	return rep
 }
 
 func (c *client) read() (serverMsg, error) {
@@ -137,53 +201,92 @@ func (c *client) read() (serverMsg, error) {
 	return m, err
 }
 
-// readRaw reads the next message and returns it parsed and as sent.
+// readRaw reads the next message and returns it parsed and as sent. It
+// skips the welcome, and publications at or below the client's position.
 func (c *client) readRaw() (serverMsg, []byte, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(hangGuard))
-	data, op, err := wsutil.ReadServerData(c.rw)
-	if err != nil {
-		return serverMsg{}, nil, err
+	for {
+		_ = c.conn.SetReadDeadline(time.Now().Add(hangGuard))
+		data, op, err := wsutil.ReadServerData(c.rw)
+		if err != nil {
+			return serverMsg{}, nil, err
+		}
+		if op != ws.OpText {
+			return serverMsg{}, nil, errors.New("server sent a binary message")
+		}
+		var m serverMsg
+		if err := json.Unmarshal(data, &m); err != nil {
+			return serverMsg{}, nil, err
+		}
+		switch m.Type {
+		case "welcome":
+			continue
+		case "pub":
+			ev, fresh, err := c.event(data)
+			if err != nil {
+				return serverMsg{}, nil, err
+			}
+			if !fresh {
+				continue
+			}
+			return ev, data, nil
+		case "subscribed":
+			if m.Recovered != nil && *m.Recovered {
+				for _, p := range m.Pubs {
+					ev, fresh, err := c.event(p)
+					if err != nil {
+						return serverMsg{}, nil, err
+					}
+					if fresh {
+						m.Events = append(m.Events, ev)
+					}
+				}
+			}
+			if m.Epoch != c.pos.Epoch || m.Offset > c.pos.Offset {
+				c.pos = position{m.Epoch, m.Offset}
+			}
+		}
+		return m, data, nil
 	}
-	if op != ws.OpText {
-		return serverMsg{}, nil, errors.New("server sent a binary message")
+}
+
+// event decodes a publication into its event and reports whether it is
+// new to the client (above its position), moving the position past it.
+func (c *client) event(pub []byte) (serverMsg, bool, error) {
+	var p serverMsg
+	if err := json.Unmarshal(pub, &p); err != nil || p.Type != "pub" {
+		return serverMsg{}, false, fmt.Errorf("not a publication: %.200s (%v)", pub, err)
 	}
-	var m serverMsg
-	if err := json.Unmarshal(data, &m); err != nil {
-		return serverMsg{}, nil, err
+	if p.Epoch != "" {
+		if p.Epoch == c.pos.Epoch && p.Offset <= c.pos.Offset {
+			return serverMsg{}, false, nil
+		}
+		c.pos = position{p.Epoch, p.Offset}
 	}
-	return m, data, nil
+	var ev serverMsg
+	if err := json.Unmarshal(p.Data, &ev); err != nil {
+		return serverMsg{}, false, fmt.Errorf("publication data %.200s: %v", p.Data, err)
+	}
+	ev.Topic, ev.Epoch, ev.Offset = p.Topic, p.Epoch, p.Offset
+	return ev, true, nil
 }
 
 // expect reads the next message and checks its type.
 func (c *client) expect(typ string) serverMsg {
 	c.t.Helper()
-	m, err := c.read()
+	m, _ := c.expectRaw(typ)
+	return m
+}
+
+func (c *client) expectRaw(typ string) (serverMsg, []byte) {
+	c.t.Helper()
+	m, raw, err := c.readRaw()
 	if err != nil {
 		c.t.Fatalf("%s: reading a %q message: %v", c.nick, typ, err)
 	}
 	if m.Type != typ {
 		c.t.Fatalf("%s: got %+v, want a %q message", c.nick, m, typ)
 	}
-	return m
-}
-
-// expectOwnJoin reads the notice of c's own join. The server handles
-// connections independently, so the leave notice of a member that left just
-// before c joined may come first; it is skipped.
-func (c *client) expectOwnJoin() serverMsg {
-	c.t.Helper()
-	for {
-		m, err := c.read()
-		if err != nil {
-			c.t.Fatalf("%s: reading its join: %v", c.nick, err)
-		}
-		if m.Type == "join" && m.Nick == c.nick {
-			return m
-		}
-		if m.Type != "leave" {
-			c.t.Fatalf("%s: got %+v, want its own join", c.nick, m)
-		}
-	}
+	return m, raw
 }
 
 // expectMsg reads the next message: a chat message from nick with text.
@@ -239,11 +342,13 @@ func (c *client) leave() {
 	c.conn.Close()
 }
 
+// A join shows the room's recent events: up to -history of them, the
+// newest, oldest first, the member's own join last.
 func TestHistoryOnJoin(t *testing.T) {
-	addr := startChat(t, func(o *options) { o.history = 3 })
+	addr := startChat(t, func(o *options) { o.history = 4 })
 	alice, h := join(t, addr, "history", "alice")
-	if len(h.Messages) != 0 || h.Members != 1 || strings.Join(h.Nicks, ",") != "alice" {
-		t.Fatalf("first member's history: %+v", h)
+	if len(h.Events) != 1 || h.Members != 1 || strings.Join(h.Nicks, ",") != "alice" {
+		t.Fatalf("first member's hello: %+v", h)
 	}
 	texts := []string{"one", "two", "three", "four", "five"}
 	for _, s := range texts {
@@ -253,21 +358,21 @@ func TestHistoryOnJoin(t *testing.T) {
 
 	bob, h := join(t, addr, "history", "bob")
 	if h.Members != 2 || strings.Join(h.Nicks, ",") != "alice,bob" {
-		t.Fatalf("history members %d %v, want 2 [alice bob]", h.Members, h.Nicks)
+		t.Fatalf("hello members %d %v, want 2 [alice bob]", h.Members, h.Nicks)
 	}
-	if len(h.Messages) != 3 {
-		t.Fatalf("history has %d messages, want the last 3: %+v", len(h.Messages), h.Messages)
+	// The last 4 events: three of alice's messages and bob's join.
+	if len(h.Events) != 4 || h.Events[3].Type != "join" || h.Events[3].Nick != "bob" || h.Events[3].Members != 2 {
+		t.Fatalf("recovered %+v, want the last 3 messages and bob's join", h.Events)
 	}
-	for i, m := range h.Messages {
+	for i, m := range h.Events[:3] {
 		if m.Type != "msg" || m.Nick != "alice" || m.Text != texts[2+i] || m.Room != "history" || m.TS == 0 {
 			t.Fatalf("history[%d] = %+v, want alice's %q", i, m, texts[2+i])
 		}
-		if i > 0 && m.ID <= h.Messages[i-1].ID {
-			t.Fatalf("history ids not increasing: %+v", h.Messages)
-		}
 	}
-	if last := h.Messages[2].ID; h.ID < last {
-		t.Fatalf("history id %d is below its last message's %d", h.ID, last)
+	for i := 1; i < len(h.Events); i++ {
+		if h.Events[i].Offset != h.Events[i-1].Offset+1 || h.Events[i].Epoch != h.Events[0].Epoch {
+			t.Fatalf("history positions not consecutive: %+v", h.Events)
+		}
 	}
 	alice.expect("join")
 	bob.say("hi")
@@ -390,11 +495,12 @@ func TestRateLimit(t *testing.T) {
 	bob, _ := join(t, addr, "rate", "bob")
 	alice.expect("join")
 
-	// A burst within the budget goes through.
-	for i := 0; i < 10; i++ {
+	// A burst within the budget goes through: 9 messages, as the
+	// subscribe took one.
+	for i := 0; i < 9; i++ {
 		alice.say("burst")
 	}
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 9; i++ {
 		bob.expectMsg("alice", "burst")
 	}
 	// A flood does not: bob sees at most a few more, then alice leaves.
@@ -523,7 +629,7 @@ func TestPageAndRooms(t *testing.T) {
 	if res.StatusCode != 200 || !strings.Contains(string(body), "<title>") {
 		t.Fatalf("GET /: %d %.200s", res.StatusCode, body)
 	}
-	for _, f := range []string{"app.js", "style.css"} {
+	for _, f := range []string{"app.js", "style.css", "herald-client.js"} {
 		res, err := http.Get("http://" + addr + "/" + f)
 		if err != nil {
 			t.Fatal(err)
@@ -596,9 +702,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// preload puts n messages with text into the room's history (and publishes
-// them to its members), as a member would, without a connection or its rate
-// limit. It returns the room.
+// preload publishes n messages with text to the room, as a member would,
+// without a connection or its rate limit. It returns the room.
 func preload(t *testing.T, ch *chat, roomName, text string, n int) *room {
 	t.Helper()
 	r, err := ch.room(roomName)
@@ -608,54 +713,134 @@ func preload(t *testing.T, ch *chat, roomName, text string, n int) *room {
 	for i := 0; i < n; i++ {
 		body := marshal(event{Type: "msg", Room: roomName, Nick: "filler", Text: text, TS: nowMillis()})
 		r.mu.Lock()
-		ch.publishBodyLocked(r, body, true)
+		ch.publishBodyLocked(r, body)
 		r.mu.Unlock()
 	}
 	return r
 }
 
-// historyParts splits a history message as sent into its "messages" and
-// "nicks" arrays, as sent.
-func historyParts(t *testing.T, payload []byte) (msgs, nicks []byte) {
+// charged is what the history quota takes for a subscribed reply and a
+// hello as sent: the contents of the reply's "pubs" and the hello's
+// "nicks" arrays.
+func charged(t *testing.T, reply, hello []byte) int {
 	t.Helper()
+	var r struct {
+		Pubs json.RawMessage `json:"pubs"`
+	}
 	var h struct {
-		Messages json.RawMessage `json:"messages"`
-		Nicks    json.RawMessage `json:"nicks"`
+		Nicks json.RawMessage `json:"nicks"`
 	}
-	if err := json.Unmarshal(payload, &h); err != nil {
-		t.Fatalf("history %.200s: %v", payload, err)
+	if err := json.Unmarshal(reply, &r); err != nil {
+		t.Fatalf("reply %.200s: %v", reply, err)
 	}
-	return h.Messages, h.Nicks
+	if err := json.Unmarshal(hello, &h); err != nil {
+		t.Fatalf("hello %.200s: %v", hello, err)
+	}
+	return max(len(r.Pubs)-2, 0) + len(h.Nicks) - 2
 }
 
-// charged is what the history quota takes for a history message as sent:
-// its two arrays' contents.
-func charged(t *testing.T, payload []byte) int {
-	msgs, nicks := historyParts(t, payload)
-	return len(msgs) - 2 + len(nicks) - 2
-}
-
-// joinRaw joins and returns the history as sent; the join notice is read too.
-func joinRaw(t *testing.T, addr, room, nick string) (*client, serverMsg, []byte) {
+// joinRaw connects, reads the hello and subscribes from its "since"; it
+// returns the reply, recovered or not, and both as sent.
+func joinRaw(t *testing.T, addr, room, nick string) (c *client, rep serverMsg, rawReply, rawHello []byte) {
 	t.Helper()
-	c := connect(t, addr, room, nick)
-	h, raw, err := c.readRaw()
-	if err != nil || h.Type != "history" {
-		t.Fatalf("%s: %+v %v, want the history", nick, h, err)
-	}
-	c.expectOwnJoin()
-	return c, h, raw
+	c = connect(t, addr, room, nick)
+	h, rawHello := c.expectRaw("hello")
+	c.sendRaw(marshal(map[string]any{"type": "subscribe", "topic": h.Topic, "since": h.Since}))
+	rep, rawReply = c.expectRaw("subscribed")
+	return c, rep, rawReply, rawHello
 }
 
-// checkNewest checks that msgs are the newest messages of a room whose
-// latest message has id last, oldest first, all with text.
-func checkNewest(t *testing.T, msgs []serverMsg, last uint64, text string) {
-	t.Helper()
-	for i, m := range msgs {
-		want := last - uint64(len(msgs)-1-i)
-		if m.Type != "msg" || m.ID != want || m.Text != text {
-			t.Fatalf("history[%d] = id %d type %q text %.20q, want id %d with the text sent", i, m.ID, m.Type, m.Text, want)
+// The reconnect this example is for: a member whose connection dies
+// silently (the server does not notice) comes back with the same nick and
+// seat key, takes the place of its dead connection without the room seeing
+// it leave or join, and recovers every event of the gap once, in order.
+func TestReconnectRecoversGap(t *testing.T) {
+	addr := startChat(t, nil)
+	const seat = "0123456789abcdef-_SEAT"
+	aliceURL := wsURL(addr, "gap", "alice") + "&key=" + seat
+	alice, _ := joinURL(t, aliceURL, "gap", "alice")
+	bob, _ := join(t, addr, "gap", "bob")
+	alice.expect("join") // bob's
+	last := alice.pos
+
+	// Alice's link dies: she reads nothing more. Bob talks meanwhile.
+	var gap []string
+	// Six: with the subscribe and what bob sends below, within his burst.
+	for i := 0; i < 6; i++ {
+		text := "while alice is away " + strconv.Itoa(i)
+		gap = append(gap, text)
+		bob.say(text)
+		bob.expectMsg("bob", text)
+	}
+
+	// Someone else cannot take alice's nick, with or without a key.
+	for _, u := range []string{wsURL(addr, "gap", "Alice"), wsURL(addr, "gap", "alice") + "&key=another-key-of-16"} {
+		c := connectURL(t, u, "mallory")
+		c.expectClose(ws.StatusPolicyViolation, "nick taken")
+	}
+	// A bad key is refused before the upgrade.
+	if _, _, err := dialRaw(wsURL(addr, "gap", "alice")+"&key=short", nil); !errors.Is(err, ws.StatusError(http.StatusBadRequest)) {
+		t.Fatalf("short key: %v, want 400", err)
+	}
+
+	// Alice comes back with her seat key: her dead connection is closed
+	// with 4501 (not to reconnect), and she recovers the gap.
+	back := connectURL(t, aliceURL, "alice")
+	h := back.expect("hello")
+	if h.Members != 2 || strings.Join(h.Nicks, ",") != "alice,bob" {
+		t.Fatalf("hello after the takeover: %+v", h)
+	}
+	alice.expectClose(ws.StatusCode(closeReplaced), "replaced")
+	rep := back.subscribe(h.Topic, &last)
+	if rep.Recovered == nil || !*rep.Recovered {
+		t.Fatalf("resubscribe from %+v: %+v, want recovered", last, rep)
+	}
+	var got []string
+	for _, e := range rep.Events {
+		if e.Type != "msg" || e.Nick != "bob" {
+			t.Fatalf("recovered %+v: only bob's messages happened in the gap", e)
 		}
+		got = append(got, e.Text)
+	}
+	if strings.Join(got, "|") != strings.Join(gap, "|") {
+		t.Fatalf("recovered %q, want %q: every message of the gap once, in order", got, gap)
+	}
+
+	// Live again, exactly once; bob saw no leave or join of alice's.
+	bob.say("welcome back")
+	back.expectMsg("bob", "welcome back")
+	bob.expectMsg("bob", "welcome back")
+	back.say("thanks")
+	bob.expectMsg("alice", "thanks")
+	back.expectMsg("alice", "thanks")
+	if r := roomMembers(t, addr); r["gap"] != 2 {
+		t.Fatalf("room gap has %d members, want 2", r["gap"])
+	}
+
+	// A connection that closes leaves, and its return is a join: the
+	// recovery carries both, in order.
+	last = back.pos
+	back.leave()
+	if l := bob.expect("leave"); l.Nick != "alice" || l.Members != 1 {
+		t.Fatalf("bob got %+v, want alice's leave", l)
+	}
+	bob.say("gone")
+	bob.expectMsg("bob", "gone")
+	again := connectURL(t, aliceURL, "alice")
+	h = again.expect("hello")
+	rep = again.subscribe(h.Topic, &last)
+	var kinds []string
+	for _, e := range rep.Events {
+		kinds = append(kinds, e.Type+":"+e.Nick)
+	}
+	if rep.Recovered == nil || !*rep.Recovered || strings.Join(kinds, ",") != "leave:alice,msg:bob,join:alice" {
+		t.Fatalf("recovered %v (%v), want alice's leave, bob's message, alice's join", kinds, rep.Recovered)
+	}
+
+	// A connection subscribes to its own room only.
+	again.sendRaw([]byte(`{"type":"subscribe","id":7,"topic":"room.other"}`))
+	if e := again.expect("error"); e.Code != "forbidden" {
+		t.Fatalf("subscribe to another room: %+v, want forbidden", e)
 	}
 }
 
@@ -679,16 +864,22 @@ func TestLimitsAgree(t *testing.T) {
 		"emoji":     strings.Repeat("🙂", maxNickRunes),
 	}
 	room := strings.Repeat("r", maxRoomLen)
+	epoch := strings.Repeat("e", resume.MaxEpoch)
 	biggest := 0
 	for tn, text := range texts {
 		for nn, nick := range nicks {
 			if !validNick(nick) {
 				t.Fatalf("nick %s is refused: the case is not a worst case", nn)
 			}
-			ev := withID(math.MaxUint64, marshal(event{Type: "msg", Room: room, Nick: nick, Text: text, TS: math.MinInt64}))
+			ev := marshal(event{Type: "leave", Room: room, Nick: nick, Text: text, TS: math.MinInt64, Members: math.MinInt})
 			biggest = max(biggest, len(ev))
 			if len(ev) > maxEventBytes {
 				t.Errorf("text %s, nick %s: event of %d bytes, over maxEventBytes %d", tn, nn, len(ev), maxEventBytes)
+			}
+			pub := resume.Envelope(nil, &broadcast.Message{Topic: topicPrefix + room, Type: engine.TextMessage, Data: ev},
+				broadcast.Position{Epoch: epoch, Offset: resume.MaxID})
+			if len(pub) > maxPubBytes {
+				t.Errorf("text %s, nick %s: publication of %d bytes, over maxPubBytes %d", tn, nn, len(pub), maxPubBytes)
 			}
 			if n := len(marshal(nick)); n > maxNickJSON {
 				t.Errorf("nick %s: %d bytes as sent, over maxNickJSON %d", nn, n, maxNickJSON)
@@ -701,9 +892,6 @@ func TestLimitsAgree(t *testing.T) {
 		}
 	}
 	t.Logf("largest event: %d bytes (bound %d)", biggest, maxEventBytes)
-	if d := defaultOptions(); d.historyBytes < minHistoryBytes || d.historyRate < d.historyBytes+maxNickListBytes {
-		t.Errorf("default -history-bytes %d or -history-rate %d cannot hold the largest event or a whole history", d.historyBytes, d.historyRate)
-	}
 	list := make([][]byte, maxNicksSent)
 	for i := range list {
 		list[i] = marshal(nicks["emoji"])
@@ -711,10 +899,13 @@ func TestLimitsAgree(t *testing.T) {
 	if n := len(appendArray(nil, list)); n > maxNickListBytes {
 		t.Errorf("nick list of %d bytes, over maxNickListBytes %d", n, maxNickListBytes)
 	}
-	// The largest history message, behind the 101 (a few hundred bytes)
-	// and its frame header, is within a connection's outbound bound.
-	if n := maxHistoryBytes + maxNickListBytes + historyFixedBytes + 1<<10; n > engine.DefaultMaxOutboundBytes {
-		t.Errorf("the largest history message and the 101 take %d bytes, over a connection's %d", n, engine.DefaultMaxOutboundBytes)
+	if n := len(encodeHello(room, topicPrefix+room, math.MaxInt, nil, &broadcast.Position{Epoch: epoch, Offset: math.MaxUint64})) - 2; n > helloFixedBytes {
+		t.Errorf("hello without its nicks is %d bytes, over helloFixedBytes %d", n, helloFixedBytes)
+	}
+	// The largest recovery, behind its frame header, is within a
+	// connection's outbound bound.
+	if n := 256 + maxHistory*(maxPubBytes+1) + 16; n > maxReplyBytes || maxReplyBytes > engine.DefaultMaxOutboundBytes {
+		t.Errorf("the largest recovery takes %d bytes, over %d", n, maxReplyBytes)
 	}
 	// The package documentation, the flags' help and README quote these.
 	for _, c := range []struct {
@@ -722,18 +913,14 @@ func TestLimitsAgree(t *testing.T) {
 		got, want int
 	}{
 		{"maxEventBytes", maxEventBytes, 12258},
-		{"minHistoryBytes", minHistoryBytes, 12260},
-		{"maxHistoryBytes", maxHistoryBytes, 4128768},
+		{"maxPubBytes", maxPubBytes, 12514},
+		{"maxHistory", maxHistory, 329},
 		{"maxNickListBytes", maxNickListBytes, 19802},
-		{"historyFixedBytes", historyFixedBytes, 256},
+		{"helloFixedBytes", helloFixedBytes, 320},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s is %d, the documentation says %d: update both", c.name, c.got, c.want)
 		}
-	}
-	fixed := encodeHistory(room, math.MaxUint64, math.MaxInt, math.MaxInt, nil, nil)
-	if len(fixed)-4 > historyFixedBytes { // less the two empty arrays' brackets
-		t.Errorf("history message without its arrays is %d bytes, over historyFixedBytes %d", len(fixed)-4, historyFixedBytes)
 	}
 }
 
@@ -744,10 +931,9 @@ func TestOptionsRefused(t *testing.T) {
 		want string // the flag the error names
 	}{
 		{"negative history", func(o *options) { o.history = -1 }, "-history "},
-		{"history bytes below the largest event", func(o *options) { o.historyBytes = minHistoryBytes - 1 }, "-history-bytes"},
-		{"history bytes over a connection's bound", func(o *options) { o.historyBytes, o.historyRate = maxHistoryBytes+1, 8<<20 }, "-history-bytes"},
-		{"history rate below history bytes", func(o *options) { o.historyRate = o.historyBytes - 1 }, "-history-rate"},
-		{"history rate without room for the nicks", func(o *options) { o.historyRate = o.historyBytes + maxNickListBytes - 1 }, "-history-rate"},
+		{"history over a connection's bound", func(o *options) { o.history, o.historyRate = maxHistory+1, 8<<20 }, "-history "},
+		{"history rate below a whole recovery", func(o *options) { o.historyRate = o.history * (maxPubBytes + 1) }, "-history-rate"},
+		{"history rate without room for the nicks", func(o *options) { o.historyRate = o.history*(maxPubBytes+1) + maxNickListBytes - 1 }, "-history-rate"},
 		{"no history, no room for the nicks", func(o *options) { o.history, o.historyRate = 0, maxNickListBytes-1 }, "-history-rate"},
 		{"zero history backlog", func(o *options) { o.historyBacklog = 0 }, "-history-backlog"},
 		{"history backlog at the total", func(o *options) { o.historyBacklog = o.maxOutboundTotal }, "-history-backlog"},
@@ -765,223 +951,115 @@ func TestOptionsRefused(t *testing.T) {
 			}
 		})
 	}
-	// Without history its size does not matter.
-	opts := defaultOptions()
-	opts.addr, opts.history, opts.historyBytes, opts.historyRate = "127.0.0.1:0", 0, 0, maxNickListBytes
-	if _, err := newChat(opts, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatalf("-history 0: %v", err)
-	}
 }
 
-// The history keeps the newest events that fit both bounds, oldest dropped
-// first, and its array never passes maxBytes.
-func TestHistoryAdd(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		maxEvents int
-		maxBytes  int
-		sizes     []int // events added, in order
-		wantKept  int   // events kept at the end (the newest)
-	}{
-		{"count bound", 3, 1000, []int{10, 10, 10, 10, 10}, 3},
-		{"byte bound", 100, 2 + 10 + 1 + 10, []int{10, 10, 10, 10}, 2},
-		{"exactly full", 100, 2 + 3*10 + 2, []int{10, 10, 10}, 3},
-		{"one byte short", 100, 2 + 3*10 + 1, []int{10, 10, 10}, 2},
-		{"big one evicts many", 100, 100, []int{10, 10, 10, 10, 10, 10, 90}, 1},
-		{"small ones after a big one", 100, 100, []int{90, 10, 10}, 2},
-		{"too big is not kept", 100, 50, []int{10, 10, 49}, 2},
-		{"no history", 0, 1000, []int{10}, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var h history
-			var added [][]byte
-			for i, n := range tc.sizes {
-				ev := []byte(strings.Repeat(string(rune('a'+i)), n))
-				added = append(added, ev)
-				h.add(ev, tc.maxEvents, tc.maxBytes)
-				got := h.snapshot()
-				if b := len(appendArray(nil, got)); b != h.bytes() || (len(got) > 0 && b > tc.maxBytes) {
-					t.Fatalf("after %d adds: array of %d bytes, accounted %d, bound %d", i+1, b, h.bytes(), tc.maxBytes)
-				}
-				if len(got) > tc.maxEvents {
-					t.Fatalf("after %d adds: %d events, bound %d", i+1, len(got), tc.maxEvents)
-				}
-			}
-			got := h.snapshot()
-			if len(got) != tc.wantKept {
-				t.Fatalf("kept %d events, want %d", len(got), tc.wantKept)
-			}
-			// The newest that fit, in order: the last ones added, less an
-			// event that never fit.
-			want := added
-			if n := len(want); n > 0 && 2+len(want[n-1]) > tc.maxBytes {
-				want = want[:n-1]
-			}
-			want = want[len(want)-len(got):]
-			for i := range got {
-				if string(got[i]) != string(want[i]) {
-					t.Fatalf("kept[%d] = %.5q, want %.5q", i, got[i], want[i])
-				}
-			}
-		})
+// Without history, rooms still work: events reach the members live, and a
+// subscribe recovers nothing.
+func TestNoHistory(t *testing.T) {
+	addr := startChat(t, func(o *options) { o.history, o.historyRate = 0, maxNickListBytes })
+	alice := connect(t, addr, "plain", "alice")
+	h := alice.expect("hello")
+	if h.Since != nil {
+		t.Fatalf("hello without history: %+v, want no since", h)
 	}
-}
-
-// Through the server: a joiner's "messages" never pass -history-bytes as
-// sent, whatever JSON makes of the text, and hold as many of the newest
-// messages as fit.
-func TestHistoryBytesBound(t *testing.T) {
-	const bound = 16 << 10
-	ch := startServer(t, func(o *options) {
-		o.history = 1000
-		o.historyBytes = bound
-		o.held = func() int64 { return 0 }
-	})
-	addr := ch.srv.Addr().String()
-	for _, tc := range []struct {
-		name string
-		text string
-	}{
-		{"ascii", strings.Repeat("a", maxTextBytes)},
-		{"html", strings.Repeat("<", maxTextBytes)},
-		{"quotes", strings.Repeat(`"`, maxTextBytes)},
-		{"control", strings.Repeat("\x01", maxTextBytes)},
-		{"u2028", strings.Repeat("\u2028", maxTextBytes/3)},
-		{"short", "hi <b>&amp;</b>"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			const sent = 40
-			r := preload(t, ch, tc.name, tc.text, sent)
-			c, h, raw := joinRaw(t, addr, tc.name, "reader")
-			defer c.leave()
-			msgs, _ := historyParts(t, raw)
-			if len(msgs) > bound {
-				t.Fatalf("messages array of %d bytes, over -history-bytes %d", len(msgs), bound)
-			}
-			if len(h.Messages) == 0 || h.Omitted != 0 {
-				t.Fatalf("%d messages, %d omitted: want the whole history", len(h.Messages), h.Omitted)
-			}
-			r.mu.Lock()
-			last := r.seq - 1 // the reader's own join came after
-			r.mu.Unlock()
-			checkNewest(t, h.Messages, last, tc.text)
-			if len(h.Messages) < sent {
-				// The one before the oldest kept (same text, an id as
-				// long or one digit shorter) would not have fit.
-				var events []json.RawMessage
-				_ = json.Unmarshal(msgs, &events)
-				if len(msgs)+1+len(events[0])-1 <= bound {
-					t.Fatalf("%d messages in %d bytes: another of %d would have fit in %d", len(h.Messages), len(msgs), len(events[0]), bound)
-				}
-			}
-			if tc.name == "html" && strings.Contains(string(raw), `\u003c`) {
-				t.Fatalf("'<' is HTML-escaped: 6 bytes instead of 1")
-			}
-			t.Logf("%s: %d of %d messages in %d bytes", tc.name, len(h.Messages), sent, len(msgs))
-		})
+	if rep := alice.subscribe(h.Topic, nil); rep.Recovered != nil || rep.Epoch != "" {
+		t.Fatalf("subscribed %+v, want no position", rep)
 	}
+	bob := connect(t, addr, "plain", "bob")
+	bob.subscribe(bob.expect("hello").Topic, nil)
+	if j := alice.expect("join"); j.Nick != "bob" {
+		t.Fatalf("alice got %+v, want bob's join", j)
+	}
+	bob.say("no history here")
+	alice.expectMsg("bob", "no history here")
 }
 
 // The server sends at most -history-rate bytes of history per second of its
-// clock, in total, whatever joins: a join that finds the quota short gets
-// the newest messages that fit (or none) and the count of the others.
-func TestHistoryRate(t *testing.T) {
-	const (
-		histBytes = 16 << 10
-		rate      = 40 << 10 // two whole histories and a half, the nick lists aside
-	)
+// clock, in total, whatever joins: a recovery that finds the quota short is
+// refused whole (recovered: false), and the member goes on live.
+func TestRecoveryRate(t *testing.T) {
+	const history = 50
 	clock := newFakeClock()
+	rate := history*(maxPubBytes+1) + maxNickListBytes // one whole recovery of the largest events
 	ch := startServer(t, func(o *options) {
-		o.historyBytes = histBytes
+		o.history = history
 		o.historyRate = rate
 		o.clock = clock.Now
 		o.held = func() int64 { return 0 }
 	})
 	addr := ch.srv.Addr().String()
-	text := strings.Repeat("<", maxTextBytes)
-	r := preload(t, ch, "busy", text, 50)
-	r.mu.Lock()
-	whole, lastMsg := len(r.history.snapshot()), r.seq
-	r.mu.Unlock()
+	preload(t, ch, "busy", strings.Repeat("\x01", maxTextBytes), history)
 
 	joins := 0
-	joinBusy := func() (serverMsg, []byte) {
-		joins++
-		c, h, raw := joinRaw(t, addr, "busy", "j"+strconv.Itoa(joins))
-		t.Cleanup(c.leave)
-		if len(h.Messages)+h.Omitted != whole {
-			t.Fatalf("join %d: %d messages + %d omitted, want the history's %d", joins, len(h.Messages), h.Omitted, whole)
-		}
-		checkNewest(t, h.Messages, lastMsg, text)
-		return h, raw
-	}
-	// The quota as specified: one second's worth at most, refilled at rate
-	// by the clock. Every step's joins together take no more than it holds.
-	avail := float64(rate)
+	avail := rate
 	for _, step := range []struct {
 		name    string
 		advance time.Duration // on the clock before the step's joins
-		joins   int
-		full    int // of them, this many first get the whole history
+		want    []bool        // each join's recovered
 	}{
-		{"a burst takes one second's worth", 0, 6, 2},
-		{"a second later, one more second's worth", time.Second, 4, 1},
-		{"no time, no history", 0, 3, 0},
-		{"half a second, half the quota", time.Second / 2, 3, 1},
-		{"an idle minute still holds one second's worth", time.Minute, 6, 2},
+		{"a burst: one whole recovery", 0, []bool{true, false, false}},
+		{"a second later, one more", time.Second, []bool{true, false}},
+		{"no time, none", 0, []bool{false}},
+		{"half a second: not enough", time.Second / 2, []bool{false}},
+		{"another half: enough again", time.Second / 2, []bool{true}},
+		{"an idle minute still holds one second's worth", time.Minute, []bool{true, false}},
 	} {
 		clock.Advance(step.advance)
-		avail = min(rate, avail+step.advance.Seconds()*rate)
+		avail = min(rate, avail+int(step.advance.Seconds()*float64(rate)))
 		before := ch.historySent.Load()
 		took := 0
-		for i := 0; i < step.joins; i++ {
-			h, raw := joinBusy()
-			took += charged(t, raw)
-			if i < step.full && h.Omitted != 0 {
-				t.Fatalf("%s: join %d of the step got %d of %d messages, want all", step.name, i+1, len(h.Messages), whole)
+		for i, want := range step.want {
+			joins++
+			c, rep, rawReply, rawHello := joinRaw(t, addr, "busy", "j"+strconv.Itoa(joins))
+			t.Cleanup(c.leave)
+			if rep.Recovered == nil || *rep.Recovered != want {
+				t.Fatalf("%s: join %d recovered %v, want %v", step.name, i+1, rep.Recovered, want)
 			}
+			if want && len(rep.Events) != history {
+				t.Fatalf("%s: join %d recovered %d events, want %d", step.name, i+1, len(rep.Events), history)
+			}
+			took += charged(t, rawReply, rawHello)
 		}
-		if float64(took) > avail {
-			t.Fatalf("%s: %d joins took %d history bytes, over the %.0f available", step.name, step.joins, took, avail)
+		if took > avail {
+			t.Fatalf("%s: joins took %d history bytes, over the %d available", step.name, took, avail)
 		}
 		if got := ch.historySent.Load() - before; got != int64(took) {
 			t.Fatalf("%s: the server counted %d history bytes, the clients got %d", step.name, got, took)
 		}
-		t.Logf("%s: %d joins took %d of %.0f bytes", step.name, step.joins, took, avail)
-		avail -= float64(took)
+		t.Logf("%s: %d joins took %d of %d bytes", step.name, len(step.want), took, avail)
+		avail -= took
 	}
-	// What the last step left is less than a message: the next join gets
-	// none, and learns how many it missed.
-	h, raw := joinBusy()
-	if len(h.Messages) != 0 || h.Omitted != whole || h.Members != joins || float64(charged(t, raw)) > avail {
-		t.Fatalf("join with the quota spent: %d messages, %d omitted, %d members, %d bytes; want none, %d, %d, at most %.0f",
-			len(h.Messages), h.Omitted, h.Members, charged(t, raw), whole, joins, avail)
+	if n := ch.recoveriesRefused.Load(); n != 6 {
+		t.Fatalf("%d recoveries refused, want 6", n)
 	}
 }
 
 // While the server holds more than -history-backlog unread bytes, a join
-// gets no history at all; once below, the whole of it again.
-func TestHistoryWithheldWhileBacklogged(t *testing.T) {
+// recovers nothing and its hello lists no nicknames; once below, the
+// whole again.
+func TestRecoveryWithheldWhileBacklogged(t *testing.T) {
 	var held atomic.Int64
 	ch := startServer(t, func(o *options) { o.held = held.Load })
 	addr := ch.srv.Addr().String()
 	preload(t, ch, "backlog", "hello", 5)
 	for i, tc := range []struct {
-		held     int64
-		wantMsgs int
+		held int64
+		want bool
 	}{
-		{0, 5},
-		{defaultOptions().historyBacklog, 5},
-		{defaultOptions().historyBacklog + 1, 0},
-		{0, 5},
+		{0, true},
+		{defaultOptions().historyBacklog, true},
+		{defaultOptions().historyBacklog + 1, false},
+		{0, true},
 	} {
 		held.Store(tc.held)
-		c, h, _ := joinRaw(t, addr, "backlog", "j"+strconv.Itoa(i))
+		c := connect(t, addr, "backlog", "j"+strconv.Itoa(i))
+		h := c.expect("hello")
+		rep := c.subscribe(h.Topic, h.Since)
 		c.leave()
-		if len(h.Messages) != tc.wantMsgs || h.Omitted != 5-tc.wantMsgs {
-			t.Fatalf("held %d: %d messages, %d omitted; want %d and %d", tc.held, len(h.Messages), h.Omitted, tc.wantMsgs, 5-tc.wantMsgs)
+		if rep.Recovered == nil || *rep.Recovered != tc.want || tc.want && len(messages(rep.Events)) != 5 {
+			t.Fatalf("held %d: recovered %v with %d messages; want %v", tc.held, rep.Recovered, len(messages(rep.Events)), tc.want)
 		}
-		if tc.wantMsgs == 0 && len(h.Nicks) != 0 {
+		if !tc.want && len(h.Nicks) != 0 {
 			t.Fatalf("held %d: nicks %v, want none", tc.held, h.Nicks)
 		}
 	}
@@ -989,7 +1067,7 @@ func TestHistoryWithheldWhileBacklogged(t *testing.T) {
 
 // dialSmallWindow connects as nick to room with a small receive buffer, as a
 // client that never reads would look to the server after its first packets,
-// and reads nothing but the 101.
+// reads the hello and asks for the whole history, then reads nothing more.
 func dialSmallWindow(addr, room, nick string) (net.Conn, error) {
 	d := ws.Dialer{
 		Timeout: hangGuard,
@@ -1004,27 +1082,56 @@ func dialSmallWindow(addr, room, nick string) (net.Conn, error) {
 			return nd.DialContext(ctx, network, address)
 		},
 	}
-	conn, _, _, err := d.Dial(context.Background(), wsURL(addr, room, nick))
-	return conn, err
+	conn, br, _, err := d.Dial(context.Background(), wsURL(addr, room, nick))
+	if err != nil {
+		return nil, err
+	}
+	var rd io.Reader = conn
+	if br != nil {
+		rd = io.MultiReader(br, conn)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(hangGuard))
+	for {
+		data, _, err := wsutil.ReadServerData(struct {
+			io.Reader
+			io.Writer
+		}{rd, conn})
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		var h serverMsg
+		if json.Unmarshal(data, &h) == nil && h.Type == "hello" {
+			req := marshal(map[string]any{"type": "subscribe", "topic": h.Topic, "since": h.Since})
+			if err := wsutil.WriteClientText(conn, req); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
+		}
+	}
 }
 
-// A burst of joiners that never read, each to a room with a long history
-// of escaping-heavy messages, leaves the server holding a bounded amount,
-// whichever of the two history bounds acts first: the quota (bytes sent per
-// second of the clock, which stands still here) or the backlog (no history
-// while the server holds more than -history-backlog). The histories are so
-// long that the sockets' buffers cannot take them: what is not sent stays
+// A burst of joiners that ask for a long history of escaping-heavy events
+// and never read leaves the server holding a bounded amount, whichever of
+// the two history bounds acts first: the quota (bytes sent per second of
+// the clock, which stands still here) or the backlog (no recovery while
+// the server holds more than -history-backlog). The recoveries are so
+// large that the sockets' buffers cannot take them: what is not sent stays
 // in the server's memory.
 func TestJoinFloodStaysBounded(t *testing.T) {
 	const (
-		joiners   = 200
-		loops     = 2
-		histBytes = maxHistoryBytes
-		backlog   = 8 << 20
-		perJoin   = 1 << 10 // the 101, the history without its arrays, the join notice
-		// One history message being sent per loop as the backlog bound is
+		joiners = 100
+		loops   = 2
+		history = maxHistory
+		backlog = 8 << 20
+		// The 101, the welcome and hello, the subscribed reply without
+		// its pubs, and the join notices of the joiners after it.
+		perJoin = 1<<10 + joiners*160
+		// One recovery being sent per loop as the backlog bound is
 		// crossed.
-		inFlight = loops * (histBytes + maxNickListBytes + historyFixedBytes)
+		inFlight = loops * maxReplyBytes
+		minRate  = history*(maxPubBytes+1) + maxNickListBytes
 	)
 	for _, tc := range []struct {
 		name     string
@@ -1032,15 +1139,14 @@ func TestJoinFloodStaysBounded(t *testing.T) {
 		maxSent  int64 // history bytes sent at most (0: not bounded by the quota)
 		maxHistH int64 // history bytes held at most
 	}{
-		{"quota", histBytes + maxNickListBytes, histBytes + maxNickListBytes, histBytes + maxNickListBytes},
+		{"quota", minRate, minRate, minRate},
 		{"backlog", 1 << 40, 0, backlog + inFlight},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
 			ch := startServer(t, func(o *options) {
 				o.loops = loops
-				o.history = 10000
-				o.historyBytes = histBytes
+				o.history = history
 				o.historyRate = tc.rate
 				o.historyBacklog = backlog
 				o.clock = clock.Now
@@ -1050,35 +1156,22 @@ func TestJoinFloodStaysBounded(t *testing.T) {
 				o.writeTimeout = -1
 			})
 			addr := ch.srv.Addr().String()
-			src := preload(t, ch, "r0", strings.Repeat("<", maxTextBytes), histBytes/maxTextBytes+10)
-			src.mu.Lock()
-			whole, events := src.history.bytes(), src.history.snapshot()
-			src.mu.Unlock()
-			for i := 1; i < joiners; i++ {
-				// The same history in every room: events are never
-				// modified, so the rooms may share them.
-				r, err := ch.room("r" + strconv.Itoa(i))
-				if err != nil {
-					t.Fatal(err)
-				}
-				r.mu.Lock()
-				for _, ev := range events {
-					r.history.add(ev, ch.opts.history, ch.opts.historyBytes)
-				}
-				r.mu.Unlock()
-			}
+			preload(t, ch, "flood", strings.Repeat("<", maxTextBytes), history)
 			var held int64 // the most the server held at any look
 			for i := 0; i < joiners; i++ {
-				conn, err := dialSmallWindow(addr, "r"+strconv.Itoa(i), "silent")
+				conn, err := dialSmallWindow(addr, "flood", "silent"+strconv.Itoa(i))
 				if err != nil {
 					t.Fatalf("joiner %d: %v", i, err)
 				}
 				t.Cleanup(func() { conn.Close() })
 				held = max(held, ch.srv.Stats().OutboundBytes)
 			}
+			// Every joiner's subscribe taken, granted or refused.
+			waitFor(t, func() bool { return ch.recoveriesAsked.Load() == joiners })
+			held = max(held, ch.srv.Stats().OutboundBytes)
 			sent := ch.historySent.Load()
-			t.Logf("%d joiners, histories of %d bytes: %d history bytes sent (%d joins trimmed), at most %d bytes held; without the bounds %d sent",
-				joiners, whole, sent, ch.historyTrimmed.Load(), held, joiners*whole)
+			t.Logf("%d joiners asking for %d events each: %d history bytes sent (%d recoveries refused), at most %d bytes held; without the bounds about %d sent",
+				joiners, history, sent, ch.recoveriesRefused.Load(), held, joiners*history*(2<<10))
 			if tc.maxSent > 0 && sent > tc.maxSent {
 				t.Fatalf("%d history bytes sent, over the quota of %d", sent, tc.maxSent)
 			}
@@ -1089,20 +1182,17 @@ func TestJoinFloodStaysBounded(t *testing.T) {
 	}
 }
 
-// Once the flood is over, the quota refills and a member who reads gets the
-// whole history again.
-func TestHistoryAfterFlood(t *testing.T) {
+// Once the flood is over, the quota refills and a member who reads
+// recovers the whole history again.
+func TestRecoveryAfterFlood(t *testing.T) {
 	clock := newFakeClock()
 	ch := startServer(t, func(o *options) {
-		o.historyRate = o.historyBytes + maxNickListBytes
+		o.historyRate = o.history*(maxPubBytes+1) + maxNickListBytes
 		o.clock = clock.Now
 		o.held = func() int64 { return 0 }
 	})
 	addr := ch.srv.Addr().String()
-	r := preload(t, ch, "refill", strings.Repeat("<", maxTextBytes), 100)
-	r.mu.Lock()
-	whole := r.history.bytes()
-	r.mu.Unlock()
+	preload(t, ch, "refill", strings.Repeat("<", maxTextBytes), 200)
 	for i := 0; i < 20; i++ {
 		conn, err := dialSmallWindow(addr, "refill", "j"+strconv.Itoa(i))
 		if err != nil {
@@ -1110,16 +1200,16 @@ func TestHistoryAfterFlood(t *testing.T) {
 		}
 		t.Cleanup(func() { conn.Close() })
 	}
-	c, h, _ := joinRaw(t, addr, "refill", "late")
-	if len(h.Messages) != 0 {
-		t.Fatalf("quota spent by the flood, yet %d messages", len(h.Messages))
+	c, rep, _, _ := joinRaw(t, addr, "refill", "late")
+	if rep.Recovered == nil || *rep.Recovered {
+		t.Fatalf("quota spent by the flood, yet recovered %v", rep.Recovered)
 	}
 	c.leave()
 	clock.Advance(time.Second)
-	c, h, raw := joinRaw(t, addr, "refill", "reader")
+	c, rep, _, _ = joinRaw(t, addr, "refill", "reader")
 	defer c.leave()
-	if msgs, _ := historyParts(t, raw); h.Omitted != 0 || len(msgs) != whole {
-		t.Fatalf("a second later: %d messages (%d bytes), %d omitted; want the whole history of %d bytes", len(h.Messages), len(msgs), h.Omitted, whole)
+	if rep.Recovered == nil || !*rep.Recovered || len(rep.Events) != ch.opts.history {
+		t.Fatalf("a second later: recovered %v with %d events; want the whole history of %d", rep.Recovered, len(rep.Events), ch.opts.history)
 	}
 }
 
@@ -1138,8 +1228,8 @@ func TestNoHTMLEscaping(t *testing.T) {
 		t.Fatalf("message as sent: %.120s, want the text unescaped", raw)
 	}
 	bob, h := join(t, addr, "html", "bob")
-	if len(h.Messages) != 1 || h.Messages[0].Text != text {
-		t.Fatalf("history: %+v, want alice's message", h.Messages)
+	if m := messages(h.Events); len(m) != 1 || m[0].Text != text {
+		t.Fatalf("history: %+v, want alice's message", h.Events)
 	}
 	bob.leave()
 }

@@ -1,7 +1,11 @@
 // Command chat is a small multi-room chat server built on herald: one
-// broadcast topic per room, a short history per room, join and leave notices,
-// and a browser page. Every resource an anonymous client can make it spend
-// has a bound, listed under Limits.
+// broadcast topic per room with a history, served through herald's subscribe
+// protocol (package resume, docs/PROTOCOL.md), join and leave notices, and
+// a browser page that uses herald's JavaScript client (clients/js). A page
+// that joins shows the room's recent events; one whose connection drops
+// reconnects by itself and shows every event of the gap once, in order.
+// Every resource an anonymous client can make it spend has a bound, listed
+// under Limits.
 //
 //	go run ./examples/chat -addr 127.0.0.1:8081
 //
@@ -9,39 +13,55 @@
 //
 // # Protocol
 //
-// A client connects to /ws?room=R&nick=N. A room name is 1 to 32 characters
-// a-z, 0-9 or '-'; a nickname is 1 to 24 printable characters without
-// leading or trailing space. A request that breaks these rules is refused
-// before the upgrade with 400 and the rule in the body. Nicknames are unique
-// per room, ignoring case: joining with a taken one is closed with 1008
-// "nick taken in this room" (pick another; there are no automatic suffixes).
+// A client connects to /ws?room=R&nick=N[&key=K]. A room name is 1 to 32
+// characters a-z, 0-9 or '-'; a nickname is 1 to 24 printable characters
+// without leading or trailing space; the optional seat key is 16 to 64
+// characters A-Z, a-z, 0-9, '-' or '_', a secret the page draws at random
+// when it joins. A request that breaks these rules is refused before the
+// upgrade with 400 and the rule in the body. Nicknames are unique per room,
+// ignoring case: joining with a taken one is closed with 1008 "nick taken
+// in this room" (pick another; there are no automatic suffixes), unless the
+// connection holding it has the same seat key: the new connection then
+// takes its place (a page reconnecting after a network drop, before the
+// server noticed the old connection was dead), the old one is closed with
+// 4501 (do not reconnect) and the room sees no leave or join.
 //
-// On joining, the client first gets the room's history, then the notices and
-// messages of the room as they happen. Every server message is a JSON text:
+// On joining, the client gets the subscribe protocol's welcome (its
+// heartbeat) and a hello:
 //
-//	{"type":"history","room":"lobby","id":41,"members":2,"nicks":["ann","bob"],"messages":[...]}
-//	{"type":"history","room":"lobby","id":97,"members":3,"omitted":50,"nicks":[],"messages":[]}
-//	{"id":42,"type":"join","room":"lobby","nick":"bob","ts":1700000000000,"members":2}
-//	{"id":43,"type":"msg","room":"lobby","nick":"ann","text":"hi","ts":1700000000000}
-//	{"id":44,"type":"leave","room":"lobby","nick":"bob","ts":1700000000000,"members":1}
-//	{"type":"error","error":"message too long: 2400 bytes, the limit is 2000"}
+//	{"type":"welcome","v":1,"ping":25000,"pong":10000}
+//	{"type":"hello","room":"lobby","topic":"room.lobby","members":2,"nicks":["ann","bob"],"since":{"epoch":"9f2c…","offset":41}}
 //
-// "messages" holds the room's latest "msg" events, oldest first: at most
-// -history of them, in at most -history-bytes as sent (see Limits). While
-// the server limits history (see below), it sends only the newest messages
-// that fit, or none, and "omitted" counts those it left out; they stay in
-// the room's history for later joins. "nicks" lists up to 200 members,
-// alphabetically, or fewer when history is limited; "members" is always the
-// room's full count. Every room event carries an id, +1 per event in the
-// room; the history's id is the latest event it accounts for, so a client
-// skips live events with an id not above it (a member joining while others
-// talk may get an event both ways). "ts" is Unix milliseconds; "members"
-// counts the room's members after the join or leave.
+// "members" is the room's member count and "nicks" lists up to 200 of them
+// alphabetically (fewer when history is limited, see below). The room's
+// events are publications of topic "room.<room>": the client subscribes
+// to it, with the protocol's subscribe, from "since" (where the room's kept
+// history starts) to get the recent events, and after a reconnect from the
+// last position it processed to get exactly the ones it missed:
 //
-// A client sends {"type":"msg","text":"..."} as a text message. The limits:
+//	{"type":"subscribe","id":1,"topic":"room.lobby","since":{"epoch":"9f2c…","offset":41}}
+//	{"type":"subscribed","id":1,"topic":"room.lobby","epoch":"9f2c…","offset":44,"recovered":true,"pubs":[…]}
+//	{"type":"pub","topic":"room.lobby","epoch":"9f2c…","offset":45,"data":{"type":"msg","room":"lobby","nick":"ann","text":"hi","ts":1700000000000}}
 //
-//   - text of at most 2000 bytes: a longer one is refused with an "error"
-//     message and the connection stays open. A WebSocket message over 16 KiB
+// An event ("data") is a join, a message or a leave:
+//
+//	{"type":"join","room":"lobby","nick":"bob","ts":1700000000000,"members":2}
+//	{"type":"msg","room":"lobby","nick":"ann","text":"hi","ts":1700000000000}
+//	{"type":"leave","room":"lobby","nick":"bob","ts":1700000000000,"members":1}
+//
+// "ts" is Unix milliseconds; "members" counts the room's members after the
+// join or leave. A connection may subscribe to its own room only. The reply
+// says "recovered": false, without the events, when the history no longer
+// holds all of them (more than -history events since, or the room was
+// forgotten: another epoch), or while the server limits history (see
+// Limits); the client then shows the live events from there on.
+//
+// A client sends {"type":"msg","text":"..."} as a text message; every
+// message it sends, the protocol's included, counts against its rate:
+//
+//   - text of at most 2000 bytes: a longer one is refused with
+//     {"type":"error","error":"message too long: 2400 bytes, the limit is 2000"}
+//     and the connection stays open. A WebSocket message over 16 KiB
 //     (room for 2000 bytes however JSON escapes them) is closed by the
 //     engine with 1009;
 //   - at most -burst (10) messages at once and -rate (10) per second
@@ -52,67 +72,63 @@
 //
 // Origins follow herald's default: only pages from the server's own origin
 // may open the socket. GET /rooms lists the rooms that have members, busiest
-// first: [{"name":"lobby","members":2}]. The server keeps at most -rooms
-// rooms (1024), forgetting empty ones (and their history) when it needs
-// space; past that, joining a new room is closed with 1013.
+// first: [{"name":"lobby","members":2}]; GET /herald-client.js serves the
+// JavaScript client the page imports. The server keeps at most -rooms rooms
+// (1024), forgetting empty ones (and their history) when it needs space;
+// past that, joining a new room is closed with 1013.
 //
 // Strings are JSON-escaped without HTML escaping: '<', '>' and '&' are sent
 // as themselves (the page renders every string as text, never as markup).
 // What JSON still escapes costs more than the text: '"' and '\' 2 bytes,
 // U+2028 and U+2029 6 bytes for 3, and a control character other than
 // newline, return and tab 6 bytes for 1. So a 2000-byte text is at most
-// 12,000 bytes as sent, and a whole "msg" event at most 12,258 bytes.
+// 12,000 bytes as sent, a whole event at most 12,258 bytes, and in its
+// publication envelope at most 12,514.
 //
 // # Compression
 //
 // With -compression the server negotiates permessage-deflate with clients
 // that offer it (browsers do), without context takeover on either side:
-// events and histories of -compression-min-size bytes (512) and more go
-// out compressed, each compressed once for all the room's members. Off by
-// default, as in herald (see its README). The limits below count bytes
-// before compression.
+// events and recoveries of -compression-min-size bytes (512) and more go
+// out compressed, each event compressed once for all the room's members.
+// Off by default, as in herald (see its README). The limits below count
+// bytes before compression.
 //
 // # Limits
 //
 // A join is a request of a few hundred bytes; what it can make the server
 // send and hold is bounded, whatever the rooms hold and however many join:
 //
-//   - -history-bytes (64 KiB): a room's history, as sent, JSON escaping
-//     included: its "messages" array is at most this many bytes. Adding a
-//     message drops the oldest ones until it fits (and -history, 50, bounds
-//     their count). It must be at least 12,260 bytes, the largest message
-//     in the array's brackets, so that any message the server accepts fits,
-//     and at most 4,128,768 (4 MiB less 64 KiB), so that a history message
-//     with its nick list stays within what the engine lets a connection be
-//     sent at once. A history message is then at most -history-bytes plus
-//     19,802 bytes of nicknames plus 256 (about 84 KiB at the defaults).
-//     Rooms hold at most -rooms times -history-bytes (64 MiB at the
-//     defaults).
-//   - -history-rate (1 MiB/s): history bytes the whole server sends, a
+//   - -history (100): events a room's history keeps, the newest, and so
+//     what one subscribe recovers at most. At most 329, so that a recovery
+//     of that many of the largest events fits in what the engine lets a
+//     connection be sent at once. Rooms hold at most -rooms times -history
+//     events (12,514 bytes each at worst; a chat line of 100 characters
+//     takes about 200); an empty room's history goes with the room.
+//   - -history-rate (2 MiB/s): history bytes the whole server sends, a
 //     token bucket that refills at this rate and holds one second's worth:
-//     in any t seconds, at most (t+1) times this. A history message takes
-//     from it what its "messages" and "nicks" arrays hold; a join that
-//     finds less gets the newest messages and the first nicknames that fit,
-//     possibly none, and "omitted" says how many messages it did not get.
-//     So a flood of joins costs bandwidth and copying at this rate at most,
-//     however long the histories, and the server's other clients do not
-//     wait behind it. The rest of a history message (at most 256 bytes) is
-//     not counted: every join gets it. It must be at least -history-bytes
-//     plus 19,802, so that a whole history message fits in the bucket.
+//     in any t seconds, at most (t+1) times this. A recovery takes from it
+//     the publications it sends, whole or not at all (recovered: false),
+//     and a hello its nick list, as many nicknames as fit. So a flood of
+//     joins and resubscribes costs bandwidth and copying at this rate at
+//     most, however long the histories, and the server's other clients do
+//     not wait behind it. It must be at least -history times 12,515 plus
+//     19,802 (the longest nick list), so that a whole recovery fits.
 //   - -history-backlog (8 MiB): while the server holds more than this many
-//     bytes its clients have not read (engine Stats.OutboundBytes), joins
-//     get no messages and no nicknames at all. Joiners that never read
-//     therefore make the server hold at most this much history, plus one
-//     history message per event loop being sent as the bound is crossed
-//     (about 84 KiB each at the defaults). What the kernel's socket
-//     buffers take is on top: it grows no faster than -history-rate, and
-//     the kernel's own limits apply. It must be below -max-outbound-total.
+//     bytes its clients have not read (engine Stats.OutboundBytes),
+//     subscribes recover nothing and hellos list no nicknames. Clients
+//     that never read therefore make the server hold at most this much
+//     history, plus one recovery per event loop being sent as the bound is
+//     crossed. What the kernel's socket buffers take is on top: it grows
+//     no faster than -history-rate, and the kernel's own limits apply. It
+//     must be below -max-outbound-total.
 //   - -max-outbound-total (64 MiB): all the bytes the server holds for
 //     clients that have not read them, history and live events together.
 //     A client more than 64 KiB behind on its room's events is closed with
-//     1013 (broadcast.CloseSlow), a client whose backlog makes no progress
-//     for 10 s is closed with 1008 (engine WriteTimeout), and while the
-//     total is used up a client that falls behind at all is closed.
+//     1013 (broadcast.CloseSlow; the page reconnects and recovers), a client
+//     whose backlog makes no progress for 10 s is closed with 1008 (engine
+//     WriteTimeout), and while the total is used up a client that falls
+//     behind at all is closed.
 package main
 
 import (
@@ -131,13 +147,12 @@ import (
 func main() {
 	opts := defaultOptions()
 	flag.StringVar(&opts.addr, "addr", opts.addr, "address to listen on (host:port; port 0 picks one)")
-	flag.IntVar(&opts.history, "history", opts.history, "messages of history kept per room and sent on join (0: no history)")
-	flag.IntVar(&opts.historyBytes, "history-bytes", opts.historyBytes,
-		fmt.Sprintf("bytes of history kept per room, as sent (JSON escaping included); the oldest messages are dropped first; from %d (the largest message) to %d", minHistoryBytes, maxHistoryBytes))
+	flag.IntVar(&opts.history, "history", opts.history,
+		fmt.Sprintf("events kept per room, the newest, for pages to show on joining and to recover after a reconnect (0: none); at most %d", maxHistory))
 	flag.IntVar(&opts.historyRate, "history-rate", opts.historyRate,
-		fmt.Sprintf("history bytes the server sends per second, all joins together (a bucket of one second's worth); a join that finds less gets only the newest messages and nicknames that fit, or none, and \"omitted\" says how many messages it missed; at least -history-bytes + %d (the longest nick list)", maxNickListBytes))
+		fmt.Sprintf("history bytes the server sends per second, all recoveries and nick lists together (a bucket of one second's worth); a recovery that finds less gets none (recovered: false); at least -history × %d + %d (the longest nick list)", maxPubBytes+1, maxNickListBytes))
 	flag.Int64Var(&opts.historyBacklog, "history-backlog", opts.historyBacklog,
-		"while the server holds more than this many bytes its clients have not read, joins get no history (no messages, no nicknames): bounds the history that joiners that never read make the server hold; below -max-outbound-total")
+		"while the server holds more than this many bytes its clients have not read, subscribes recover nothing and joins get no nicknames: bounds the history that clients that never read make the server hold; below -max-outbound-total")
 	flag.Int64Var(&opts.maxOutboundTotal, "max-outbound-total", opts.maxOutboundTotal,
 		"bytes the server holds for all clients together that they have not read (history and live events); past it, a client that falls behind is closed")
 	flag.Float64Var(&opts.rate, "rate", opts.rate, "messages per second a connection may send, sustained")
@@ -145,7 +160,7 @@ func main() {
 	flag.IntVar(&opts.maxRooms, "rooms", opts.maxRooms, "rooms kept at most (empty ones are forgotten first)")
 	flag.IntVar(&opts.loops, "loops", opts.loops, "event loops (default: one per core)")
 	flag.BoolVar(&opts.compression, "compression", false,
-		"negotiate permessage-deflate with clients that offer it (browsers do): room events and histories of -compression-min-size bytes and more go out compressed, once for all the room's members")
+		"negotiate permessage-deflate with clients that offer it (browsers do): room events and recoveries of -compression-min-size bytes and more go out compressed, once for all the room's members")
 	flag.IntVar(&opts.compressionMinSize, "compression-min-size", engine.DefaultCompressionMinSize, "with -compression, the smallest message sent compressed, in bytes")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
