@@ -78,6 +78,7 @@ type options struct {
 	history          int     // events kept per room, and recovered at most
 	historyRate      int     // recovered bytes per second, server-wide
 	historyBacklog   int64   // no recovery while the server holds more unread bytes than this
+	historyMemory    int64   // bytes all rooms' histories hold, at most (as counted by pubCost)
 	maxOutboundTotal int64   // unread bytes the server holds for all clients, at most
 	rate             float64 // messages per second per connection, sustained
 	burst            int     // messages per connection in a burst
@@ -102,6 +103,7 @@ func defaultOptions() options {
 		history:          100,
 		historyRate:      2 << 20,
 		historyBacklog:   8 << 20,
+		historyMemory:    64 << 20,
 		maxOutboundTotal: 64 << 20,
 		rate:             10,
 		burst:            10,
@@ -118,6 +120,9 @@ func (o options) check() error {
 	case o.historyRate < o.minHistoryRate():
 		return fmt.Errorf("-history-rate must be at least %d, a whole recovery of -history of the largest events and the longest nick list (%d bytes): it must fit in one second's worth; not %d",
 			o.minHistoryRate(), maxNickListBytes, o.historyRate)
+	case o.history > 0 && o.historyMemory < int64(o.history*pubCost(maxEventBytes)):
+		return fmt.Errorf("-history-memory must be at least %d, one room's whole history of the largest events, not %d",
+			o.history*pubCost(maxEventBytes), o.historyMemory)
 	case o.maxOutboundTotal < engine.DefaultMaxOutboundBytes:
 		return fmt.Errorf("-max-outbound-total must be at least %d (one connection's outbound bound), not %d",
 			engine.DefaultMaxOutboundBytes, o.maxOutboundTotal)
@@ -131,6 +136,10 @@ func (o options) check() error {
 	}
 	return nil
 }
+
+// pubCost is what an event of n bytes counts against -history-memory: its
+// publication envelope at the most (see maxPubBytes).
+func pubCost(n int) int { return n + maxPubBytes - maxEventBytes }
 
 // minHistoryRate is the smallest -history-rate: one second's worth must hold
 // a whole recovery of the largest events and the longest nick list.
@@ -172,6 +181,8 @@ type chat struct {
 	// (what the quota charged), and recoveries refused by the quota or
 	// the backlog bound.
 	historySent       atomic.Int64
+	historyResets     atomic.Int64 // room histories forgotten for -history-memory
+	historyHeld       atomic.Int64 // bytes the rooms' histories hold (pubCost of their events)
 	recoveriesRefused atomic.Int64
 	recoveriesAsked   atomic.Int64 // subscribes with a position in the member's room
 
@@ -187,6 +198,46 @@ type room struct {
 	mu      sync.Mutex         // guards the fields below
 	members map[string]*member // by lower-cased nickname
 	gone    bool               // forgotten by chat.rooms: join another
+	kept    window             // the sizes of the events the room's history keeps
+}
+
+// window mirrors what a room's history holds: the pubCost of its newest
+// events, at most -history of them, as the hub keeps them (the chat is the
+// only publisher on a room's topic, under the room's lock).
+type window struct {
+	sizes []int32 // a ring
+	head  int
+	n     int
+	bytes int64
+}
+
+// add records an event of cost bytes and returns the change in bytes held:
+// the oldest one goes when the window is full, as in the hub.
+func (w *window) add(cost, max int) int64 {
+	if max < 1 {
+		return 0
+	}
+	if w.sizes == nil {
+		w.sizes = make([]int32, max)
+	}
+	delta := int64(cost)
+	if w.n == max {
+		delta -= int64(w.sizes[w.head])
+		w.sizes[w.head] = int32(cost)
+		w.head = (w.head + 1) % max
+	} else {
+		w.sizes[(w.head+w.n)%max] = int32(cost)
+		w.n++
+	}
+	w.bytes += delta
+	return delta
+}
+
+// reset empties the window and returns the bytes it held.
+func (w *window) reset() int64 {
+	b := w.bytes
+	*w = window{}
+	return b
 }
 
 // member is a connection's session (Config.Authorize returns it): who it is,
@@ -392,6 +443,7 @@ func (ch *chat) OnOpen(c *engine.Conn) {
 	// fresh page subscribes from to show the room's recent events.
 	cur, posErr := ch.hub.Position(r.topic)
 	r.mu.Unlock()
+	ch.boundHistories()
 	if taken {
 		_ = old.conn.Close(closeReplaced, "replaced by a newer connection of the same seat")
 	}
@@ -522,6 +574,7 @@ func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 	r.mu.Lock()
 	ch.publishBodyLocked(r, body)
 	r.mu.Unlock()
+	ch.boundHistories()
 }
 
 // OnClose leaves the room and tells the others, unless a newer connection
@@ -538,6 +591,7 @@ func (ch *chat) OnClose(c *engine.Conn, _ error) {
 		ch.publishLocked(r, event{Type: "leave", Room: r.name, Nick: m.nick, TS: nowMillis(), Members: len(r.members)})
 	}
 	r.mu.Unlock()
+	ch.boundHistories()
 }
 
 // allow takes one message from the connection's token bucket.
@@ -586,7 +640,9 @@ func (ch *chat) forgetEmptyLocked() bool {
 		r.mu.Unlock()
 		if empty {
 			delete(ch.rooms, name)
-			ch.hub.ResetHistory(r.topic)
+			r.mu.Lock()
+			ch.forgetHistoryLocked(r)
+			r.mu.Unlock()
 			return true
 		}
 	}
@@ -646,9 +702,57 @@ func (ch *chat) publishLocked(r *room, ev event) {
 // held: membership changes and the events that announce them keep one
 // order.
 func (ch *chat) publishBodyLocked(r *room, body []byte) {
-	if err := ch.hub.Publish(r.topic, engine.TextMessage, body); err != nil && !errors.Is(err, engine.ErrClosed) {
-		ch.log.Warn("publish", "room", r.name, "err", err)
+	if err := ch.hub.Publish(r.topic, engine.TextMessage, body); err != nil {
+		if !errors.Is(err, engine.ErrClosed) {
+			ch.log.Warn("publish", "room", r.name, "err", err)
+		}
+		return
 	}
+	ch.historyHeld.Add(r.kept.add(pubCost(len(body)), ch.opts.history))
+}
+
+// boundHistories keeps the rooms' histories within -history-memory: while
+// they hold more, it forgets the history of a room without members, else
+// of the room whose history is the largest. Its members lose nothing live;
+// a page of theirs that reconnects later, and a join, recover nothing
+// older (a new epoch). So a flood of large messages costs history, never
+// memory beyond the bound and an event per publisher at a time.
+func (ch *chat) boundHistories() {
+	if ch.historyHeld.Load() <= ch.opts.historyMemory {
+		return
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for ch.historyHeld.Load() > ch.opts.historyMemory {
+		var victim *room
+		var victimEmpty bool
+		var victimBytes int64
+		for _, r := range ch.rooms {
+			r.mu.Lock()
+			empty, b := len(r.members) == 0, r.kept.bytes
+			r.mu.Unlock()
+			if b == 0 {
+				continue
+			}
+			if victim == nil || empty && !victimEmpty || empty == victimEmpty && b > victimBytes {
+				victim, victimEmpty, victimBytes = r, empty, b
+			}
+		}
+		if victim == nil {
+			return
+		}
+		victim.mu.Lock()
+		ch.forgetHistoryLocked(victim)
+		victim.mu.Unlock()
+		ch.historyResets.Add(1)
+	}
+}
+
+// forgetHistoryLocked forgets a room's history. r.mu must be held, so that
+// no event of the room comes between the hub's history and its window.
+func (ch *chat) forgetHistoryLocked(r *room) {
+	ch.hub.ResetHistory(r.topic)
+	ch.historyHeld.Add(-r.kept.reset())
 }
 
 // encodeHello builds the message a member gets on joining:

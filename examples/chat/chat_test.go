@@ -935,6 +935,7 @@ func TestOptionsRefused(t *testing.T) {
 		{"history rate below a whole recovery", func(o *options) { o.historyRate = o.history * (maxPubBytes + 1) }, "-history-rate"},
 		{"history rate without room for the nicks", func(o *options) { o.historyRate = o.history*(maxPubBytes+1) + maxNickListBytes - 1 }, "-history-rate"},
 		{"no history, no room for the nicks", func(o *options) { o.history, o.historyRate = 0, maxNickListBytes-1 }, "-history-rate"},
+		{"history memory below one room's history", func(o *options) { o.historyMemory = int64(o.history*pubCost(maxEventBytes)) - 1 }, "-history-memory"},
 		{"zero history backlog", func(o *options) { o.historyBacklog = 0 }, "-history-backlog"},
 		{"history backlog at the total", func(o *options) { o.historyBacklog = o.maxOutboundTotal }, "-history-backlog"},
 		{"tiny outbound total", func(o *options) { o.maxOutboundTotal = 1 << 10 }, "-max-outbound-total"},
@@ -1232,4 +1233,62 @@ func TestNoHTMLEscaping(t *testing.T) {
 		t.Fatalf("history: %+v, want alice's message", h.Events)
 	}
 	bob.leave()
+}
+
+// The rooms' histories together stay within -history-memory: past it, the
+// history of a room without members goes first, then the largest room's;
+// the others keep theirs, and the chat's count agrees with the hub's.
+func TestHistoryMemoryBounded(t *testing.T) {
+	const history = 20
+	budget := int64(3 * history * pubCost(maxEventBytes)) // three rooms' worth of the largest events
+	ch := startServer(t, func(o *options) {
+		o.history = history
+		o.historyMemory = budget
+		o.held = func() int64 { return 0 }
+		o.rate, o.burst = 1000, 1000 // the talkers' pace is not what this tests
+	})
+	addr := ch.srv.Addr().String()
+	big := strings.Repeat("\x01", maxTextBytes)
+
+	// A room whose members left, and a small one with a member.
+	preload(t, ch, "deserted", big, history)
+	quiet, _ := join(t, addr, "quiet", "qm")
+	quiet.say("a short line")
+	quiet.expectMsg("qm", "a short line")
+
+	// Two busy rooms fill up with the largest messages, through members.
+	var busy []*client
+	for _, name := range []string{"busy-a", "busy-b", "busy-c"} {
+		c, _ := join(t, addr, name, "talker")
+		busy = append(busy, c)
+	}
+	clock := 0
+	for i := 0; i < history; i++ {
+		for _, c := range busy {
+			c.say(big)
+			c.expectMsg("talker", big)
+			clock++
+		}
+		if held := ch.historyHeld.Load(); held > budget {
+			t.Fatalf("after %d messages the histories hold %d bytes, over %d", clock, held, budget)
+		}
+	}
+	t.Logf("%d histories forgotten; held %d of %d bytes (the hub counts %d)",
+		ch.historyResets.Load(), ch.historyHeld.Load(), budget, ch.hub.Stats().HistoryBytes)
+	if ch.historyResets.Load() == 0 {
+		t.Fatal("no history forgotten, yet the rooms hold more than the budget")
+	}
+	if hub := ch.hub.Stats().HistoryBytes; hub > budget {
+		t.Fatalf("the hub holds %d bytes of history, over %d", hub, budget)
+	}
+	// The deserted room went first: a join there recovers only its own join.
+	_, h := join(t, addr, "deserted", "late")
+	if len(messages(h.Events)) != 0 {
+		t.Fatalf("the deserted room still has %d messages", len(messages(h.Events)))
+	}
+	// The small room kept its history.
+	_, h = join(t, addr, "quiet", "late")
+	if m := messages(h.Events); len(m) != 1 || m[0].Text != "a short line" {
+		t.Fatalf("the quiet room's history: %+v", h.Events)
+	}
 }

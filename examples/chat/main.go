@@ -104,7 +104,17 @@
 //     of that many of the largest events fits in what the engine lets a
 //     connection be sent at once. Rooms hold at most -rooms times -history
 //     events (12,514 bytes each at worst; a chat line of 100 characters
-//     takes about 200); an empty room's history goes with the room.
+//     takes about 350); an empty room's history goes with the room.
+//   - -history-memory (64 MiB): the bytes all rooms' histories hold
+//     together, each event counted with 256 bytes for its envelope. When
+//     a message takes them past it, the history of a room without members
+//     is forgotten, else the largest room's, until they are within it
+//     again: the room's members lose nothing live, but a page of theirs
+//     that reconnects later, and a join, recover nothing older (the
+//     history starts over, in a new epoch). So a flood of large messages
+//     costs history, never memory beyond this and an event per event loop.
+//     It must be
+//     at least -history times 12,514, one room's whole history.
 //   - -history-rate (2 MiB/s): history bytes the whole server sends, a
 //     token bucket that refills at this rate and holds one second's worth:
 //     in any t seconds, at most (t+1) times this. A recovery takes from it
@@ -153,6 +163,8 @@ func main() {
 		fmt.Sprintf("history bytes the server sends per second, all recoveries and nick lists together (a bucket of one second's worth); a recovery that finds less gets none (recovered: false); at least -history × %d + %d (the longest nick list)", maxPubBytes+1, maxNickListBytes))
 	flag.Int64Var(&opts.historyBacklog, "history-backlog", opts.historyBacklog,
 		"while the server holds more than this many bytes its clients have not read, subscribes recover nothing and joins get no nicknames: bounds the history that clients that never read make the server hold; below -max-outbound-total")
+	flag.Int64Var(&opts.historyMemory, "history-memory", opts.historyMemory,
+		fmt.Sprintf("bytes all rooms' histories hold together (each event counted with its envelope's %d bytes at most); past it, the history of an empty room, else of the largest, is forgotten; at least -history × %d", maxPubBytes-maxEventBytes, pubCost(maxEventBytes)))
 	flag.Int64Var(&opts.maxOutboundTotal, "max-outbound-total", opts.maxOutboundTotal,
 		"bytes the server holds for all clients together that they have not read (history and live events); past it, a client that falls behind is closed")
 	flag.Float64Var(&opts.rate, "rate", opts.rate, "messages per second a connection may send, sustained")
