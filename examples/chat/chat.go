@@ -484,7 +484,9 @@ func (ch *chat) grantNicks(nicks [][]byte) [][]byte {
 // quota, or nothing (the reply then says recovered: false) when the quota
 // lacks the bytes or the server already holds more than -history-backlog
 // bytes that its clients have not read. A subscribe the history cannot
-// serve anyway costs nothing.
+// serve anyway costs nothing. The charge is what the history holds after
+// since now; the reply, read on the member's loop an instant later, may
+// carry the few events published in between as well.
 func (ch *chat) grantRecovery(topic string, since *broadcast.Position) bool {
 	ch.recoveriesAsked.Add(1)
 	size := 0 // the reply's "pubs" array, without its brackets
@@ -542,14 +544,18 @@ func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 		_ = c.Close(engine.StatusPolicyViolation, "rate limit")
 		return
 	}
-	if req, err := resume.DecodeRequest(data); err == nil && req.Type == resume.TypeSubscribe &&
-		req.Since != nil && req.Topic == m.room.topic && !ch.grantRecovery(req.Topic, req.Since) {
-		// Subscribed from a position no history has: the reply says
-		// recovered: false, and the member goes on live from there.
-		req.Since = &broadcast.Position{Epoch: withheldEpoch}
-		data = resume.AppendRequest(nil, req)
-	}
-	if ch.rs.Handle(c, typ, data) {
+	// The protocol's messages (subscribe, unsubscribe, ping, and malformed
+	// ones, which get an error reply) go to the resume server; a subscribe
+	// that asks to recover is charged to the history quota first.
+	if req, err := resume.DecodeRequest(data); !errors.Is(err, resume.ErrNotProtocol) {
+		if err == nil && req.Type == resume.TypeSubscribe && req.Since != nil &&
+			req.Topic == m.room.topic && !ch.grantRecovery(req.Topic, req.Since) {
+			// Subscribed from a position no history has: the reply says
+			// recovered: false, and the member goes on live from there.
+			req.Since = &broadcast.Position{Epoch: withheldEpoch}
+			data = resume.AppendRequest(nil, req)
+		}
+		ch.rs.Handle(c, typ, data)
 		return
 	}
 	var in struct {
