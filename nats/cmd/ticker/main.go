@@ -14,7 +14,11 @@
 //	go run ./cmd/ticker -nats nats://127.0.0.1:4222 -reuseport -publish=false &
 //	go run ./cmd/ticker -nats nats://127.0.0.1:4222 -reuseport -publish=false &
 //
-// (from the nats directory). Any NATS client then reaches the browsers:
+// (from the nats directory). With a broker that runs JetStream
+// (nats-server -js), the ticks' history that the page resumes from lives
+// in the stream HERALD_HISTORY: a tick has the same position on every
+// node, so a page whose node dies recovers what it missed on another.
+// Any NATS client reaches the browsers:
 //
 //	nats pub herald.S0 '{"sym":"S0","seq":1,"ts":0,"px":123.45}'
 //
