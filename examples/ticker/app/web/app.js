@@ -15,7 +15,7 @@
 // window.heraldStats keeps what a test reads: received, gaps, duplicates,
 // reconnects, recovered (whether the last reconnect recovered everything:
 // null before any), missed (ticks the page knows it never got), and
-// recoveredMessages, resyncs, lastRecovery.
+// recoveredMessages, resyncs, lastRecovery (the last reconnect's outcome).
 import { Client } from './herald-client.js';
 
 const SPARK_POINTS = 60; // prices kept per symbol for its sparkline
@@ -101,7 +101,7 @@ const stats = {
   missed: 0, // ticks the page never got: skipped sequences, or what a lost history held
   recoveredMessages: 0, // ticks the server sent again after reconnects
   resyncs: 0, // symbols whose sequence started over after a lost history
-  lastRecovery: null, // {recovered, messages, missed, resyncs, downMs, ms}: the last reconnect
+  lastRecovery: null, // {recovered, noHistory, messages, missed, resyncs, downMs, ms}: the last reconnect
 };
 window.heraldStats = stats;
 
@@ -205,7 +205,7 @@ let downAt = 0; // performance.now() when the connection was lost
 let recovery = null;
 
 function newRecovery() {
-  return { recovered: true, messages: 0, missed: 0, resyncs: 0, pending: 0, downMs: 0, ms: 0, at: 0 };
+  return { recovered: true, noHistory: false, messages: 0, missed: 0, resyncs: 0, pending: 0, downMs: 0, ms: 0, at: 0 };
 }
 
 client.on('connected', () => {
@@ -245,14 +245,23 @@ function onSubscribed(sym, ev) {
     if (recovery) recovery.recovered = false;
     resync(sym, ev.epoch, ev.offset);
     sym.resetReported = true; // the client's reset event that follows is this one
+  } else if (wasRecovering && !ev.wasRecovering) {
+    // Back, but with no position to resume from: the server keeps no
+    // history (a cluster without JetStream), so what was published
+    // meanwhile is lost, and how much is unknown.
+    if (recovery) {
+      recovery.recovered = false;
+      recovery.noHistory = true;
+    }
+    resync(sym, ev.epoch, ev.offset);
   }
   if (!wasRecovering || !recovery) return;
   if (--recovery.pending === 0) {
     // Every symbol is back: the reconnect's outcome.
     recovery.ms = performance.now() - recovery.at;
     recovery.downMs += recovery.ms;
-    const { recovered, messages, missed, resyncs, downMs, ms } = recovery;
-    stats.lastRecovery = { recovered, messages, missed, resyncs, downMs: Math.round(downMs), ms: Math.round(ms) };
+    const { recovered, noHistory, messages, missed, resyncs, downMs, ms } = recovery;
+    stats.lastRecovery = { recovered, noHistory, messages, missed, resyncs, downMs: Math.round(downMs), ms: Math.round(ms) };
     stats.recovered = recovered;
     paintRecovery();
   }
@@ -531,11 +540,19 @@ function paintRecovery() {
   const n = (v, what) => `${fmtInt(v)} ${what}${v === 1 ? '' : 's'}`;
   el.recovery.hidden = false;
   el.recovery.dataset.recovered = String(r.recovered);
-  el.recovery.textContent = r.recovered
-    ? `Reconnected after ${away} s and recovered every missed tick: ${n(r.messages, 'tick')} sent again, none lost (in ${fmtInt(r.ms)} ms).`
-    : `Reconnected after ${away} s, but the server could not recover what the page missed (its history is gone: ` +
-      `a restart, or away too long): ${n(r.missed, 'tick')} missed, ${n(r.messages, 'tick')} recovered; ` +
+  const partly = r.messages > 0 ? `, ${n(r.messages, 'tick')} recovered` : '';
+  if (r.recovered) {
+    el.recovery.textContent = `Reconnected after ${away} s and recovered every missed tick: ` +
+      `${n(r.messages, 'tick')} sent again, none lost (in ${fmtInt(r.ms)} ms).`;
+  } else if (r.noHistory) {
+    el.recovery.textContent = `Reconnected after ${away} s, but could not recover what the page missed: the server ` +
+      `keeps no history (a cluster without JetStream), so ticks published meanwhile are lost${partly}; ` +
       `resynchronised ${n(r.resyncs, 'symbol')}.`;
+  } else {
+    el.recovery.textContent = `Reconnected after ${away} s, but the server could not recover what the page missed ` +
+      `(its history is gone: a restart, or the page was away longer than it keeps): ` +
+      `at least ${n(r.missed, 'tick')} missed${partly}; resynchronised ${n(r.resyncs, 'symbol')}.`;
+  }
 }
 
 function paintSlow() {
