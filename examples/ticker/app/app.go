@@ -132,6 +132,9 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 	if _, err := NewTicksOf(1, opts.Size, opts.Payload); err != nil {
 		return nil, err
 	}
+	if opts.History < 0 {
+		return nil, fmt.Errorf("-history must not be negative (%d): give the ticks to keep per symbol, or 0 for none", opts.History)
+	}
 	if !opts.Publish && cluster == nil {
 		return nil, errors.New("-publish=false needs -nats: alone, a node that does not publish has nothing to deliver")
 	}

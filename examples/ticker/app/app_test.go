@@ -274,6 +274,14 @@ func TestFlagsAndOptions(t *testing.T) {
 		t.Fatalf("options %+v", *o)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.History != 1000 {
+		t.Fatalf("-history defaults to %d, want 1000", o.History)
+	}
+	bad := *o
+	bad.History = -1
+	if _, err := New(bad, quiet, nil); err == nil || !strings.Contains(err.Error(), "-history") {
+		t.Fatalf("New with a negative history: %v", err)
+	}
 	o.Publish = false
 	if _, err := New(*o, quiet, nil); err == nil || !strings.Contains(err.Error(), "-publish=false needs -nats") {
 		t.Fatalf("New without a cluster nor publishing: %v", err)

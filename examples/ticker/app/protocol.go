@@ -43,7 +43,7 @@ func (t *Ticker) serveProtocol() error {
 		// Only the ticker's symbols: a topic a client names is a history
 		// the hub would hold for it.
 		Authorize: func(_ *engine.Conn, topic string) error {
-			if !t.validSymbol(strings.TrimPrefix(topic, TopicPrefix)) {
+			if sym, ok := strings.CutPrefix(topic, TopicPrefix); !ok || !t.validSymbol(sym) {
 				return errors.New("no such symbol")
 			}
 			return nil
