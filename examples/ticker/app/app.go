@@ -110,10 +110,13 @@ type Ticker struct {
 	rs      *resume.Server // the subscribe protocol on the ticks.* topics
 	stream  Stream         // the ticks' history in the broker, or nil
 
-	// The publishing goroutine's: the protocol's copy of a tick.
+	// The protocol's copy of a tick: publishProtocol's, on the ticking
+	// goroutine, or on the feed's with a broker-held history.
 	protoMsgs   []broadcast.Message
 	protoTopics []string
 	historyDown bool
+	feed        chan []broadcast.Message // to the feed; nil: in memory
+	feedFull    bool                     // the ticking goroutine's: copies are being dropped
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -188,6 +191,7 @@ func (t *Ticker) Start() error {
 		return err
 	}
 	if t.opts.Publish {
+		t.startHistoryFeed()
 		t.ticking.Add(1)
 		go func() {
 			defer t.ticking.Done()
@@ -272,9 +276,9 @@ func (t *Ticker) publish(stop <-chan struct{}) {
 		msgs := ticks.Next(time.Now().UnixNano())
 		err := t.hub.PublishBatch(msgs)
 		// The protocol's copy of the tick goes second, so that the bench
-		// contract's subscribers never wait for it (with a broker-held
-		// history it is a round trip to the broker).
-		t.publishProtocol(msgs)
+		// contract's subscribers never wait for it; a broker-held history
+		// takes it on another goroutine (a round trip to the broker).
+		t.sendProtocol(msgs)
 		switch {
 		case errors.As(err, &busErr):
 			// Local clients got the tick; tell the operator once that the

@@ -107,8 +107,74 @@ func (t *Ticker) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) 
 	}
 }
 
+// feedQueue bounds the ticks waiting for a broker-held history: 64 ticks
+// absorb the broker's hiccups; past them, copies are dropped.
+const feedQueue = 64
+
+// startHistoryFeed starts the goroutine that stores the ticks in a
+// broker-held history. A store is a broker round trip per symbol, and one
+// that waits for an absent broker waits for its timeout: on the ticking
+// goroutine that would hold back the plain ticks, which must keep their
+// pace (and reach local clients while the broker is away).
+func (t *Ticker) startHistoryFeed() {
+	if t.stream == nil || t.opts.History == 0 {
+		return
+	}
+	t.feed = make(chan []broadcast.Message, feedQueue)
+	t.ticking.Add(1)
+	go func() {
+		defer t.ticking.Done()
+		for {
+			select {
+			case <-t.stop:
+				return
+			case msgs := <-t.feed:
+				t.publishProtocol(msgs)
+			}
+		}
+	}()
+}
+
+// sendProtocol publishes the protocol's copy of a tick, or hands a copy of
+// it to the feed. A tick the feed has no room for is not stored: pages see
+// a gap in its sequence, which is what happened.
+func (t *Ticker) sendProtocol(msgs []broadcast.Message) {
+	if t.feed == nil {
+		t.publishProtocol(msgs)
+		return
+	}
+	select {
+	case t.feed <- copyTick(msgs):
+		if t.feedFull {
+			t.feedFull = false
+			t.log.Info("ticks reach the history's queue again")
+		}
+	default:
+		if !t.feedFull {
+			t.feedFull = true
+			t.log.Warn("the history (JetStream) does not keep up: ticks are not stored, pages that reconnect will miss them", "queued", feedQueue)
+		}
+	}
+}
+
+// copyTick copies a tick's messages, whose data Ticks reuses.
+func copyTick(msgs []broadcast.Message) []broadcast.Message {
+	n := 0
+	for i := range msgs {
+		n += len(msgs[i].Data)
+	}
+	buf := make([]byte, 0, n)
+	out := make([]broadcast.Message, len(msgs))
+	for i, m := range msgs {
+		start := len(buf)
+		buf = append(buf, m.Data...)
+		out[i] = broadcast.Message{Topic: m.Topic, Type: m.Type, Data: buf[start:len(buf):len(buf)]}
+	}
+	return out
+}
+
 // publishProtocol publishes a tick's messages again on the protocol's
-// topics. It runs on the publishing goroutine only.
+// topics: on the ticking goroutine, or on the feed's.
 func (t *Ticker) publishProtocol(msgs []broadcast.Message) {
 	if cap(t.protoMsgs) < len(msgs) {
 		t.protoMsgs = make([]broadcast.Message, len(msgs))

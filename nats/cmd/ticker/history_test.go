@@ -178,3 +178,24 @@ func TestNoHistoryWithoutJetStream(t *testing.T) {
 		t.Fatalf("publication %+v, want live ticks without positions", p)
 	}
 }
+
+// The ticks' history is stored off the ticking goroutine: with the broker
+// gone, a store waits for its timeout, and the plain ticks must not wait
+// with it. A client of the bench contract still gets every tick, in
+// order, from the node that publishes them.
+func TestPlainTicksDoNotWaitForTheHistory(t *testing.T) {
+	ns := startBroker(t, true)
+	a, _ := startNode(t, ns.ClientURL(), true)
+	if err := followTicks(a.Addr().String(), 3, 5); err != nil {
+		t.Fatal(err)
+	}
+	ns.Shutdown()
+	// 100 ticks of each symbol at 20 ms: 2 s of ticking. A store that
+	// waited for the broker's absence (5 s each) on the ticking goroutine
+	// would take minutes.
+	start := time.Now()
+	if err := followTicks(a.Addr().String(), 3, 100); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("100 ticks without the broker in %v", time.Since(start))
+}
