@@ -221,6 +221,11 @@ func (l *loop) run(t *task) {
 		}
 		pool.Put(t.buf)
 	case taskClose:
+		// Close from off the loop comes after what was queued before it:
+		// the broadcast hub defers its flush to the drain's end, and a
+		// message published before the Close must not be overtaken by
+		// the close frame (the connection would take nothing after it).
+		l.runDeferred()
 		t.c.startClose(t.code, t.reason, false)
 	case taskFunc:
 		t.fn()
