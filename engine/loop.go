@@ -67,9 +67,11 @@ type loop struct {
 	sweepers []func(now time.Duration)
 
 	// held is the sum of the backlogs gnet holds for this loop's
-	// connections (Conn.account); share is the loop's part of
+	// connections (Conn.account); peak is the highest held since the
+	// memory return last looked (reclaim.go); share is the loop's part of
 	// Config.MaxOutboundTotal.
 	held  atomic.Int64
+	peak  atomic.Int64
 	share int64
 
 	stats loopStats
