@@ -45,10 +45,12 @@ type Server struct {
 	draining atomic.Bool
 
 	// memReturn is owned by the timer goroutine (tick); returning is set
-	// while a return runs.
+	// while a return runs; activePeak is the highest active since the
+	// return last looked (reclaim.go).
 	memReturn     memoryReturn
 	returning     atomic.Bool
 	memoryReturns atomic.Uint64
+	activePeak    atomic.Int64
 
 	mu       sync.Mutex
 	loops    map[gnet.EventLoop]*loop
