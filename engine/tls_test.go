@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/heraldws/herald/internal/testpki"
+	"github.com/heraldws/herald/upgrade"
 )
 
 // loopbackPKI is made once: key generation is the slow part.
@@ -431,5 +433,79 @@ func TestTLSRequestWithFinished(t *testing.T) {
 			t.Fatalf("got %q, %v", f.Payload, err)
 		}
 		tc.Close()
+	}
+}
+
+// Client certificates: with RequireAndVerifyClientCert the verified chain
+// reaches Authorize (on the loop, or on a handshake worker) and the Conn,
+// so a service can authenticate by certificate; a client without one, or
+// with one from another CA, is refused.
+func TestTLSClientCertificates(t *testing.T) {
+	ca := loopbackPKI.CA
+	alice, err := ca.Client("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := testpki.NewCA("another CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory, err := other.Client("mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, workers := range []int{0, 2} {
+		t.Run(fmt.Sprintf("HandshakeWorkers=%d", workers), func(t *testing.T) {
+			cfg := loopbackPKI.ServerConfig()
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+			cfg.ClientCAs = ca.Pool
+			authorize := func(r *upgrade.Request) (any, error) {
+				if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+					return nil, errors.New("no verified client certificate")
+				}
+				chain := r.TLS.VerifiedChains[0]
+				if !chain[len(chain)-1].Equal(ca.Cert) {
+					return nil, errors.New("chain does not end at the CA")
+				}
+				return chain[0].Subject.CommonName, nil
+			}
+			var onOpenCN atomic.Value
+			r := echoing()
+			r.onOpen = func(c *Conn) {
+				if certs := c.PeerCertificates(); len(certs) > 0 {
+					onOpenCN.Store(certs[0].Subject.CommonName)
+				}
+			}
+			s := startTLS(t, Config{TLS: cfg, Authorize: authorize, HandshakeWorkers: workers}, r)
+
+			cc := loopbackPKI.ClientConfig()
+			cc.Certificates = []tls.Certificate{alice}
+			conn, _ := dialTLS(t, s, "/", cc)
+			c := waitOpen(t, r)
+			if c.Session() != "alice" || onOpenCN.Load() != "alice" {
+				t.Fatalf("session %v, OnOpen saw %v; want alice", c.Session(), onOpenCN.Load())
+			}
+			if cs := c.TLS(); len(cs.VerifiedChains) != 1 {
+				t.Fatalf("Conn.TLS has %d verified chains", len(cs.VerifiedChains))
+			}
+			echoes(t, conn, "hello alice")
+
+			for name, certs := range map[string][]tls.Certificate{"no certificate": nil, "another CA": {mallory}} {
+				cc := loopbackPKI.ClientConfig()
+				cc.Certificates = certs
+				// TLS 1.3 clients learn of the refusal at their first read.
+				tc, err := tlsDial(s, cc)
+				if err == nil {
+					_, err = wsOver(tc, "/")
+				}
+				if err == nil {
+					t.Fatalf("%s: upgraded", name)
+				}
+			}
+			waitFor(t, "the refusals counted", func() bool { return s.Stats().TLSErrors == 2 })
+			if st := s.Stats(); st.Upgraded != 1 {
+				t.Fatalf("%d upgrades, want 1", st.Upgraded)
+			}
+		})
 	}
 }
