@@ -83,8 +83,10 @@ type tlsConn struct {
 	// conn for its state without waiting for a handshake in progress.
 	done  atomic.Bool
 	phase tlsPhase
-	nhdr  uint8                 // bytes of hdr received (phase tlsHello)
-	hdr   [tlsRecordHeader]byte // the first record header (phase tlsHello)
+	// trimmed: the read buffers the handshake left were dropped.
+	trimmed bool
+	nhdr    uint8                 // bytes of hdr received (phase tlsHello)
+	hdr     [tlsRecordHeader]byte // the first record header (phase tlsHello)
 }
 
 // tlsShake is the part of the pipe that a handshake running off the loop
@@ -477,6 +479,12 @@ func (s *Server) runHandshake(t *tlsConn) (err error) {
 func (s *Server) tlsReady(c *Conn, t *tlsConn, err error) {
 	l := c.loop
 	sh := t.shake
+	if err != nil && !errors.Is(err, io.EOF) {
+		// Counted even if the client has gone meanwhile (it may close
+		// as soon as it reads the alert); EOF is a client that left or
+		// a connection the loop closed, not a failed handshake.
+		l.stats.tlsErrors.Add(1)
+	}
 	if c.state == stateClosed || l.tlsConns[c] != t {
 		sh.close()
 		return
@@ -485,7 +493,6 @@ func (s *Server) tlsReady(c *Conn, t *tlsConn, err error) {
 	sh.close()
 	t.shake = nil
 	if err != nil {
-		l.stats.tlsErrors.Add(1)
 		s.log.Debug("herald: TLS handshake failed", "remote", addrString(c.remote), "err", err)
 		pool.Put(early)
 		c.state = stateClosed
@@ -539,6 +546,15 @@ func (e *events) tlsRecords(c *Conn, t *tlsConn, src []byte) gnet.Action {
 		}
 	}
 	t.src = nil
+	if c.state != stateClosed {
+		// What the handshake left goes at the first chance; after that,
+		// only a large record's buffer (see tls_trim.go).
+		if !t.trimmed {
+			t.trimmed = trimTLS(t.conn, 0)
+		} else {
+			trimTLS(t.conn, maxIdleTLSRead)
+		}
+	}
 	if cap(l.tlsOut) > maxLoopTLSOut {
 		l.tlsOut = nil
 	}

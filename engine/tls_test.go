@@ -509,3 +509,28 @@ func TestTLSClientCertificates(t *testing.T) {
 		})
 	}
 }
+
+// An idle TLS connection keeps no read buffer: what the handshake left is
+// dropped after the first read, a large record's buffer after it was read,
+// and a small record's buffer is small. If a Go release renames
+// crypto/tls's buffers, this fails: trimming has turned itself off.
+func TestTLSTrimActive(t *testing.T) {
+	if !tlsBufs.ok {
+		t.Fatal("crypto/tls's read buffers were not found: idle TLS connections keep theirs (see tls_trim.go)")
+	}
+	r := echoing()
+	s := startTLS(t, Config{Loops: 1}, r)
+	conn, _ := dialTLS(t, s, "/", nil)
+	c := waitOpen(t, r)
+	readCap := func() int {
+		got := make(chan int)
+		_ = c.loop.Post(func() { got <- tlsReadCap(c.loop.tlsConns[c].conn) })
+		return <-got
+	}
+	for _, n := range []int{10, 100000, 10} {
+		echoes(t, conn, strings.Repeat("z", n))
+		if got := readCap(); got > maxIdleTLSRead {
+			t.Fatalf("after a %d-byte message the read buffers keep %d bytes, want at most %d", n, got, maxIdleTLSRead)
+		}
+	}
+}
