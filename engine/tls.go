@@ -319,8 +319,7 @@ func tlsConfig(cfg *tls.Config) *tls.Config {
 func (l *loop) tlsOf(c *Conn) *tlsConn {
 	t := l.tlsConns[c]
 	if t == nil {
-		t = &tlsConn{c: c}
-		t.conn = tls.Server(t, l.srv.tlsCfg)
+		t = &tlsConn{c: c} // its tls.Conn comes with the handshake (tlsHello)
 		l.tlsMu.Lock()
 		if l.tlsConns == nil {
 			l.tlsConns = make(map[*Conn]*tlsConn)
@@ -422,6 +421,7 @@ func (e *events) tlsHello(c *Conn, t *tlsConn, buf []byte) gnet.Action {
 		c.state = stateClosed
 		return gnet.Close
 	}
+	t.conn = tls.Server(t, s.tlsCfg)
 	sh := &tlsShake{srv: s, remote: c.remote, local: c.gc.LocalAddr(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	t.shake = sh
 	t.phase = tlsShaking
