@@ -552,3 +552,18 @@ func TestTLSShutdownDuringHandshake(t *testing.T) {
 	}
 	waitFor(t, "the handshake goroutines gone", func() bool { return s.Stats().TLSHandshakesInFlight == 0 })
 }
+
+// With handlers on workers, the 101 and what OnOpen sends behind it, and
+// the echoes, are encrypted on the loop as ever.
+func TestTLSWorkers(t *testing.T) {
+	r := echoing()
+	r.onOpen = func(c *Conn) { _ = c.SendText("welcome") }
+	s := startTLS(t, Config{Workers: 2}, r)
+	conn, _ := dialTLS(t, s, "/", nil)
+	if f := readFrame(t, conn); string(f.Payload) != "welcome" {
+		t.Fatalf("first frame %q, want the welcome", f.Payload)
+	}
+	for _, n := range []int{1, 20000} {
+		echoes(t, conn, strings.Repeat("w", n))
+	}
+}
