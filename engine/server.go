@@ -75,8 +75,8 @@ type Server struct {
 	lim limits // the operational limits (limits.go)
 
 	// TLS (tls.go): the server's copy of Config.TLS, nil without TLS; the
-	// CPU tokens of the handshakes (one per loop); the handshakes in
-	// flight, bounded by Config.MaxTLSHandshakes.
+	// CPU tokens of the handshakes (tlsTokens); the handshakes in flight,
+	// bounded by Config.MaxTLSHandshakes.
 	tlsCfg      *tls.Config
 	tlsTokens   chan struct{}
 	tlsInflight atomic.Int64
@@ -122,7 +122,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 	}
 	if cfg.TLS != nil {
 		s.tlsCfg = tlsConfig(cfg.TLS)
-		s.tlsTokens = make(chan struct{}, cfg.Loops)
+		s.tlsTokens = make(chan struct{}, tlsTokens(cfg.Loops))
 	}
 	s.memReturn.threshold = cfg.ReturnMemoryAfter
 	s.lim = newLimits(cfg)
