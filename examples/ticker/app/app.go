@@ -8,6 +8,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"github.com/heraldws/herald/broadcast"
 	heraldjs "github.com/heraldws/herald/clients/js"
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/examples/internal/certfile"
 	"github.com/heraldws/herald/examples/ticker/book"
 	"github.com/heraldws/herald/resume"
 )
@@ -68,6 +70,10 @@ type Options struct {
 	// topics keep for clients that reconnect (see protocol.go); 0 keeps
 	// none: they get live ticks, and after a reconnect recovered: false.
 	History int
+	// TLSCert and TLSKey, both or neither, are PEM files: with them the
+	// page is served over https and the ticks over wss://, and a renewed
+	// certificate written over the files is served from the next handshake.
+	TLSCert, TLSKey string
 }
 
 // Cluster is how a node reaches the others: a broadcast.Bus it can report
@@ -141,6 +147,17 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 	if !opts.Publish && cluster == nil {
 		return nil, errors.New("-publish=false needs -nats: alone, a node that does not publish has nothing to deliver")
 	}
+	var tlsConfig *tls.Config
+	if (opts.TLSCert == "") != (opts.TLSKey == "") {
+		return nil, errors.New("-tls-cert and -tls-key go together")
+	}
+	if opts.TLSCert != "" {
+		pair, err := certfile.Load(opts.TLSCert, opts.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig = pair.Config()
+	}
 	t := &Ticker{opts: opts, log: logger, cluster: cluster, stop: make(chan struct{})}
 	mux := http.NewServeMux()
 	web, _ := fs.Sub(webFiles, "web")
@@ -160,6 +177,7 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 		// Only a client that offers it speaks the subscribe protocol;
 		// every other connection gets the bench contract's ticks.
 		Subprotocols: []string{Subprotocol},
+		TLS:          tlsConfig,
 		HTTPHandler:  mux,
 		Logger:       logger,
 	}, t)

@@ -48,6 +48,8 @@ func Flags(fs *flag.FlagSet) *Options {
 	fs.StringVar(&o.NATS, "nats", "", "join a cluster through the NATS broker at this URL (nats://host:4222); without it, one process and no broker")
 	fs.IntVar(&o.History, "history", 1000,
 		"ticks kept per symbol for clients of the subscribe protocol (the page) that reconnect: in memory alone, in JetStream with -nats (0: none)")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve the page over https and the ticks over wss:// (with -tls-key); read again when the file changes")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key file of -tls-cert")
 	fs.BoolVar(&o.Publish, "publish", true, "publish ticks; -publish=false makes a node of a cluster only deliver what the others publish")
 	return o
 }
@@ -83,7 +85,11 @@ func Main(join Join) {
 		fail(1, err)
 	}
 	fmt.Printf("herald ticker listening on %s\n", t.Addr())
-	logger.Info("open the live page", "url", "http://"+t.Addr().String()+"/", "nats", opts.NATS, "publish", opts.Publish)
+	scheme := "http://"
+	if opts.TLSCert != "" {
+		scheme = "https://"
+	}
+	logger.Info("open the live page", "url", scheme+t.Addr().String()+"/", "nats", opts.NATS, "publish", opts.Publish)
 
 	<-ctx.Done()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
