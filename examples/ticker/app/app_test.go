@@ -30,8 +30,15 @@ func startTicker(t *testing.T, symbols, size int) string {
 
 func startTickerHistory(t *testing.T, symbols, size, history int) *Ticker {
 	t.Helper()
-	tk, err := New(Options{Addr: "127.0.0.1:0", Interval: 20 * time.Millisecond, Symbols: symbols, Size: size, Publish: true, History: history},
-		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	return startTickerWith(t, Options{Interval: 20 * time.Millisecond, Symbols: symbols, Size: size, Publish: true, History: history})
+}
+
+// startTickerWith runs the example in-process with opts on a free port,
+// and shuts it down when the test ends.
+func startTickerWith(t *testing.T, opts Options) *Ticker {
+	t.Helper()
+	opts.Addr = "127.0.0.1:0"
+	tk, err := New(opts, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,20 +305,8 @@ func TestTickerCompression(t *testing.T) {
 	if o := Flags(fs); o.Compression || o.CompressionMinSize != 512 {
 		t.Fatalf("compression flags default to %v, %d; want off, 512", o.Compression, o.CompressionMinSize)
 	}
-	tk, err := New(Options{Addr: "127.0.0.1:0", Interval: 20 * time.Millisecond, Symbols: 3, Size: 200, Publish: true,
-		Compression: true, CompressionMinSize: 64}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = tk.Shutdown(ctx)
-	})
-	addr := tk.Addr().String()
+	addr := startTickerWith(t, Options{Interval: 20 * time.Millisecond, Symbols: 3, Size: 200, Publish: true,
+		Compression: true, CompressionMinSize: 64}).Addr().String()
 	clients := make([]*bufio.Reader, 3)
 	for i := range clients {
 		conn, err := loadclient.DialDeflate(addr, "/ws", i)

@@ -38,20 +38,8 @@ func TestTickerTLS(t *testing.T) {
 	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tk, err := New(Options{Addr: "127.0.0.1:0", Interval: 20 * time.Millisecond, Symbols: 2, Size: 128, Publish: true,
-		TLSCert: certFile, TLSKey: keyFile}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tk.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = tk.Shutdown(ctx)
-	})
-	addr := tk.Addr().String()
+	addr := startTickerWith(t, Options{Interval: 20 * time.Millisecond, Symbols: 2, Size: 128, Publish: true,
+		TLSCert: certFile, TLSKey: keyFile}).Addr().String()
 
 	httpc := &http.Client{Timeout: hangGuard, Transport: &http.Transport{TLSClientConfig: pki.ClientConfig()}}
 	res, err := httpc.Get("https://" + addr + "/")

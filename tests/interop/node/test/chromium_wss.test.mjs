@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startEcho, deflateAnswer } from '../lib/echo-server.mjs';
+import { chromiumArgs } from '../lib/example-server.mjs';
 import { makeCert } from '../lib/tls-cert.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -49,17 +50,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath,
     headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      `--ignore-certificate-errors-spki-list=${pin}`,
-    ],
+    args: [...chromiumArgs, `--ignore-certificate-errors-spki-list=${pin}`],
     timeout: 60000,
   });
 });
