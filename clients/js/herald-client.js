@@ -216,7 +216,18 @@ export class Client extends Emitter {
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => this._opened();
     ws.onmessage = (ev) => this._message(ev.data);
-    ws.onerror = (ev) => this.emit('error', { type: 'transport', error: ev && ev.error || ev });
+    ws.onerror = (ev) => {
+      this.emit('error', { type: 'transport', error: ev && ev.error || ev });
+      // An error before the open is a failed connection: a close follows
+      // in browsers, but Node 20's WebSocket never sends one after a
+      // refused connection, which would leave the client connecting for
+      // ever. So it gives up on the socket here, as the close would.
+      if (this._ws === ws && this.state === 'connecting') {
+        this._drop();
+        try { ws.close(); } catch { /* not open */ }
+        this._disconnected(1006, 'connection failed', undefined);
+      }
+    };
     ws.onclose = (ev) => {
       this._drop();
       this._disconnected(ev.code || 1006, ev.reason || '', undefined);

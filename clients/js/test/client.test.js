@@ -432,3 +432,24 @@ test('a WebSocket constructor that throws counts as a lost connection', () => {
   assert.equal(c.state, 'connected');
   c.disconnect();
 });
+
+test('an error before the open is a failed connection, with or without the close that follows', () => {
+  for (const closeFollows of [false, true]) {
+    FakeWebSocket.instances = [];
+    const c = newClient({ random: () => 0.5 });
+    const events = [];
+    c.on('disconnected', (ev) => events.push(ev));
+    c.on('error', () => {});
+    c.connect();
+    const ws = latest();
+    ws.onerror && ws.onerror({});
+    if (closeFollows && ws.onclose) ws.serverClose(1006);
+    assert.deepEqual(events, [{ code: 1006, reason: 'connection failed', willReconnect: true }], `close follows: ${closeFollows}`);
+    assert.equal(c.state, 'disconnected');
+    mock.timers.tick(250);
+    assert.equal(FakeWebSocket.instances.length, 2, `close follows: ${closeFollows}: one reconnect`);
+    latest().open();
+    assert.equal(c.state, 'connected');
+    c.disconnect();
+  }
+});
