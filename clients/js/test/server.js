@@ -21,11 +21,15 @@ export function guard(promise, ms, what) {
 }
 
 /**
- * startServer runs the test server and returns its address and a command
- * function that resolves with the server's answer line.
+ * startServer runs the test server (on addr, if given) and returns its
+ * address, a command function that resolves with the server's answer line,
+ * and stop, which closes its stdin (its shutdown closes every connection
+ * with 1001) and resolves when it has exited.
  */
-export async function startServer(t) {
-  const proc = spawn(process.env.GO || 'go', ['run', './clients/js/testserver'], {
+export async function startServer(t, addr) {
+  const args = ['run', './clients/js/testserver'];
+  if (addr) args.push('-addr', addr);
+  const proc = spawn(process.env.GO || 'go', args, {
     cwd: root, stdio: ['pipe', 'pipe', 'inherit'],
   });
   t.after(() => {
@@ -38,9 +42,12 @@ export async function startServer(t) {
     const w = waiting.shift();
     if (w) w.resolve(line);
   });
-  proc.on('exit', (code) => {
-    exited = new Error(`test server exited (${code})`);
-    for (const w of waiting.splice(0)) w.reject(exited);
+  const exit = new Promise((resolve) => {
+    proc.on('exit', (code) => {
+      exited = new Error(`test server exited (${code})`);
+      for (const w of waiting.splice(0)) w.reject(exited);
+      resolve(code);
+    });
   });
   const nextLine = (ms, what) => guard(new Promise((resolve, reject) => {
     if (exited) reject(exited); else waiting.push({ resolve, reject });
@@ -54,6 +61,10 @@ export async function startServer(t) {
       const answer = nextLine(hangGuard, `the answer to ${line}`);
       proc.stdin.write(line + '\n');
       return answer;
+    },
+    stop() {
+      proc.stdin.end();
+      return guard(exit, hangGuard, 'the test server to exit');
     },
   };
 }

@@ -1,18 +1,21 @@
 // Command testserver is the herald server the JavaScript client's
 // integration test talks to: an engine, a broadcast hub and the subscribe
-// protocol with in-memory history, on 127.0.0.1:0. It prints
+// protocol with in-memory history, on 127.0.0.1:0 (or the address of
+// -addr, to come back where a stopped one was). It prints
 // "listening HOST:PORT", then obeys commands read from stdin, one a line,
 // and answers each with one line:
 //
 //	pub TOPIC N   publish the topic's next N messages {"n":1}, {"n":2}... → "published TOPIC LAST"
 //	kick CODE     close every connection with CODE                         → "kicked COUNT"
 //
-// It exits when stdin closes.
+// It exits when stdin closes, and its shutdown closes every connection
+// with 1001.
 package main
 
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,16 +66,18 @@ func (l *late) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 func (l *late) OnClose(c *engine.Conn, err error) { (*l.h.Load()).OnClose(c, err) }
 
 func main() {
-	if err := run(os.Stdin, os.Stdout); err != nil {
+	addr := flag.String("addr", "127.0.0.1:0", "the address to listen on")
+	flag.Parse()
+	if err := run(*addr, os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "testserver:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in io.Reader, out io.Writer) error {
+func run(addr string, in io.Reader, out io.Writer) error {
 	l := &late{}
 	srv, err := engine.New(engine.Config{
-		Addr:   "127.0.0.1:0",
+		Addr:   addr,
 		Loops:  1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, l)
