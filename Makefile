@@ -4,6 +4,9 @@ GO        ?= go
 # "context deadline exceeded" when a wall-clock -fuzztime ends mid-run
 # (golang/go#75804); a count has no deadline to race. ~10 s each on 2 cores.
 FUZZTIME  ?= 200000x
+# FuzzTLSFeed drives a real server through sockets and handshakes, some
+# hundreds of inputs a second: fewer of them.
+TLSFUZZTIME ?= 5000x
 PKGS      := ./...
 # The NATS Bus and the ticker's cluster build: a module of their own, so
 # that the core's go.mod carries no broker client. ./... at the root does
@@ -56,6 +59,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParseHeader$$' -fuzztime=$(FUZZTIME) ./internal/wsframe
 	$(GO) test -run='^$$' -fuzz='^FuzzProxyHeader$$' -fuzztime=$(FUZZTIME) ./internal/proxyproto
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRequest$$' -fuzztime=$(FUZZTIME) ./resume
+	$(GO) test -run='^$$' -fuzz='^FuzzTLSFeed$$' -fuzztime=$(TLSFUZZTIME) ./engine
 	cd $(NATSMOD) && $(GO) test -run='^$$' -fuzz='^FuzzDecodeBatch$$' -fuzztime=$(FUZZTIME) ./internal/wire
 
 interop:

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,30 @@ type Config struct {
 
 	// ReusePort sets SO_REUSEPORT so that several processes can share Addr.
 	ReusePort bool
+
+	// TLS, when set, makes every connection to Addr a TLS connection
+	// (wss://): TLS 1.2 or 1.3 (a lower MinVersion is raised to 1.2), ALPN
+	// "http/1.1" unless NextProtos names protocols, and whatever the config
+	// asks for: certificates, GetCertificate or GetConfigForClient (SNI;
+	// they are called at every handshake, so a certificate can be replaced
+	// without a restart), session tickets, client certificates (ClientAuth;
+	// the client's certificates are on Request.TLS for Authorize and on
+	// Conn.TLS). The config is cloned at New: later changes to it are not
+	// seen (use GetCertificate or GetConfigForClient for that).
+	//
+	// The handshake runs on a goroutine that lives for the handshake only,
+	// bounded by MaxTLSHandshakes and by a CPU token per loop; the records
+	// of an open connection are encrypted and decrypted on its loop. A
+	// plain HTTP request sent to the port gets net/http's 400 ("Client sent
+	// an HTTP request to an HTTPS server."). HandshakeTimeout covers the
+	// TLS handshake. Connections handed over by ServeHTTP are not affected:
+	// their TLS, if any, is the http.Server's.
+	TLS *tls.Config
+
+	// MaxTLSHandshakes bounds the TLS handshakes in flight; a connection
+	// that would pass it is closed before its handshake starts (counted in
+	// Stats.TLSRefused). Default DefaultMaxTLSHandshakes.
+	MaxTLSHandshakes int
 
 	// MaxHeaderBytes bounds the HTTP request head of the handshake; a longer
 	// one is answered with 431.
@@ -331,7 +356,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"HandshakeWorkers", int64(c.HandshakeWorkers)}, {"HandshakeQueue", int64(c.HandshakeQueue)},
 		{"HandshakeTimeout", int64(c.HandshakeTimeout)}, {"PongTimeout", int64(c.PongTimeout)},
 		{"IdleTimeout", int64(c.IdleTimeout)}, {"CloseTimeout", int64(c.CloseTimeout)},
-		{"ShutdownTimeout", int64(c.ShutdownTimeout)},
+		{"ShutdownTimeout", int64(c.ShutdownTimeout)}, {"MaxTLSHandshakes", int64(c.MaxTLSHandshakes)},
 	} {
 		if f.v < 0 {
 			return c, fmt.Errorf("herald: Config.%s is negative (%d): use 0 for the default", f.name, f.v)
@@ -406,6 +431,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReturnMemoryAfter == 0 {
 		c.ReturnMemoryAfter = DefaultReturnMemory
+	}
+	if c.MaxTLSHandshakes == 0 {
+		c.MaxTLSHandshakes = DefaultMaxTLSHandshakes
 	}
 	if c.Compression.MinSize == 0 {
 		c.Compression.MinSize = DefaultCompressionMinSize

@@ -119,7 +119,11 @@ type loopBits uint8
 const (
 	bitPinged  loopBits = 1 << iota // a keepalive ping is outstanding
 	bitDecDead                      // the decoder failed: discard input until the peer goes
-	// 1<<2 and up: the limits' bits (limits.go)
+	// 1<<2 to 1<<6: the limits' bits (limits.go)
+
+	// bitTLS: the connection speaks TLS (Config.TLS); its state is in its
+	// loop's tlsConns (tls.go).
+	bitTLS loopBits = 1 << 7
 )
 
 // has reports whether b is set. Loop only.
@@ -423,6 +427,14 @@ func (c *Conn) writeFrame(op ws.OpCode, payload []byte) error {
 		l.scratch = codec.AppendFrame(l.scratch[:0], op, payload)
 		return c.write(l.scratch)
 	}
+	if c.has(bitTLS) {
+		// Encrypted as one piece: header and payload in one record stream.
+		big := pool.Get(n)
+		big.B = codec.AppendFrame(big.B, op, payload)
+		err := c.write(big.B)
+		pool.Put(big)
+		return err
+	}
 	var hdr [codec.MaxHeaderLen]byte
 	k := codec.PutHeader(hdr[:], op, true, false, len(payload))
 	l.iov[0], l.iov[1] = hdr[:k], payload
@@ -483,6 +495,17 @@ func (c *Conn) writeQueued(queued int, b []byte) error {
 		return nil
 	}
 	c.loop.stats.bytesOut.Add(uint64(len(b)))
+	if c.has(bitTLS) {
+		return c.tlsWrite(queued, b)
+	}
+	return c.wireWrite(queued, b)
+}
+
+// wireWrite puts b on the socket as it is (for a TLS connection: records
+// already encrypted), given the bytes already queued. When nothing is
+// queued it tries a raw send first; what the socket does not take (or an
+// error) goes to gnet.
+func (c *Conn) wireWrite(queued int, b []byte) error {
 	if queued == 0 {
 		n, errno := rawSend(int(c.fd), b)
 		if errno == 0 && n == len(b) {
@@ -490,12 +513,21 @@ func (c *Conn) writeQueued(queued int, b []byte) error {
 		}
 		b = b[n:]
 	}
-	return c.gnetWrite(b)
+	return c.gnetWire(b)
 }
 
 // gnetWrite hands b to gnet, which writes what the socket takes and keeps
-// the rest until the socket is writable.
+// the rest until the socket is writable; a TLS connection's b is encrypted
+// first.
 func (c *Conn) gnetWrite(b []byte) error {
+	if c.has(bitTLS) {
+		return c.tlsWrite(c.backlog(), b)
+	}
+	return c.gnetWire(b)
+}
+
+// gnetWire hands b to gnet as it is.
+func (c *Conn) gnetWire(b []byte) error {
 	c.gnetHolds = true
 	_, err := c.gc.Write(b)
 	c.account(c.gc.OutboundBuffered())

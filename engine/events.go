@@ -53,6 +53,9 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		lastMsg:  now,
 		deadline: now + s.cfg.HandshakeTimeout,
 	}
+	if s.tlsCfg != nil && m == nil {
+		c.set(bitTLS, true)
+	}
 	gc.SetContext(c)
 	l.add(c)
 	s.active.Add(1)
@@ -74,6 +77,9 @@ func (e *events) OnTraffic(gc gnet.Conn) gnet.Action {
 	buf, _ := gc.Peek(-1)
 	c.lastRead = c.loop.tick()
 	c.set(bitPinged, false)
+	if c.has(bitTLS) {
+		return e.tlsTraffic(c, gc, buf)
+	}
 	action := gnet.None
 	switch c.state {
 	case stateHandshake:
@@ -291,6 +297,9 @@ func (e *events) OnClose(gc gnet.Conn, err error) gnet.Action {
 	c.closed.Store(true)
 	c.loop.remove(c)
 	c.loop.dropDecoder(c)
+	if c.has(bitTLS) {
+		c.loop.closeTLS(c)
+	}
 	c.account(0)
 	s.limitsClosed(c)
 	why := c.closeReason(err)

@@ -274,7 +274,7 @@ func (s *Server) step(c *Conn, buf []byte) upgrade.Result {
 		}
 		return res
 	}
-	res := s.up.Step(&c.hs, buf, c.remote)
+	res := s.up.StepTLS(&c.hs, buf, c.remote, c.requestTLS())
 	if res.Kind == upgrade.Rejected && errors.Is(res.Err, upgrade.ErrNotFound) {
 		st.pathRejected.Add(1)
 	}

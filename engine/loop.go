@@ -51,6 +51,14 @@ type loop struct {
 	// and no allocation; iov carries large ones to writev.
 	scratch []byte
 	iov     [2][]byte
+	// tlsConns holds the TLS state of the loop's TLS connections
+	// (Config.TLS); the loop reads it without a lock, and changes it, and
+	// other goroutines read it (Conn.TLS), under tlsMu. tlsIn receives
+	// decrypted records; tlsOut collects the records of one write.
+	tlsConns map[*Conn]*tlsConn
+	tlsMu    sync.Mutex
+	tlsIn    []byte
+	tlsOut   []byte
 	// pongs collects the pongs of one read, and lastPong is where the
 	// latest starts (see Conn.sendPongs).
 	pongs    []byte

@@ -22,18 +22,20 @@ func TestMain(m *testing.M) {
 // negotiated on every connection, which must cost nothing more: no
 // connection keeps a compressor, a decompressor or a window. "mounted" is
 // "plain" through ServeHTTP, which must cost the same once handed over.
+// "tls" is "plain" over TLS 1.3 (Config.TLS), handshakes resumed from
+// session tickets after the first ones.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	conns := 15000
 	if v := os.Getenv("HERALD_MEMORY_CONNS"); v != "" {
 		conns, _ = strconv.Atoi(v)
 	}
 	for _, tc := range []struct {
-		name           string
-		deflate, mount bool
-	}{{"plain", false, false}, {"deflate", true, false}, {"mounted", false, true}} {
+		name                string
+		deflate, mount, tls bool
+	}{{"plain", false, false, false}, {"deflate", true, false, false}, {"mounted", false, true, false}, {"tls", false, false, true}} {
 		b.Run(tc.name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				rss, heap := measureIdle(b, conns, tc.deflate, tc.mount)
+				rss, heap := measureIdle(b, conns, tc.deflate, tc.mount, tc.tls)
 				b.ReportMetric(rss, "rss-B/conn")
 				b.ReportMetric(heap, "heap-B/conn")
 			}
@@ -46,8 +48,11 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 // to an http.Server that hands them over (ServeHTTP), and net/http's own
 // per-connection state, garbage once the connection is handed over, is
 // collected before the second sample as the first's is.
-func measureIdle(b *testing.B, conns int, deflate, mount bool) (rssPerConn, heapPerConn float64) {
+func measureIdle(b *testing.B, conns int, deflate, mount, useTLS bool) (rssPerConn, heapPerConn float64) {
 	cfg := Config{Loops: 2, PingInterval: time.Hour, Compression: Compression{Enabled: deflate}}
+	if useTLS {
+		cfg.TLS = loopbackPKI.ServerConfig()
+	}
 	var s *Server
 	var addr string
 	if mount {
@@ -59,8 +64,11 @@ func measureIdle(b *testing.B, conns int, deflate, mount bool) (rssPerConn, heap
 	loadclient.SettleMemory()
 	rss0, heap0 := loadclient.RSS(), heapBytes()
 	start := loadclient.Start
-	if deflate {
+	switch {
+	case deflate:
 		start = loadclient.StartDeflate
+	case useTLS:
+		start = loadclient.StartTLS
 	}
 	path := "/"
 	if mount {

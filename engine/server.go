@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,6 +73,13 @@ type Server struct {
 	testClock atomic.Pointer[func() time.Duration]
 
 	lim limits // the operational limits (limits.go)
+
+	// TLS (tls.go): the server's copy of Config.TLS, nil without TLS; the
+	// CPU tokens of the handshakes (one per loop); the handshakes in
+	// flight, bounded by Config.MaxTLSHandshakes.
+	tlsCfg      *tls.Config
+	tlsTokens   chan struct{}
+	tlsInflight atomic.Int64
 }
 
 // New validates cfg, applies its defaults and returns a server that is not
@@ -111,6 +119,10 @@ func New(cfg Config, h Handler) (*Server, error) {
 		ready:    make(chan struct{}),
 		stopped:  make(chan struct{}),
 		stopTick: make(chan struct{}),
+	}
+	if cfg.TLS != nil {
+		s.tlsCfg = tlsConfig(cfg.TLS)
+		s.tlsTokens = make(chan struct{}, cfg.Loops)
 	}
 	s.memReturn.threshold = cfg.ReturnMemoryAfter
 	s.lim = newLimits(cfg)
@@ -298,7 +310,8 @@ func (s *Server) protoIndex(p string) uint8 {
 
 // Stats returns a snapshot of the server's counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Active: s.active.Load(), Open: s.open.Load(), Panics: s.panics.Load(), MemoryReturns: s.memoryReturns.Load()}
+	st := Stats{Active: s.active.Load(), Open: s.open.Load(), Panics: s.panics.Load(), MemoryReturns: s.memoryReturns.Load(),
+		TLSHandshakesInFlight: s.tlsInflight.Load()}
 	s.mnt.addTo(&st)
 	for _, l := range *s.loopList.Load() {
 		l.stats.addTo(&st)

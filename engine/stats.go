@@ -38,6 +38,12 @@ type Stats struct {
 	BytesOut            uint64 // bytes written to clients (handed to the socket or to gnet's buffer), Send and the broadcast hub included
 	InboxDepth          int64  // tasks queued to the loops from other goroutines and not yet run, now
 
+	// TLS (Config.TLS).
+	TLSHandshakes         uint64 // TLS handshakes completed
+	TLSErrors             uint64 // TLS connections closed for a failed handshake, a bad record, garbage or plain HTTP instead of TLS
+	TLSRefused            uint64 // TLS connections closed because MaxTLSHandshakes handshakes were in flight
+	TLSHandshakesInFlight int64  // TLS handshakes running now
+
 	// The operational limits' answers (see Config.MaxConns and below).
 	// The four handshake refusals count in Rejected too.
 	ConnLimitRejected     uint64 // handshakes answered 503 for MaxConns
@@ -94,6 +100,7 @@ type loopStats struct {
 	bytesIn, bytesOut                              atomic.Uint64
 	hookTimeouts, hookQueueFull                    atomic.Uint64
 	hooksPending                                   atomic.Int64
+	tlsHandshakes, tlsErrors, tlsRefused           atomic.Uint64
 	closes                                         [17]atomic.Uint64 // by closeSlot
 	lim                                            limitStats
 }
@@ -121,6 +128,9 @@ func (s *loopStats) addTo(t *Stats) {
 	t.CompressedOut += s.compressedOut.Load()
 	t.BytesIn += s.bytesIn.Load()
 	t.BytesOut += s.bytesOut.Load()
+	t.TLSHandshakes += s.tlsHandshakes.Load()
+	t.TLSErrors += s.tlsErrors.Load()
+	t.TLSRefused += s.tlsRefused.Load()
 	for i := range t.Closes.ByCode {
 		t.Closes.ByCode[i] += s.closes[i].Load()
 	}

@@ -41,6 +41,7 @@ func (u *Upgrader) serveHTTP(r *Request, n int) Result {
 		Host:       r.Host,
 		RemoteAddr: remote,
 		RequestURI: r.RequestURI,
+		TLS:        r.TLS,
 		Close:      true,
 	}
 	w := &responseWriter{header: make(http.Header), body: pool.Get(0), head: r.Method == http.MethodHead}

@@ -97,6 +97,7 @@ func (r *Request) HTTP() *http.Request {
 		Host:       r.Host,
 		RemoteAddr: remote,
 		RequestURI: r.RequestURI,
+		TLS:        r.TLS,
 	}
 	if r.ctx == nil {
 		return hr // context.Background(), as r.Context()

@@ -3,6 +3,7 @@ package upgrade
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -27,6 +28,12 @@ type Request struct {
 	Proto      string // "HTTP/1.1"
 	Header     http.Header
 	RemoteAddr net.Addr
+	// TLS is the connection's TLS state when the request came over TLS
+	// (the server's Config.TLS): the version, the server name the client
+	// asked for, the negotiated protocol, and the client's certificates
+	// with their verified chains (PeerCertificates, VerifiedChains) when
+	// the server asked for them. Nil over plain TCP.
+	TLS *tls.ConnectionState
 
 	// ctx is what Context returns; nil for context.Background().
 	ctx context.Context

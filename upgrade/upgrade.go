@@ -1,6 +1,7 @@
 package upgrade
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -184,6 +185,13 @@ type Result struct {
 //
 // NeedMore does not allocate.
 func (u *Upgrader) Step(st *State, buf []byte, remote net.Addr) Result {
+	return u.StepTLS(st, buf, remote, nil)
+}
+
+// StepTLS is Step for a request read from a TLS connection: cs becomes the
+// Request's TLS, so that CheckOrigin and Authorize can see the client's
+// certificate.
+func (u *Upgrader) StepTLS(st *State, buf []byte, remote net.Addr, cs *tls.ConnectionState) Result {
 	outcome, n := st.scan(buf, u.maxHead)
 	switch outcome {
 	case scanMore:
@@ -198,7 +206,7 @@ func (u *Upgrader) Step(st *State, buf []byte, remote net.Addr) Result {
 			fmt.Sprintf("no end of head in %d bytes", n), ErrHeaderTooLarge))
 	}
 	st.Reset()
-	return u.decide(buf[:n], remote)
+	return u.decide(buf[:n], remote, cs)
 }
 
 // refuse builds a Rejected result: the error reply in a pooled buffer and
@@ -228,12 +236,13 @@ func (u *Upgrader) refuseErr(r *Request, consumed int, e *Error) Result {
 // decide handles a complete head, in the documented order: parse, upgrade
 // or plain HTTP, the protocol rules, Origin, then Authorize and the 101.
 // The head is parsed once; every later step reads the Request.
-func (u *Upgrader) decide(head []byte, remote net.Addr) Result {
+func (u *Upgrader) decide(head []byte, remote net.Addr, cs *tls.ConnectionState) Result {
 	n := len(head)
 	r, perr := parseRequest(head, remote)
 	if perr != nil {
 		return u.refuseErr(r, n, perr)
 	}
+	r.TLS = cs
 	if f := u.cfg.ClientAddr; f != nil {
 		if a := f(r); a != nil {
 			r.RemoteAddr = a

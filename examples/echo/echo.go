@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 
 	"github.com/heraldws/herald/engine"
@@ -37,8 +38,8 @@ const defaultOutboundTotal = 512 << 20
 // newServer builds the echo server: any path, any Origin (it is an interop
 // target that pages from other local origins must reach; herald's default is
 // same-origin), messages up to 64 MiB, outbound memory bounded by budget,
-// permessage-deflate as compression says.
-func newServer(addr string, budget int64, compression engine.Compression, logger *slog.Logger) (*engine.Server, error) {
+// permessage-deflate as compression says, TLS (wss://) if tlsCfg is set.
+func newServer(addr string, budget int64, compression engine.Compression, tlsCfg *tls.Config, logger *slog.Logger) (*engine.Server, error) {
 	return engine.New(engine.Config{
 		Addr:            addr,
 		MaxMessageBytes: maxMessage,
@@ -48,6 +49,7 @@ func newServer(addr string, budget int64, compression engine.Compression, logger
 		MaxOutboundTotal: budget,
 		OriginPatterns:   []string{"*"},
 		Compression:      compression,
+		TLS:              tlsCfg,
 		Logger:           logger,
 	}, echoHandler{log: logger})
 }

@@ -13,6 +13,11 @@
 // all clients together at most -max-outbound-total (512 MiB); a client
 // that reads nothing for 10 s is closed.
 //
+// With -tls-cert FILE -tls-key FILE it serves wss:// (TLS 1.2 and 1.3,
+// on its event loops) with the PEM certificate and key in those files,
+// read again when the certificate file changes, so that a renewed
+// certificate needs no restart.
+//
 // With -mount the same server is mounted on net/http instead of listening
 // itself: an http.Server on -addr serves it as its handler, which upgrades
 // and hands every connection to herald's event loops. It is the interop
@@ -21,6 +26,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -53,8 +59,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	compression := fs.Bool("compression", true, "negotiate permessage-deflate when a client offers it (no context takeover, no state per connection)")
 	minSize := fs.Int("compression-min-size", engine.DefaultCompressionMinSize, "with -compression, the smallest echo sent compressed, in bytes")
 	mount := fs.Bool("mount", false, "serve herald mounted on net/http: an http.Server listens on -addr and hands upgraded connections to herald's loops")
+	certFile := fs.String("tls-cert", "", "PEM certificate (chain) file: serve wss:// (with -tls-key)")
+	keyFile := fs.String("tls-key", "", "PEM private key file of -tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	var tlsCfg *tls.Config
+	switch {
+	case (*certFile == "") != (*keyFile == ""):
+		fmt.Fprintln(stderr, "echo: -tls-cert and -tls-key go together")
+		return 2
+	case *certFile != "" && *mount:
+		fmt.Fprintln(stderr, "echo: -tls-cert with -mount is not supported: herald's TLS is on its own listener")
+		return 2
+	case *certFile != "":
+		files, err := loadCertFiles(*certFile, *keyFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "echo:", err)
+			return 1
+		}
+		tlsCfg = &tls.Config{GetCertificate: files.GetCertificate}
 	}
 
 	level := slog.LevelInfo
@@ -67,7 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *mount {
 		own = "" // no listener of its own: net/http's hands connections over
 	}
-	srv, err := newServer(own, *budget, engine.Compression{Enabled: *compression, MinSize: *minSize}, logger)
+	srv, err := newServer(own, *budget, engine.Compression{Enabled: *compression, MinSize: *minSize}, tlsCfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

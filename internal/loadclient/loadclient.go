@@ -10,6 +10,7 @@ package loadclient
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -58,11 +59,33 @@ func DialDeflate(addr, path string, i int) (net.Conn, error) {
 // DialOffer is Dial offering the Sec-WebSocket-Extensions line offer ("" for
 // none); the server must accept a permessage-deflate offer.
 func DialOffer(addr, path string, i int, offer string) (net.Conn, error) {
+	return dialWith(addr, path, i, offer, nil)
+}
+
+// DialTLS is Dial over TLS with cfg (wss://).
+func DialTLS(addr, path string, i int, cfg *tls.Config) (net.Conn, error) {
+	return dialWith(addr, path, i, "", cfg)
+}
+
+// tlsClient is the config of StartTLS's clients: whatever certificate the
+// server shows (a test's own), and session tickets, so that most
+// handshakes are resumptions.
+var tlsClient = &tls.Config{InsecureSkipVerify: true, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+
+func dialWith(addr, path string, i int, offer string, tlsCfg *tls.Config) (net.Conn, error) {
 	deflate := offer != ""
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}}
 	conn, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if tlsCfg != nil {
+		tc := tls.Client(conn, tlsCfg)
+		if err := tc.Handshake(); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		conn = tc
 	}
 	key := wsframe.NewRequestKey()
 	var extra []string
@@ -103,13 +126,25 @@ func StartDeflate(tb testing.TB, addr, path string, count int, drain bool) (stop
 	return start(tb, addr, path, count, drain, true)
 }
 
+// StartTLS is Start with clients over TLS (DialTLS; any server
+// certificate is accepted).
+func StartTLS(tb testing.TB, addr, path string, count int, drain bool) (stop func()) {
+	tb.Helper()
+	return startSpec(tb, addr, path, count, drain, false, true)
+}
+
 func start(tb testing.TB, addr, path string, count int, drain, deflate bool) (stop func()) {
+	tb.Helper()
+	return startSpec(tb, addr, path, count, drain, deflate, false)
+}
+
+func startSpec(tb testing.TB, addr, path string, count int, drain, deflate, useTLS bool) (stop func()) {
 	tb.Helper()
 	if limit := RaiseFileLimit(); limit < uint64(count)+256 {
 		tb.Skipf("open-files limit %d is below the %d sockets needed", limit, count+256)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%t|%t", childEnv, addr, path, count, drain, deflate))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%t|%t|%t", childEnv, addr, path, count, drain, deflate, useTLS))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -133,15 +168,15 @@ func RunIfChild() {
 		return
 	}
 	parts := strings.Split(spec, "|")
-	if len(parts) != 5 {
+	if len(parts) != 6 {
 		fmt.Fprintln(os.Stderr, "load client: bad spec", spec)
 		os.Exit(2)
 	}
 	count, _ := strconv.Atoi(parts[2])
-	os.Exit(run(parts[0], parts[1], count, parts[3] == "true", parts[4] == "true"))
+	os.Exit(run(parts[0], parts[1], count, parts[3] == "true", parts[4] == "true", parts[5] == "true"))
 }
 
-func run(addr, path string, count int, drain, deflate bool) int {
+func run(addr, path string, count int, drain, deflate, useTLS bool) int {
 	RaiseFileLimit()
 	conns := make([]net.Conn, count)
 	var (
@@ -150,8 +185,11 @@ func run(addr, path string, count int, drain, deflate bool) int {
 		failed error
 	)
 	dial := Dial
-	if deflate {
+	switch {
+	case deflate:
 		dial = DialDeflate
+	case useTLS:
+		dial = func(addr, path string, i int) (net.Conn, error) { return DialTLS(addr, path, i, tlsClient) }
 	}
 	const dialers = 8
 	for w := 0; w < dialers; w++ {
