@@ -35,6 +35,9 @@ type Runner struct {
 	Src string
 	// CPUs separates the server's CPUs from the load generators'.
 	CPUs CPUSplit
+	// TLS is the certificate the TLS scenarios' servers are given
+	// (nil: no TLS scenario in the run).
+	TLS *TLSFiles
 }
 
 var listenRE = regexp.MustCompile(`listening on (\S+)`)
@@ -49,6 +52,12 @@ type server struct {
 
 func (r *Runner) startServer(ctx context.Context, im *Impl, sc Scenario, tag string) (*server, error) {
 	flags := append([]string{"-addr", "127.0.0.1:0"}, sc.ServerFlags()...)
+	if sc.TLS {
+		if r.TLS == nil {
+			return nil, errors.New("a TLS scenario without a certificate (Runner.TLS)")
+		}
+		flags = append(flags, "-tls-cert", r.TLS.Cert, "-tls-key", r.TLS.Key)
+	}
 	cmd := im.Command(context.Background(), sc.Mode, flags)
 	pin(cmd, r.CPUs.Server)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -149,6 +158,9 @@ func (r *Runner) startLoadgen(sc Scenario, addr string, shard int, tag string, p
 	if sc.Deflate {
 		args = append(args, "-deflate")
 	}
+	if sc.TLS && r.TLS != nil {
+		args = append(args, "-tls", "-tls-ca", r.TLS.CA, "-tls-server-name", "localhost")
+	}
 	cmd := exec.Command(r.Loadgen, args...)
 	pin(cmd, r.CPUs.Load)
 	l := &lg{connected: make(chan map[string]any, 1), progress: progress}
@@ -179,6 +191,10 @@ func (l *lg) failure() error { return errors.New("loadgen: " + l.Failure()) }
 func (r *Runner) Measure(ctx context.Context, im *Impl, sc Scenario) report.Row {
 	row := report.Row{Impl: im.Name, Label: im.Label, Scenario: sc.Name, Conns: sc.Conns, LoadgenProcs: sc.Procs}
 	if ok, why := im.Available(sc.Mode); !ok {
+		row.Note = why
+		return row
+	}
+	if ok, why := im.Available(sc.Mode + "-tls"); sc.TLS && !ok {
 		row.Note = why
 		return row
 	}
@@ -323,6 +339,10 @@ func fill(row *report.Row, sc Scenario, res *loadgen.Result, serverCPU int64, wi
 	row.ServerCPUPct = 100 * float64(serverCPU) / float64(window.Nanoseconds())
 	row.ClientCPUPct = 100 * float64(res.ClientCPUNS) / float64(window.Nanoseconds())
 	row.ConnectPerS = report.F(res.ConnectRate())
+	if sc.TLS && res.TLSHandshakes > 0 {
+		row.TLSHandshakesPerS = report.F(res.TLSHandshakesPerSec())
+		row.TLSResumedRatio = report.F(float64(res.TLSResumed) / float64(res.TLSHandshakes))
+	}
 	if res.ConnectFailures > 0 || res.Connected < sc.Conns {
 		row.Note = fmt.Sprintf("%d of %d connections up", res.Connected, sc.Conns)
 	}
