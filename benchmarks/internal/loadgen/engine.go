@@ -579,11 +579,7 @@ func (l *loop) inWindow(now int64) bool {
 func (l *loop) run() {
 	defer close(l.exited)
 	defer unix.Close(l.epfd)
-	defer func() {
-		if l.wakefd >= 0 {
-			unix.Close(l.wakefd)
-		}
-	}()
+	defer l.closeWakeup()
 	cfg := &l.e.cfg
 	traffic := false
 	for {

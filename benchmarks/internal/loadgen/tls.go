@@ -190,11 +190,26 @@ func (l *loop) startTLS(c *conn, idx int32) {
 	go func() {
 		err := tc.Handshake()
 		l.doneMu.Lock()
+		defer l.doneMu.Unlock()
+		if l.wakefd < 0 {
+			return // the loop has exited (closeWakeup)
+		}
 		l.done = append(l.done, tlsResult{idx: idx, pipe: p, err: err})
-		l.doneMu.Unlock()
 		var one = [8]byte{1}
 		_, _ = unix.Write(l.wakefd, one[:])
 	}()
+}
+
+// closeWakeup closes the loop's eventfd once no handshake may write to it
+// any more: a late one finds it gone instead of writing to whatever
+// descriptor reused its number.
+func (l *loop) closeWakeup() {
+	l.doneMu.Lock()
+	defer l.doneMu.Unlock()
+	if l.wakefd >= 0 {
+		unix.Close(l.wakefd)
+		l.wakefd = -1
+	}
 }
 
 // tlsFinished handles the handshakes that ended since the last wakeup.
