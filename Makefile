@@ -39,9 +39,12 @@ fmt:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Every package of the root module, tests/conformance included, then the
-# nats, prom and notify example modules'.
+# nats, prom and notify example modules'. The conformance cases above 4 MiB
+# run without the race detector, which would make them 40% of the suite's
+# CPU for no concurrency the smaller cases lack (tests/conformance/large_test.go).
 unit:
 	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -count=1 ./tests/conformance -args -large-only
 	cd $(NATSMOD) && $(GO) test -race -count=1 ./...
 	cd $(PROMMOD) && $(GO) test -race -count=1 ./...
 	cd $(NOTIFYMOD) && $(GO) test -race -count=1 ./...
@@ -49,6 +52,7 @@ unit:
 ## conformance: the RFC 6455 conformance suite alone (part of unit).
 conformance:
 	$(GO) test -race -count=1 ./tests/conformance
+	$(GO) test -count=1 ./tests/conformance -args -large-only
 
 # Each fuzz target runs briefly on top of its checked-in seed corpus.
 fuzz:

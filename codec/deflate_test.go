@@ -467,3 +467,19 @@ func TestSmallestFrameIsSmaller(t *testing.T) {
 	}
 	t.Logf("%d bytes of JSON: smallest %d, fast %d", len(json), len(smallest), len(fast))
 }
+
+// TestSmallestFrameOfRepeatedBytes pins the size of a long run of one byte
+// at DEFLATE's best level. klauspost/compress before v1.20 spent about a
+// second on 64 KiB of zeros there and wrote 8 KiB instead of a few dozen
+// bytes: a CPU cost any client could make the hub pay by publishing such a
+// message. A size, not a time, so that the check does not depend on the
+// machine's speed; the fixed versions also ended the slowness.
+func TestSmallestFrameOfRepeatedBytes(t *testing.T) {
+	for _, b := range []byte{0, 'a', 0xff} {
+		payload := bytes.Repeat([]byte{b}, 64<<10)
+		frame := AppendSmallestFrame(nil, ws.OpBinary, payload)
+		if len(frame) > 512 {
+			t.Errorf("64 KiB of %#x: a %d-byte frame, want at most 512", b, len(frame))
+		}
+	}
+}

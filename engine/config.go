@@ -88,11 +88,12 @@ type Config struct {
 	// seen (use GetCertificate or GetConfigForClient for that).
 	//
 	// The handshake runs on a goroutine that lives for the handshake only,
-	// bounded by MaxTLSHandshakes and by a CPU token per loop; the records
-	// of an open connection are encrypted and decrypted on its loop. A
-	// plain HTTP request sent to the port gets net/http's 400 ("Client sent
-	// an HTTP request to an HTTPS server."). HandshakeTimeout covers the
-	// TLS handshake. Connections handed over by ServeHTTP are not affected:
+	// bounded by MaxTLSHandshakes and computing on at most half the loops'
+	// CPUs, so that a flood of handshakes leaves the rest to open
+	// connections; the records of an open connection are encrypted and
+	// decrypted on its loop. A plain HTTP request sent to the port gets
+	// net/http's 400 ("Client sent an HTTP request to an HTTPS server.").
+	// HandshakeTimeout covers the TLS handshake. Connections handed over by ServeHTTP are not affected:
 	// their TLS, if any, is the http.Server's.
 	TLS *tls.Config
 

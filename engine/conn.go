@@ -588,7 +588,9 @@ func (c *Conn) account(n int) {
 		c.deadline = c.loop.now
 		c.acked = 0
 	}
-	c.loop.held.Add(int64(n32 - c.counted))
+	if held := c.loop.held.Add(int64(n32 - c.counted)); n32 > c.counted {
+		notePeak(&c.loop.peak, held)
+	}
 	c.counted = n32
 }
 

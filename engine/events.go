@@ -58,7 +58,7 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	gc.SetContext(c)
 	l.add(c)
-	s.active.Add(1)
+	notePeak(&s.activePeak, s.active.Add(1))
 	l.stats.accepted.Add(1)
 	if m != nil {
 		return e.openMount(c, m) // its limits were applied before the upgrade

@@ -75,9 +75,11 @@ type loop struct {
 	sweepers []func(now time.Duration)
 
 	// held is the sum of the backlogs gnet holds for this loop's
-	// connections (Conn.account); share is the loop's part of
+	// connections (Conn.account); peak is the highest held since the
+	// memory return last looked (reclaim.go); share is the loop's part of
 	// Config.MaxOutboundTotal.
 	held  atomic.Int64
+	peak  atomic.Int64
 	share int64
 
 	stats loopStats
@@ -229,6 +231,11 @@ func (l *loop) run(t *task) {
 		}
 		pool.Put(t.buf)
 	case taskClose:
+		// Close from off the loop comes after what was queued before it:
+		// the broadcast hub defers its flush to the drain's end, and a
+		// message published before the Close must not be overtaken by
+		// the close frame (the connection would take nothing after it).
+		l.runDeferred()
 		t.c.startClose(t.code, t.reason, false)
 	case taskFunc:
 		t.fn()

@@ -12,6 +12,7 @@ import (
 
 func TestMain(m *testing.M) {
 	loadclient.RunIfChild()
+	runFloodIfChild()
 	os.Exit(m.Run())
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,13 @@ const returnCooldown = 10 * time.Second
 // fallen by at least ReturnMemoryAfter from its peak and to half of it or
 // less, collects twice and returns the free pages. Steady traffic, however
 // heavy, never triggers it: only a drop from a peak does.
+//
+// The peak is not sampled: the timer looks once per sweep, and a burst that
+// rises and ends between two looks (a second apart, or more on a busy
+// machine) would never be seen. The loops record it where backlogs grow
+// (Conn.account) and connections arrive, and the timer takes it at each
+// look. Summed over loops whose peaks need not coincide, it errs high: at
+// worst a return comes sooner, and the cooldown bounds what that costs.
 type memoryReturn struct {
 	threshold int64         // Config.ReturnMemoryAfter; <= 0 disables
 	peak      int64         // highest footprint since the last return
@@ -32,13 +40,14 @@ type memoryReturn struct {
 	returned  bool          // whether last is set
 }
 
-// observe records the footprint at clock time now and reports whether the
-// memory should be returned now.
-func (m *memoryReturn) observe(footprint int64, now time.Duration) bool {
+// observe records the footprint at clock time now, and the highest it
+// reached since the previous observation, and reports whether the memory
+// should be returned now.
+func (m *memoryReturn) observe(footprint, peak int64, now time.Duration) bool {
 	if m.threshold <= 0 {
 		return false
 	}
-	m.peak = max(m.peak, footprint)
+	m.peak = max(m.peak, peak, footprint)
 	if m.peak-footprint < m.threshold || footprint > m.peak/2 {
 		return false
 	}
@@ -49,13 +58,29 @@ func (m *memoryReturn) observe(footprint int64, now time.Duration) bool {
 	return true
 }
 
-// footprint is what the server holds for its connections now.
-func (s *Server) footprint() int64 {
-	n := s.active.Load() * connFootprint
+// footprint is what the server holds for its connections now, and the
+// highest it has been since the previous call (timer goroutine only),
+// which starts the next period's peak from now.
+func (s *Server) footprint() (now, peak int64) {
+	active := s.active.Load()
+	now = active * connFootprint
+	peak = max(active, s.activePeak.Swap(active)) * connFootprint
 	for _, l := range *s.loopList.Load() {
-		n += l.held.Load()
+		held := l.held.Load()
+		now += held
+		peak += max(held, l.peak.Swap(held))
 	}
-	return n
+	return now, peak
+}
+
+// notePeak raises p to v if v is higher. Safe from any goroutine.
+func notePeak(p *atomic.Int64, v int64) {
+	for {
+		old := p.Load()
+		if v <= old || p.CompareAndSwap(old, v) {
+			return
+		}
+	}
 }
 
 // maybeReturnMemory runs on the timer goroutine after each sweep.
@@ -64,7 +89,8 @@ func (s *Server) maybeReturnMemory() {
 		return
 	}
 	now := s.clock()
-	drop := s.memReturn.observe(s.footprint(), now)
+	footprint, peak := s.footprint()
+	drop := s.memReturn.observe(footprint, peak, now)
 	if due := s.mnt.garbageDue(&s.memReturn, now, drop); !drop && !due {
 		return
 	}

@@ -46,10 +46,12 @@ type Server struct {
 	draining atomic.Bool
 
 	// memReturn is owned by the timer goroutine (tick); returning is set
-	// while a return runs.
+	// while a return runs; activePeak is the highest active since the
+	// return last looked (reclaim.go).
 	memReturn     memoryReturn
 	returning     atomic.Bool
 	memoryReturns atomic.Uint64
+	activePeak    atomic.Int64
 
 	mu       sync.Mutex
 	loops    map[gnet.EventLoop]*loop
@@ -75,8 +77,8 @@ type Server struct {
 	lim limits // the operational limits (limits.go)
 
 	// TLS (tls.go): the server's copy of Config.TLS, nil without TLS; the
-	// CPU tokens of the handshakes (one per loop); the handshakes in
-	// flight, bounded by Config.MaxTLSHandshakes.
+	// CPU tokens of the handshakes (tlsTokens); the handshakes in flight,
+	// bounded by Config.MaxTLSHandshakes.
 	tlsCfg      *tls.Config
 	tlsTokens   chan struct{}
 	tlsInflight atomic.Int64
@@ -122,7 +124,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 	}
 	if cfg.TLS != nil {
 		s.tlsCfg = tlsConfig(cfg.TLS)
-		s.tlsTokens = make(chan struct{}, cfg.Loops)
+		s.tlsTokens = make(chan struct{}, tlsTokens(cfg.Loops))
 	}
 	s.memReturn.threshold = cfg.ReturnMemoryAfter
 	s.lim = newLimits(cfg)

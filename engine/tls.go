@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -27,10 +28,10 @@ import (
 //     must block in Read until the client's next flight arrives. The loop
 //     hands it the bytes gnet read (tlsShake.feed); what it writes goes back
 //     to the loop as a task, in order. Handshakes in flight are bounded per
-//     server (Config.MaxTLSHandshakes) and their CPU by a token pool of one
-//     token per loop, which a handshake gives back while it waits for the
-//     client: a slow client holds no token, and a flood of handshakes
-//     queues instead of taking the CPU from open connections.
+//     server (Config.MaxTLSHandshakes) and their CPU by a token pool (half
+//     the loops' CPUs, tlsTokens), which a handshake gives back while it
+//     waits for the client: a slow client holds no token, and a flood of
+//     handshakes queues instead of taking the CPU from open connections.
 //   - Once the handshake is over, everything runs on the loop: the bytes of
 //     a read are offered to tls.Conn.Read, which decrypts every complete
 //     record; when they run out the pipe says "would block", an error
@@ -299,6 +300,17 @@ func (c *Conn) requestTLS() *tls.ConnectionState {
 	return nil
 }
 
+// tlsTokens is how many handshakes may compute at once: half the CPUs the
+// loops can use (at least one), so that a flood of handshakes leaves the
+// other half to the loops' open connections. With every CPU computing
+// handshakes, a loop woken by a read waits for the Go scheduler to preempt
+// one (up to 10 ms): on 2 CPUs, one token instead of two halves an open
+// connection's 99th percentile round trip under a flood, for a fifth
+// fewer handshakes a second (BenchmarkTLSFloodBystander).
+func tlsTokens(loops int) int {
+	return max(1, min(loops, runtime.GOMAXPROCS(0))/2)
+}
+
 // tlsConfig is the server's copy of cfg: ALPN http/1.1 unless the user
 // named protocols, and TLS 1.2 at least.
 func tlsConfig(cfg *tls.Config) *tls.Config {
@@ -319,8 +331,7 @@ func tlsConfig(cfg *tls.Config) *tls.Config {
 func (l *loop) tlsOf(c *Conn) *tlsConn {
 	t := l.tlsConns[c]
 	if t == nil {
-		t = &tlsConn{c: c}
-		t.conn = tls.Server(t, l.srv.tlsCfg)
+		t = &tlsConn{c: c} // its tls.Conn comes with the handshake (tlsHello)
 		l.tlsMu.Lock()
 		if l.tlsConns == nil {
 			l.tlsConns = make(map[*Conn]*tlsConn)
@@ -422,6 +433,7 @@ func (e *events) tlsHello(c *Conn, t *tlsConn, buf []byte) gnet.Action {
 		c.state = stateClosed
 		return gnet.Close
 	}
+	t.conn = tls.Server(t, s.tlsCfg)
 	sh := &tlsShake{srv: s, remote: c.remote, local: c.gc.LocalAddr(), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	t.shake = sh
 	t.phase = tlsShaking

@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -532,5 +533,37 @@ func TestTLSTrimActive(t *testing.T) {
 		if got := readCap(); got > maxIdleTLSRead {
 			t.Fatalf("after a %d-byte message the read buffers keep %d bytes, want at most %d", n, got, maxIdleTLSRead)
 		}
+	}
+}
+
+// Shutdown ends the handshakes in flight: their goroutines see the end of
+// the input and return.
+func TestTLSShutdownDuringHandshake(t *testing.T) {
+	r := newRecorder()
+	s := startTLS(t, Config{}, r)
+	for range 3 {
+		rawTLSPort(t, s, "\x16\x03\x01\x02\x00\x01\x00")
+	}
+	waitFor(t, "three handshakes in flight", func() bool { return s.Stats().TLSHandshakesInFlight == 3 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a hang guard
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	waitFor(t, "the handshake goroutines gone", func() bool { return s.Stats().TLSHandshakesInFlight == 0 })
+}
+
+// With handlers on workers, the 101 and what OnOpen sends behind it, and
+// the echoes, are encrypted on the loop as ever.
+func TestTLSWorkers(t *testing.T) {
+	r := echoing()
+	r.onOpen = func(c *Conn) { _ = c.SendText("welcome") }
+	s := startTLS(t, Config{Workers: 2}, r)
+	conn, _ := dialTLS(t, s, "/", nil)
+	if f := readFrame(t, conn); string(f.Payload) != "welcome" {
+		t.Fatalf("first frame %q, want the welcome", f.Payload)
+	}
+	for _, n := range []int{1, 20000} {
+		echoes(t, conn, strings.Repeat("w", n))
 	}
 }

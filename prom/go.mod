@@ -7,7 +7,7 @@ require (
 	github.com/heraldws/herald v0.0.0
 )
 
-require github.com/klauspost/compress v1.20.1 // indirect
+require github.com/klauspost/compress v1.20.4 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

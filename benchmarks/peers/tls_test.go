@@ -75,7 +75,7 @@ func TestTLS(t *testing.T) {
 
 			pr = start(t, p, "ticker", "-interval", "50ms", "-symbols", "2", "-size", "128", "-tls-cert", cert, "-tls-key", key)
 			c = dialTLS(t, "wss://localhost:"+port(pr.addr)+"/ws")
-			readTicks(t, c, []string{"S0", "S1"}, 4)
+			readTicks(t, c, []string{"S0", "S1"}, 4, 0)
 			pr.stop(t, c)
 		})
 	}

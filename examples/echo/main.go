@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/examples/internal/certfile"
 )
 
 func main() {
@@ -73,12 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "echo: -tls-cert with -mount is not supported: herald's TLS is on its own listener")
 		return 2
 	case *certFile != "":
-		files, err := loadCertFiles(*certFile, *keyFile)
+		pair, err := certfile.Load(*certFile, *keyFile)
 		if err != nil {
 			fmt.Fprintln(stderr, "echo:", err)
 			return 1
 		}
-		tlsCfg = &tls.Config{GetCertificate: files.GetCertificate}
+		tlsCfg = pair.Config()
 	}
 
 	level := slog.LevelInfo

@@ -10,6 +10,13 @@
 // fills it with an order book instead, which compresses like real market
 // data when -compression is on).
 //
+// The page speaks herald's subscribe protocol on the same /ws (a client
+// that offers the subprotocol herald.json.v1 subscribes itself to
+// ticks.S0, ticks.S1...), through herald's JavaScript client, served at
+// /herald-client.js: it reconnects by itself and recovers the ticks it
+// missed from the last -history ticks per symbol the ticker keeps in
+// memory, or says it could not (after a restart) and resynchronises.
+//
 // Memory is bounded by its flags: a client that falls more than -high-water
 // behind gets only the latest price per symbol until it catches up, all
 // clients together hold at most -max-outbound-total, the kernel holds at

@@ -17,7 +17,8 @@ package conformance
 // its answer to the close handshake; then a fresh connection must still
 // echo, and a bystander connection kept open across the whole group must
 // still echo at the end (nothing else on the server may be disturbed by a
-// failing client). In -short mode the cases above 4 MiB are skipped.
+// failing client). In -short mode the cases above 4 MiB are skipped; a
+// race build leaves them to a run without the race detector (large_test.go).
 //
 // Nothing here depends on the machine's speed: waits end on what the server
 // sends, bounded only by a generous hang guard; the server's keepalive pings
@@ -49,7 +50,7 @@ type wsCase struct {
 	desc  string
 	steps []step
 	run   func(t *testing.T, addr string)
-	slow  bool // above 4 MiB: skipped in -short mode
+	slow  bool // above 4 MiB: see skipBySize
 	// offer, if set, is the Sec-WebSocket-Extensions line the steps'
 	// connection offers, and answer the server's answer it must get (""
 	// for declined); see deflate_test.go.
@@ -188,9 +189,7 @@ func runCasesAt(t *testing.T, addr string, cases []wsCase) {
 }
 
 func runCase(t *testing.T, addr string, tc wsCase) {
-	if tc.slow && testing.Short() {
-		t.Skip("above 4 MiB: skipped in -short mode")
-	}
+	skipBySize(t, tc)
 	switch {
 	case tc.run != nil:
 		tc.run(t, addr)

@@ -6,6 +6,10 @@
 // must end with, and deflate_test.go for compression.
 //
 //	go test -race ./tests/conformance
+//	go test ./tests/conformance -args -large-only
+//
+// (the second runs the cases above 4 MiB, which a race build skips: see
+// large_test.go).
 //
 // The package holds tests only.
 package conformance

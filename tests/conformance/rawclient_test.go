@@ -170,7 +170,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 // dialTCP opens a TCP connection without a handshake.
 func dialTCP(t testing.TB, addr string) *wsConn {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, hangGuard)
+	conn, err := dialConn(addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}

@@ -3,7 +3,8 @@
 # runs the Go clients (gorilla/websocket, coder/websocket) with the race
 # detector and the node tests (ws, and Chromium through playwright-core; the
 # browser tests also load the ticker, chat and notify examples' pages, built
-# here too). The Go tests and the echo's node tests run against both of the
+# here too, and the ticker's page on two nodes of its cluster build sharing
+# a port and a nats-server with JetStream). The Go tests and the echo's node tests run against both of the
 # echo's paths: its own listener, and mounted on net/http (-mount).
 # Run setup.sh first on a new machine.
 set -euo pipefail
@@ -25,6 +26,10 @@ export HERALD_ECHO_BIN="$tmp/echo"
 # The notify example is a module of its own (its /metrics imports prom).
 (cd "$root/examples/notify" && go build -o "$tmp/notify" .)
 export HERALD_TICKER_BIN="$tmp/ticker" HERALD_CHAT_BIN="$tmp/chat" HERALD_NOTIFY_BIN="$tmp/notify"
+# The ticker's cluster build and the broker its resume test runs on (with
+# JetStream), from the nats module: the version its go.mod pins.
+(cd "$root/nats" && go build -o "$tmp/ticker-nats" ./cmd/ticker && go build -o "$tmp/nats-server" github.com/nats-io/nats-server/v2)
+export HERALD_TICKER_NATS_BIN="$tmp/ticker-nats" HERALD_NATS_SERVER_BIN="$tmp/nats-server"
 
 status=0
 echo "== interop: Go clients"

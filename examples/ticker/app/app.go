@@ -8,6 +8,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -24,8 +25,11 @@ import (
 	"time"
 
 	"github.com/heraldws/herald/broadcast"
+	heraldjs "github.com/heraldws/herald/clients/js"
 	"github.com/heraldws/herald/engine"
+	"github.com/heraldws/herald/examples/internal/certfile"
 	"github.com/heraldws/herald/examples/ticker/book"
+	"github.com/heraldws/herald/resume"
 )
 
 //go:embed web
@@ -62,6 +66,14 @@ type Options struct {
 	// Publish makes this node publish ticks. A node with Publish false only
 	// delivers what others publish.
 	Publish bool
+	// History is how many ticks of each symbol the subscribe protocol's
+	// topics keep for clients that reconnect (see protocol.go); 0 keeps
+	// none: they get live ticks, and after a reconnect recovered: false.
+	History int
+	// TLSCert and TLSKey, both or neither, are PEM files: with them the
+	// page is served over https and the ticks over wss://, and a renewed
+	// certificate written over the files is served from the next handshake.
+	TLSCert, TLSKey string
 }
 
 // Cluster is how a node reaches the others: a broadcast.Bus it can report
@@ -73,6 +85,25 @@ type Cluster interface {
 	Close() error
 }
 
+// Stream is a history of the protocol topics that the broker keeps for
+// every node of a cluster, so that a position means the same on all of
+// them (the nats module's JetStream Stream): the hub hands it the ticks
+// to store, and it delivers them back, on every node, in one order.
+type Stream interface {
+	broadcast.Sequencer
+	// Attach replays what the stream holds into the hub, then follows it.
+	Attach(h *broadcast.Hub) error
+	// Ready is closed once the replay is done.
+	Ready() <-chan struct{}
+}
+
+// StreamCluster is a Cluster whose broker keeps the ticks' history
+// (JetStream); Stream is nil when the broker cannot.
+type StreamCluster interface {
+	Cluster
+	Stream() Stream
+}
+
 // Ticker is the example's server: a hub with one topic per symbol and,
 // when it publishes, a publisher that updates every symbol each tick.
 type Ticker struct {
@@ -82,6 +113,16 @@ type Ticker struct {
 	hub     *broadcast.Hub
 	log     *slog.Logger
 	cluster Cluster
+	rs      *resume.Server // the subscribe protocol on the ticks.* topics
+	stream  Stream         // the ticks' history in the broker, or nil
+
+	// The protocol's copy of a tick: publishProtocol's, on the ticking
+	// goroutine, or on the feed's with a broker-held history.
+	protoMsgs   []broadcast.Message
+	protoTopics []string
+	historyDown bool
+	feed        chan []broadcast.Message // to the feed; nil: in memory
+	feedFull    bool                     // the ticking goroutine's: copies are being dropped
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -100,13 +141,28 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 	if _, err := NewTicksOf(1, opts.Size, opts.Payload); err != nil {
 		return nil, err
 	}
+	if opts.History < 0 {
+		return nil, fmt.Errorf("-history must not be negative (%d): give the ticks to keep per symbol, or 0 for none", opts.History)
+	}
 	if !opts.Publish && cluster == nil {
 		return nil, errors.New("-publish=false needs -nats: alone, a node that does not publish has nothing to deliver")
+	}
+	var tlsConfig *tls.Config
+	if (opts.TLSCert == "") != (opts.TLSKey == "") {
+		return nil, errors.New("-tls-cert and -tls-key go together")
+	}
+	if opts.TLSCert != "" {
+		pair, err := certfile.Load(opts.TLSCert, opts.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig = pair.Config()
 	}
 	t := &Ticker{opts: opts, log: logger, cluster: cluster, stop: make(chan struct{})}
 	mux := http.NewServeMux()
 	web, _ := fs.Sub(webFiles, "web")
 	mux.Handle("GET /", http.FileServerFS(web))
+	mux.Handle("GET /herald-client.js", heraldjs.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /stats", t.serveStats)
 	srv, err := engine.New(engine.Config{
@@ -118,8 +174,12 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 		PingInterval:     opts.PingInterval,
 		PongTimeout:      opts.PongTimeout,
 		Compression:      engine.Compression{Enabled: opts.Compression, MinSize: opts.CompressionMinSize},
-		HTTPHandler:      mux,
-		Logger:           logger,
+		// Only a client that offers it speaks the subscribe protocol;
+		// every other connection gets the bench contract's ticks.
+		Subprotocols: []string{Subprotocol},
+		TLS:          tlsConfig,
+		HTTPHandler:  mux,
+		Logger:       logger,
 	}, t)
 	if err != nil {
 		return nil, err
@@ -134,15 +194,22 @@ func New(opts Options, logger *slog.Logger, cluster Cluster) (*Ticker, error) {
 	if t.hub, err = broadcast.New(srv, hubOpts); err != nil {
 		return nil, err
 	}
+	if err := t.serveProtocol(); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
 // Start starts serving and, if the node publishes, ticking.
 func (t *Ticker) Start() error {
+	if err := t.attachStream(); err != nil {
+		return err
+	}
 	if err := t.srv.Start(); err != nil {
 		return err
 	}
 	if t.opts.Publish {
+		t.startHistoryFeed()
 		t.ticking.Add(1)
 		go func() {
 			defer t.ticking.Done()
@@ -176,6 +243,10 @@ func (t *Ticker) OnOpen(c *engine.Conn) {
 	req := c.Request()
 	if req.Path != "/ws" {
 		_ = c.Close(engine.StatusPolicyViolation, "the ticker is at /ws")
+		return
+	}
+	if c.Subprotocol() == Subprotocol {
+		t.openProtocol(c)
 		return
 	}
 	var topics []string
@@ -220,7 +291,13 @@ func (t *Ticker) publish(stop <-chan struct{}) {
 		case <-tick.C:
 		}
 		var busErr *broadcast.BusError
-		switch err := t.hub.PublishBatch(ticks.Next(time.Now().UnixNano())); {
+		msgs := ticks.Next(time.Now().UnixNano())
+		err := t.hub.PublishBatch(msgs)
+		// The protocol's copy of the tick goes second, so that the bench
+		// contract's subscribers never wait for it; a broker-held history
+		// takes it on another goroutine (a round trip to the broker).
+		t.sendProtocol(msgs)
+		switch {
 		case errors.As(err, &busErr):
 			// Local clients got the tick; tell the operator once that the
 			// cluster does not, and once that it does again.
@@ -343,5 +420,6 @@ func (t *Ticker) serveStats(w http.ResponseWriter, _ *http.Request) {
 	if t.cluster != nil {
 		stats["cluster"] = t.cluster.Report()
 	}
+	stats["history"] = t.historyReport()
 	_ = json.NewEncoder(w).Encode(stats)
 }

@@ -20,10 +20,17 @@ import (
 	"github.com/heraldws/herald/internal/wsframe"
 )
 
-// startTicker runs the example in-process with a fast tick.
+// startTicker runs the example in-process with a fast tick, and a history
+// for the subscribe protocol as the command has by default: the bench
+// contract's clients must not see it.
 func startTicker(t *testing.T, symbols, size int) string {
 	t.Helper()
-	tk, err := New(Options{Addr: "127.0.0.1:0", Interval: 20 * time.Millisecond, Symbols: symbols, Size: size, Publish: true},
+	return startTickerHistory(t, symbols, size, 100).Addr().String()
+}
+
+func startTickerHistory(t *testing.T, symbols, size, history int) *Ticker {
+	t.Helper()
+	tk, err := New(Options{Addr: "127.0.0.1:0", Interval: 20 * time.Millisecond, Symbols: symbols, Size: size, Publish: true, History: history},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +43,7 @@ func startTicker(t *testing.T, symbols, size int) string {
 		defer cancel()
 		_ = tk.Shutdown(ctx)
 	})
-	return tk.Addr().String()
+	return tk
 }
 
 type tick struct {
@@ -147,7 +154,7 @@ func TestTickerRefusesBadRequests(t *testing.T) {
 		}
 	}
 	// Plain HTTP: the page, health and stats.
-	for path, want := range map[string]int{"/": 200, "/healthz": 200, "/stats": 200, "/nope": 404} {
+	for path, want := range map[string]int{"/": 200, "/healthz": 200, "/stats": 200, "/herald-client.js": 200, "/nope": 404} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)
@@ -267,6 +274,14 @@ func TestFlagsAndOptions(t *testing.T) {
 		t.Fatalf("options %+v", *o)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.History != 1000 {
+		t.Fatalf("-history defaults to %d, want 1000", o.History)
+	}
+	bad := *o
+	bad.History = -1
+	if _, err := New(bad, quiet, nil); err == nil || !strings.Contains(err.Error(), "-history") {
+		t.Fatalf("New with a negative history: %v", err)
+	}
 	o.Publish = false
 	if _, err := New(*o, quiet, nil); err == nil || !strings.Contains(err.Error(), "-publish=false needs -nats") {
 		t.Fatalf("New without a cluster nor publishing: %v", err)

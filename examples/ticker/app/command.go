@@ -15,8 +15,10 @@ import (
 	"github.com/heraldws/herald/examples/ticker/book"
 )
 
-// Join connects to the cluster whose broker is at url, for -nats.
-type Join func(url string, logger *slog.Logger) (Cluster, error)
+// Join connects to the cluster whose broker is at opts.NATS, for -nats.
+// A Cluster that is a StreamCluster keeps the ticks' history (opts.History
+// per symbol) in the broker.
+type Join func(opts Options, logger *slog.Logger) (Cluster, error)
 
 // Flags defines the ticker's flags on fs and returns the options they set.
 func Flags(fs *flag.FlagSet) *Options {
@@ -44,6 +46,10 @@ func Flags(fs *flag.FlagSet) *Options {
 		"negotiate permessage-deflate with clients that offer it (browsers do): ticks of -compression-min-size bytes and more go out compressed, compressed once per tick for all clients")
 	fs.IntVar(&o.CompressionMinSize, "compression-min-size", engine.DefaultCompressionMinSize, "with -compression, the smallest tick sent compressed, in bytes")
 	fs.StringVar(&o.NATS, "nats", "", "join a cluster through the NATS broker at this URL (nats://host:4222); without it, one process and no broker")
+	fs.IntVar(&o.History, "history", 1000,
+		"ticks kept per symbol for clients of the subscribe protocol (the page) that reconnect: in memory alone, in JetStream with -nats (0: none)")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve the page over https and the ticks over wss:// (with -tls-key); read again when the file changes")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "PEM private key file of -tls-cert")
 	fs.BoolVar(&o.Publish, "publish", true, "publish ticks; -publish=false makes a node of a cluster only deliver what the others publish")
 	return o
 }
@@ -65,7 +71,7 @@ func Main(join Join) {
 			fail(2, fmt.Errorf("-nats needs the NATS build of the ticker, which lives in the nats module so that the core module carries no broker client: cd nats && go run ./cmd/ticker -nats %s", opts.NATS))
 		}
 		var err error
-		if cluster, err = join(opts.NATS, logger); err != nil {
+		if cluster, err = join(*opts, logger); err != nil {
 			fail(1, err)
 		}
 	}
@@ -79,7 +85,11 @@ func Main(join Join) {
 		fail(1, err)
 	}
 	fmt.Printf("herald ticker listening on %s\n", t.Addr())
-	logger.Info("open the live page", "url", "http://"+t.Addr().String()+"/", "nats", opts.NATS, "publish", opts.Publish)
+	scheme := "http://"
+	if opts.TLSCert != "" {
+		scheme = "https://"
+	}
+	logger.Info("open the live page", "url", scheme+t.Addr().String()+"/", "nats", opts.NATS, "publish", opts.Publish)
 
 	<-ctx.Done()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -14,7 +14,11 @@
 //	go run ./cmd/ticker -nats nats://127.0.0.1:4222 -reuseport -publish=false &
 //	go run ./cmd/ticker -nats nats://127.0.0.1:4222 -reuseport -publish=false &
 //
-// (from the nats directory). Any NATS client then reaches the browsers:
+// (from the nats directory). With a broker that runs JetStream
+// (nats-server -js), the ticks' history that the page resumes from lives
+// in the stream HERALD_HISTORY: a tick has the same position on every
+// node, so a page whose node dies recovers what it missed on another.
+// Any NATS client reaches the browsers:
 //
 //	nats pub herald.S0 '{"sym":"S0","seq":1,"ts":0,"px":123.45}'
 //
@@ -24,10 +28,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"log/slog"
 	"os"
 	"runtime/pprof"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldws/herald/examples/ticker/app"
 	heraldnats "github.com/heraldws/herald/nats"
@@ -66,20 +74,68 @@ func (p *profile) stop() {
 	}
 }
 
-// join connects to the broker at url with the bus's defaults: prefix
-// "herald", a subscription per symbol with local subscribers.
-func join(url string, logger *slog.Logger) (app.Cluster, error) {
-	bus, err := heraldnats.Connect(heraldnats.Options{URL: url, Logger: logger})
+// join connects to the broker at opts.NATS with the bus's defaults: prefix
+// "herald", a subscription per symbol with local subscribers. If the
+// broker runs JetStream, the ticks' history (opts.History per symbol)
+// lives there, in the stream HERALD_HISTORY, so that every node gives a
+// tick the same position and a page recovers on whichever node it
+// reaches; without JetStream the nodes keep no history.
+func join(opts app.Options, logger *slog.Logger) (app.Cluster, error) {
+	bus, err := heraldnats.Connect(heraldnats.Options{URL: opts.NATS, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	return cluster{bus}, nil
+	c := cluster{Bus: bus}
+	if opts.History > 0 {
+		c.stream, err = heraldnats.ConnectStream(heraldnats.StreamOptions{URL: opts.NATS, Size: opts.History, Logger: logger})
+		if err != nil && !noJetStream(err) {
+			_ = bus.Close()
+			return nil, err
+		}
+		// Without JetStream the ticker says what that means (app.New).
+	}
+	return c, nil
 }
 
-// cluster is the bus as the ticker sees it. Embedding keeps the bus's
+// noJetStream reports whether err says the broker runs without JetStream.
+func noJetStream(err error) bool {
+	return errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
+		errors.Is(err, nats.ErrNoResponders) // nobody answers JetStream's API
+}
+
+// cluster is the bus as the ticker sees it, and the stream that keeps the
+// ticks' history if the broker has JetStream. Embedding keeps the bus's
 // Interest method, so the hub still tells it which symbols have local
 // subscribers.
-type cluster struct{ *heraldnats.Bus }
+type cluster struct {
+	*heraldnats.Bus
+	stream *heraldnats.Stream
+}
 
-// Report is the bus's counters, for /stats.
-func (c cluster) Report() any { return c.Stats() }
+// Stream is the ticks' history in the broker, or nil.
+func (c cluster) Stream() app.Stream {
+	if c.stream == nil {
+		return nil // not a nil *Stream in an interface
+	}
+	return c.stream
+}
+
+// Report is the bus's counters, and the stream's, for /stats.
+func (c cluster) Report() any {
+	if c.stream == nil {
+		return c.Stats()
+	}
+	return struct {
+		heraldnats.Stats
+		History heraldnats.StreamStats
+	}{c.Stats(), c.stream.Stats()}
+}
+
+// Close leaves the broker: the stream, then the bus.
+func (c cluster) Close() error {
+	var err error
+	if c.stream != nil {
+		err = c.stream.Close()
+	}
+	return errors.Join(err, c.Bus.Close())
+}

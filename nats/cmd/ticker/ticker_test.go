@@ -45,7 +45,7 @@ func TestThreeNodesOnOnePort(t *testing.T) {
 	nodes := make([]*app.Ticker, 3)
 	buses := make([]cluster, len(nodes))
 	for i := range nodes {
-		c, err := join(ns.ClientURL(), quiet)
+		c, err := join(app.Options{NATS: ns.ClientURL()}, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,14 +37,15 @@ function exampleBin(name) {
 
 /**
  * Starts herald's example `name` with args (add -addr to choose the address;
- * the default is 127.0.0.1 with a free port).
+ * the default is 127.0.0.1 with a free port); opts.bin runs another build
+ * of it (the ticker's cluster build, nats/cmd/ticker).
  * @returns {Promise<{addr: string, port: number, url: string,
  *   proc: import('node:child_process').ChildProcess, stderr: () => string,
  *   terminate: () => Promise<{code: number|null, signal: string|null}>}>}
  */
-export async function startExample(name, args = []) {
+export async function startExample(name, args = [], opts = {}) {
   const argv = args.includes('-addr') ? args : ['-addr', '127.0.0.1:0', ...args];
-  const proc = spawn(exampleBin(name), argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(opts.bin || exampleBin(name), argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => { err += d; });
   const exited = new Promise((res) => proc.on('exit', (code, signal) => res({ code, signal })));
@@ -84,6 +85,8 @@ export async function startExample(name, args = []) {
     url: `http://${addr}/`,
     proc,
     stderr: () => err,
+    /** Resolves with how the process ended. */
+    exited,
     /** Sends SIGTERM and resolves with how the process ended (SIGKILL after 10s). */
     async terminate() {
       if (!done) proc.kill('SIGTERM');
