@@ -7,6 +7,7 @@
 //	go run ./cmd/bench                     # the full comparison
 //	go run ./cmd/bench -impls herald,nbio -scenarios echo,ticker-20
 //	go run ./cmd/bench -scenarios deflate  # echo-z, ticker-1z, ticker-20z, hold-z (results/deflate)
+//	go run ./cmd/bench -scenarios tls      # hold-tls, echo-tls, ticker-1-tls, ticker-20-tls (results/tls)
 //	go run ./cmd/bench merge shard0.json shard1.json > merged.json
 //	go run ./cmd/bench limits -conns 1000000 -server-procs 4 -load-procs 20 -src 20
 //	go run ./cmd/bench report results/latest/results.json
@@ -71,11 +72,11 @@ func runCmd(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	quick := fs.Bool("quick", false, "the smaller run (under 10 minutes on 2 cores)")
 	implsFlag := fs.String("impls", strings.Join(runner.AllImpls, ","), "servers to run, in report order")
-	scFlag := fs.String("scenarios", "", `scenarios to run (default: every plain one; "deflate": every compressed one, hold-z, echo-z, ticker-1z, ticker-20z)`)
-	out := fs.String("out", "", "output directory (default: results/latest in the benchmarks module, results/deflate for compressed scenarios only)")
+	scFlag := fs.String("scenarios", "", `scenarios to run (default: every plain one; "deflate": every compressed one, hold-z, echo-z, ticker-1z, ticker-20z; "tls": every wss:// one, hold-tls, echo-tls, ticker-1-tls, ticker-20-tls)`)
+	out := fs.String("out", "", "output directory (default: results/latest in the benchmarks module, results/deflate for compressed scenarios only, results/tls for TLS ones only)")
 	src := fs.String("src", "127.0.0.2-127.0.0.9", "loadgen source addresses")
 	pinCPUs := fs.Bool("pin", true, "pin servers and load generators to separate CPUs (taskset)")
-	readme := fs.Bool("readme", true, "update the results table in benchmarks/README.md (only when writing results/latest or results/deflate)")
+	readme := fs.Bool("readme", true, "update the results table in benchmarks/README.md (only when writing results/latest, results/deflate or results/tls)")
 	_ = fs.Parse(args)
 
 	lay, err := runner.FindLayout()
@@ -90,6 +91,9 @@ func runCmd(args []string) error {
 		*out = filepath.Join(lay.Bench, "results", "latest")
 		if allCompressed(scs) {
 			*out = filepath.Join(lay.Bench, "results", "deflate")
+		}
+		if allTLS(scs) {
+			*out = filepath.Join(lay.Bench, "results", "tls")
 		}
 	}
 	names := strings.Split(*implsFlag, ",")
@@ -146,6 +150,16 @@ func runCmd(args []string) error {
 	if *pinCPUs {
 		r.CPUs = runner.DefaultSplit()
 	}
+	if anyTLS(scs) {
+		dir, err := os.MkdirTemp("", "herald-bench-tls-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if r.TLS, err = runner.MakeTLSFiles(dir); err != nil {
+			return fmt.Errorf("make the TLS certificate: %w", err)
+		}
+	}
 	run := &report.Run{Date: time.Now().UTC().Format(time.RFC3339), Quick: *quick, Machine: machine(), Limits: limitLines, Advice: advice, CPUs: r.CPUs.Describe()}
 	for _, im := range impls {
 		run.Versions = append(run.Versions, im.Label)
@@ -168,7 +182,8 @@ func runCmd(args []string) error {
 		return err
 	}
 	prog.Log("wrote %s (results.json, report.md, plots/)", *out)
-	if *readme && (*out == filepath.Join(lay.Bench, "results", "latest") || *out == filepath.Join(lay.Bench, "results", "deflate")) {
+	if *readme && (*out == filepath.Join(lay.Bench, "results", "latest") || *out == filepath.Join(lay.Bench, "results", "deflate") ||
+		*out == filepath.Join(lay.Bench, "results", "tls")) {
 		if err := updateReadme(filepath.Join(lay.Bench, "README.md"), run, filepath.Base(*out)); err != nil {
 			prog.Log("README not updated: %v", err)
 		}
@@ -180,7 +195,7 @@ func runCmd(args []string) error {
 // is every plain scenario, "deflate" every compressed one) from the quick
 // or the full set.
 func pickScenarios(quick bool, list string) ([]runner.Scenario, error) {
-	plain, compressed := runner.Scenarios(quick), runner.Compressed(quick)
+	plain, compressed, tls := runner.Scenarios(quick), runner.Compressed(quick), runner.TLSScenarios(quick)
 	if list == "" {
 		return plain, nil
 	}
@@ -190,8 +205,12 @@ func pickScenarios(quick bool, list string) ([]runner.Scenario, error) {
 			pick = append(pick, compressed...)
 			continue
 		}
+		if name == "tls" {
+			pick = append(pick, tls...)
+			continue
+		}
 		found := false
-		for _, s := range append(plain, compressed...) {
+		for _, s := range append(append(plain, compressed...), tls...) {
 			if s.Name == name {
 				pick = append(pick, s)
 				found = true
@@ -213,6 +232,24 @@ func allCompressed(scs []runner.Scenario) bool {
 	return len(scs) > 0
 }
 
+func allTLS(scs []runner.Scenario) bool {
+	for _, s := range scs {
+		if !s.TLS {
+			return false
+		}
+	}
+	return len(scs) > 0
+}
+
+func anyTLS(scs []runner.Scenario) bool {
+	for _, s := range scs {
+		if s.TLS {
+			return true
+		}
+	}
+	return false
+}
+
 func summary(r report.Row) string {
 	if !r.Available {
 		return r.Note
@@ -223,6 +260,9 @@ func summary(r report.Row) string {
 	}
 	if r.ConnectPerS != nil && strings.HasPrefix(r.Scenario, "hold") {
 		parts = append(parts, fmt.Sprintf("%s conn/s", report.Human(*r.ConnectPerS)))
+	}
+	if r.TLSHandshakesPerS != nil {
+		parts = append(parts, fmt.Sprintf("%s TLS handshakes/s (%.0f%% resumed)", report.Human(*r.TLSHandshakesPerS), 100*report.Val(r.TLSResumedRatio)))
 	}
 	if r.MsgsPerS != nil {
 		parts = append(parts, fmt.Sprintf("%s msg/s", report.Human(*r.MsgsPerS)))
@@ -262,6 +302,12 @@ func updateReadme(path string, run *report.Run, dir string) error {
 		marker, kind, headline = "deflate", "`make bench-deflate`", report.DeflateHeadline(run)
 		if run.Quick {
 			kind = "`make bench-deflate BENCH_FLAGS=-quick`"
+		}
+	}
+	if dir == "tls" {
+		marker, kind, headline = "tls", "`make bench-tls`", report.TLSHeadline(run)
+		if run.Quick {
+			kind = "`make bench-tls BENCH_FLAGS=-quick`"
 		}
 	}
 	readmeStart, readmeEnd := "<!-- "+marker+":start -->", "<!-- "+marker+":end -->"

@@ -16,6 +16,9 @@ func TestPickScenarios(t *testing.T) {
 		{list: "echo-z,ticker-20z", want: "echo-z ticker-20z", compressed: true},
 		{list: "echo,ticker-1z", want: "echo ticker-1z"},
 		{list: "churn-z", err: true},
+		{list: "tls", want: "hold-tls echo-tls ticker-1-tls ticker-20-tls"},
+		{list: "hold-tls,echo", want: "hold-tls echo"},
+		{list: "churn-tls", err: true},
 	} {
 		scs, err := pickScenarios(true, tc.list)
 		if (err != nil) != tc.err {

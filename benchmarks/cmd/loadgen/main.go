@@ -8,6 +8,7 @@
 //	        -shard 3 -shards 20 -start 1767225600 -src 10.0.1.1-10.0.1.20
 //	loadgen -scenario hold -addr 127.0.0.1:8080 -path /ws -conns 0 -stall 5000 -stall-hold 15s
 //	loadgen -scenario ticker -addr 127.0.0.1:8080 -path /ws -conns 10000 -deflate
+//	loadgen -scenario hold -addr 127.0.0.1:8443 -conns 15000 -tls -tls-ca ca.pem
 //
 // Hostile and slow clients (-stall, -slowread, -pongonly, -pingflood,
 // -streamer) connect beside the scenario's connections and are counted per
@@ -53,6 +54,11 @@ func main() {
 	flag.IntVar(&cfg.Size, "size", 64, "echo payload bytes (at least 8)")
 	flag.IntVar(&cfg.Inflight, "inflight", 1, "echo messages in flight per connection")
 	flag.BoolVar(&cfg.Deflate, "deflate", false, "offer permessage-deflate (fail if the server declines), inflate and check what comes compressed; echo sends compressed order-book messages")
+	useTLS := flag.Bool("tls", false, "wss://: TLS on every connection (not with the hostile kinds)")
+	tlsCA := flag.String("tls-ca", "", "PEM file of the CA that signed the server's certificate (default: the system's roots)")
+	tlsInsecure := flag.Bool("tls-insecure", false, "do not verify the server's certificate (a self-signed test certificate)")
+	tlsName := flag.String("tls-server-name", "localhost", "server name the certificate must match (SNI)")
+	tlsResume := flag.Bool("tls-resume", true, "share one TLS session cache, so that connections after the first resume a session")
 	flag.IntVar(&cfg.ChurnConc, "churn-conc", 0, "churn: concurrent connect/upgrade/close cycles, over all shards")
 	flag.StringVar(&cfg.ChurnPath, "churn-path", "", "churn: request target of the churning connections (default: -path)")
 	h := &cfg.Hostile
@@ -79,6 +85,14 @@ func main() {
 	out := flag.String("out", "-", "result file (- for stdout)")
 	cpuProfile := flag.String("cpuprofile", "", "write the load generator's own CPU profile to this file (is the client the bottleneck, and why)")
 	flag.Parse()
+	if *useTLS {
+		c, err := loadgen.ClientTLS(*tlsCA, *tlsName, *tlsInsecure, *tlsResume)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
+		cfg.TLS = c
+	}
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

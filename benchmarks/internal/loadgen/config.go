@@ -5,6 +5,7 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -46,6 +47,12 @@ type Config struct {
 	// (herald's examples/ticker/book) after the 8-byte timestamp instead
 	// of a repeated alphabet, so that they compress like real data.
 	Deflate bool
+
+	// TLS, when set, makes every connection wss://: the handshake as this
+	// config says (ServerName or InsecureSkipVerify, RootCAs), its
+	// ClientSessionCache shared by all of them so that reconnects resume
+	// (see tls.go). The hostile kinds do not speak TLS.
+	TLS *tls.Config
 
 	ChurnConc int    // churning connections over all shards
 	ChurnPath string // request target of the churning connections
@@ -126,6 +133,9 @@ func (c *Config) validate() error {
 	}
 	if c.Duration <= 0 {
 		return errors.New("duration must be positive")
+	}
+	if c.TLS != nil && c.Hostile.total() > 0 {
+		return errors.New("the hostile client kinds do not speak TLS")
 	}
 	return c.Hostile.validate()
 }

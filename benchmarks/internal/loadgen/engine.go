@@ -28,6 +28,7 @@ const (
 	stOpen
 	stClosing // churn: close sent, waiting for the server's close and EOF
 	stDone
+	stTLS // TCP connected, the TLS handshake running (Config.TLS)
 )
 
 // Run phases (engine.phase).
@@ -66,8 +67,9 @@ type conn struct {
 	rbuf     []byte
 	wbuf     []byte
 	frag     []byte
-	seq      []int64  // ticker: last sequence number + 1 per symbol
-	hist     *history // permessage-deflate with server context takeover only
+	seq      []int64    // ticker: last sequence number + 1 per symbol
+	hist     *history   // permessage-deflate with server context takeover only
+	tls      *tlsClient // Config.TLS only
 }
 
 // engine runs the loops of one process.
@@ -125,6 +127,15 @@ type loop struct {
 	lost   atomic.Int64
 	exited chan struct{}
 
+	// TLS (Config.TLS): handshakes end on their own goroutines, queue
+	// their result in done and wake the loop through wakefd.
+	wakefd        int
+	doneMu        sync.Mutex
+	done, spare   []tlsResult
+	pb, tb        []byte // plaintext read, ciphertext to send
+	tlsHandshakes atomic.Int64
+	tlsResumed    atomic.Int64
+
 	// hostile kinds
 	hostile      bool        // the loop has hostile connections
 	checked      atomic.Bool // phCheck: no hostile connection is open any more
@@ -159,6 +170,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("server address %q: want IPv4 host:port", cfg.Addr)
 	}
 	e := &engine{cfg: cfg, host: cfg.Addr, origin: "Origin: http://" + cfg.Addr}
+	if cfg.TLS != nil {
+		e.origin = "Origin: https://" + cfg.Addr
+	}
 	e.sa.Addr = ap.Addr().As4()
 	e.sa.Port = int(ap.Port())
 
@@ -182,6 +196,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 		if err != nil {
 			return nil, fmt.Errorf("epoll: %w", err)
+		}
+		l.wakefd = -1
+		if cfg.TLS != nil {
+			if err := l.tlsWakeup(); err != nil {
+				return nil, fmt.Errorf("eventfd: %w", err)
+			}
+			l.pb = make([]byte, 64<<10)
 		}
 		e.loops = append(e.loops, l)
 	}
@@ -253,6 +274,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	connectNS := time.Since(e.start).Nanoseconds()
+	var handshakes, resumed int64
+	for _, l := range e.loops {
+		handshakes += l.tlsHandshakes.Load()
+		resumed += l.tlsResumed.Load()
+	}
 	if n := e.declined.Load(); n > 0 {
 		stop()
 		return nil, fmt.Errorf("%w: %d of %d connections", errDeclined, n, held)
@@ -326,6 +352,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Version: ResultVersion, Scenario: cfg.Scenario, Target: cfg.Addr, Shard: cfg.Shard, Shards: cfg.Shards, Parts: 1,
 		Conns: held, Connected: int(up), ConnectFailures: failed, ConnectNS: connectNS,
 		WindowStartNS: winStart.UnixNano(), WindowNS: winEnd.Sub(winStart).Nanoseconds(), LateNS: late.Nanoseconds(),
+		TLSHandshakes: handshakes, TLSResumed: resumed,
 		ChurnConc: chi - clo, ClientCPUNS: ru1.cpu - ru0.cpu, ClientMaxRSS: ru1.maxRSS, Hist: map[string]histo.Encoded{}}
 	lat, conn, churn := histo.New(), histo.New(), histo.New()
 	for _, l := range e.loops {
@@ -568,6 +595,7 @@ func (l *loop) inWindow(now int64) bool {
 func (l *loop) run() {
 	defer close(l.exited)
 	defer unix.Close(l.epfd)
+	defer l.closeWakeup()
 	cfg := &l.e.cfg
 	traffic := false
 	for {
@@ -602,6 +630,10 @@ func (l *loop) run() {
 		now := time.Now().UnixNano()
 		for i := 0; i < n; i++ {
 			ev := l.events[i]
+			if ev.Fd == wakeFd {
+				l.tlsFinished(now, traffic)
+				continue
+			}
 			c := &l.conns[ev.Fd]
 			if c.fd < 0 {
 				continue
@@ -620,6 +652,7 @@ func (l *loop) run() {
 	}
 	for i := range l.conns {
 		if c := &l.conns[i]; c.fd >= 0 {
+			closeTLS(c)
 			unix.Close(int(c.fd))
 			c.fd = -1
 		}
@@ -718,10 +751,11 @@ func (l *loop) connect(c *conn, idx int32, now int64) {
 // closeFD releases c's socket and its pending-connection slot.
 func (l *loop) closeFD(c *conn) {
 	if c.fd >= 0 {
+		closeTLS(c)
 		unix.Close(int(c.fd))
 		c.fd = -1
 	}
-	if c.state == stConnecting || c.state == stHandshake {
+	if c.state == stConnecting || c.state == stTLS || c.state == stHandshake {
 		l.pending--
 	}
 	c.outWatch = false
@@ -786,23 +820,21 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 			l.fail(c, idx, true)
 			return
 		}
-		path := l.e.cfg.Path
-		if c.churn {
-			path = l.e.cfg.ChurnPath
-		} else if c.kind != 0 {
-			path = l.e.cfg.Hostile.Path
-		}
-		key := l.key(c)
-		if l.offersDeflate(c) {
-			l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin, deflateHeader)
-		} else {
-			l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin)
-		}
-		c.state = stHandshake
-		if !l.write(c, idx, l.wb) {
+		if l.e.cfg.TLS != nil {
+			l.startTLS(c, idx)
 			return
 		}
-		l.watchOut(c, idx, len(c.wbuf) > 0)
+		l.upgrade(c, idx)
+		return
+	case stTLS:
+		// The handshake's goroutine reads what the loop feeds it.
+		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 {
+			return
+		}
+		n, err := unix.Read(int(c.fd), l.rb)
+		if l.readOK(c, idx, now, n, err) {
+			c.tls.pipe.feed(l.rb[:n])
+		}
 		return
 	case stIdle, stDone:
 		return
@@ -833,7 +865,34 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 	if !c.churn && l.inWindow(now) {
 		l.wire += int64(n) // what the server put on the wire, frame headers and all
 	}
+	if c.tls != nil {
+		l.tlsInput(c, idx, l.rb[:n], now, traffic)
+		return
+	}
 	l.input(c, idx, l.rb[:n], now, traffic)
+}
+
+// upgrade sends c's upgrade request. It returns false when the connection
+// was closed.
+func (l *loop) upgrade(c *conn, idx int32) bool {
+	path := l.e.cfg.Path
+	if c.churn {
+		path = l.e.cfg.ChurnPath
+	} else if c.kind != 0 {
+		path = l.e.cfg.Hostile.Path
+	}
+	key := l.key(c)
+	if l.offersDeflate(c) {
+		l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin, deflateHeader)
+	} else {
+		l.wb = wsframe.AppendRequest(l.wb[:0], l.e.host, path, key, l.e.origin)
+	}
+	c.state = stHandshake
+	if !l.write(c, idx, l.wb) {
+		return false
+	}
+	l.watchOut(c, idx, len(c.wbuf) > 0)
+	return true
 }
 
 func (l *loop) key(c *conn) string {
@@ -861,7 +920,7 @@ func (l *loop) eof(c *conn, idx int32, now int64, why string) {
 		l.dialQ = append(l.dialQ, idx)
 		return
 	}
-	if c.state == stHandshake {
+	if c.state == stHandshake || c.state == stTLS {
 		l.e.noteError("handshake: %s", why)
 		l.fail(c, idx, true)
 		return
@@ -1024,7 +1083,11 @@ func (l *loop) frames(c *conn, idx int32, data []byte, now int64) int {
 			}
 			code := wsframe.CloseCode(p)
 			l.wb = wsframe.AppendCloseReply(l.wb[:0], p, l.rand32())
-			_, _ = unix.Write(int(c.fd), l.wb)
+			if b := l.wb; c.tls == nil {
+				_, _ = unix.Write(int(c.fd), b)
+			} else if b = l.seal(c, b); b != nil {
+				_, _ = unix.Write(int(c.fd), b)
+			}
 			if c.kind != 0 {
 				l.hostileGone(c, idx, now, strconv.Itoa(int(code)), true)
 				return -1
@@ -1186,6 +1249,12 @@ func (l *loop) sendEcho(c *conn, idx int32, n int, now int64) {
 // write sends b (nil: flushes c.wbuf) and queues what the socket did not
 // take. It returns false when the connection was closed.
 func (l *loop) write(c *conn, idx int32, b []byte) bool {
+	if b != nil && c.tls != nil {
+		if b = l.seal(c, b); b == nil {
+			l.eof(c, idx, time.Now().UnixNano(), "tls: write refused")
+			return false
+		}
+	}
 	if b != nil && len(c.wbuf) > 0 {
 		c.wbuf = append(c.wbuf, b...)
 		return true
@@ -1246,7 +1315,7 @@ func (l *loop) scan(now int64) {
 	for i := range l.conns {
 		c := &l.conns[i]
 		switch c.state {
-		case stConnecting, stHandshake:
+		case stConnecting, stTLS, stHandshake:
 			if now-c.t0 > handshakeTimeout {
 				l.e.noteError("connection %d: handshake timed out", c.id)
 				l.fail(c, int32(i), true)

@@ -36,6 +36,10 @@ type Result struct {
 	ConnectNS       int64 `json:"connect_ns"`       // time to establish them all
 	Dropped         int64 `json:"dropped"`          // held connections the server closed or lost
 	ProtocolErrors  int64 `json:"protocol_errors"`  // invalid frames or payloads received
+	// TLSHandshakes counts the TLS handshakes completed in the connect
+	// phase, TLSResumed those of them that resumed an earlier session.
+	TLSHandshakes int64 `json:"tls_handshakes,omitempty"`
+	TLSResumed    int64 `json:"tls_resumed,omitempty"`
 
 	WindowStartNS int64 `json:"window_start_ns"` // Unix ns
 	WindowNS      int64 `json:"window_ns"`
@@ -121,6 +125,8 @@ func Merge(rs ...*Result) (*Result, error) {
 		out.ConnectNS = max(out.ConnectNS, r.ConnectNS)
 		out.Dropped += r.Dropped
 		out.ProtocolErrors += r.ProtocolErrors
+		out.TLSHandshakes += r.TLSHandshakes
+		out.TLSResumed += r.TLSResumed
 		if out.WindowStartNS == 0 || (r.WindowStartNS != 0 && r.WindowStartNS < out.WindowStartNS) {
 			out.WindowStartNS = r.WindowStartNS
 		}

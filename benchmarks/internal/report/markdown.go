@@ -175,7 +175,7 @@ func WritePlots(dir string, run *Run) ([]string, error) {
 }
 
 // isHold reports whether scenario sc is hold or its compressed variant.
-func isHold(sc string) bool { return sc == "hold" || sc == "hold-z" }
+func isHold(sc string) bool { return sc == "hold" || sc == "hold-z" || sc == "hold-tls" }
 
 func contains(xs []string, x string) bool {
 	for _, v := range xs {
@@ -191,6 +191,20 @@ func num(p *float64) string {
 		return "–"
 	}
 	return Human(*p)
+}
+
+// ratioUWS is r's ratio to uWebSockets.js in key (TLS scenarios).
+func ratioUWS(r *Row, key string) string {
+	if r.Impl == "uws" {
+		if r.Available {
+			return "1"
+		}
+		return "–"
+	}
+	if v, ok := r.VsUWS[key]; ok {
+		return fmt.Sprintf("%.2f×", v)
+	}
+	return "–"
 }
 
 func ratio(r *Row, key string) string {
@@ -230,6 +244,44 @@ func Headline(run *Run) string {
 		)
 	}
 	b.WriteString("\n(×: ratio to herald in the same run; for RSS and CPU above 1 means more than herald.)\n")
+	return b.String()
+}
+
+// TLSHeadline is the summary of the wss:// scenarios (the table the
+// README carries for them), with ratios to herald and to uWebSockets.js.
+func TLSHeadline(run *Run) string {
+	var b strings.Builder
+	b.WriteString("| server | RSS / idle TLS conn (hold-tls) | × uWS | TLS handshakes/s (resumed) | echo-tls msgs/s (p99 µs) | echo-tls CPU µs/msg | × uWS | ticker-1-tls CPU µs/msg | × uWS | ticker-20-tls CPU µs/msg | × uWS |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, im := range impls(run.Rows) {
+		cell := func(sc, key string, get func(*Row) string) string { return summaryCell(run.Rows, im, sc, key, get) }
+		vsUWS := func(sc, key string) string {
+			r := find(run.Rows, im, sc)
+			switch {
+			case r == nil || !r.Available:
+				return "–"
+			case r.Impl == "uws":
+				return "1"
+			}
+			if v, ok := r.VsUWS[key]; ok {
+				return fmt.Sprintf("%.2f×", v)
+			}
+			return "–"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", implLabel(run.Rows, im),
+			cell("hold-tls", "rss_bytes_per_conn", func(r *Row) string { return num(r.RSSBytesPerConn) + " B" }),
+			vsUWS("hold-tls", "rss_bytes_per_conn"),
+			cell("hold-tls", "", func(r *Row) string { return num(r.TLSHandshakesPerS) + " (" + pct(r.TLSResumedRatio) + ")" }),
+			cell("echo-tls", "", func(r *Row) string { return num(r.MsgsPerS) + " (" + num(r.P99US) + ")" }),
+			cell("echo-tls", "", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
+			vsUWS("echo-tls", "server_cpu_us_per_msg"),
+			cell("ticker-1-tls", "", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
+			vsUWS("ticker-1-tls", "server_cpu_us_per_msg"),
+			cell("ticker-20-tls", "", func(r *Row) string { return num(r.ServerCPUUSPerMsg) }),
+			vsUWS("ticker-20-tls", "server_cpu_us_per_msg"),
+		)
+	}
+	b.WriteString("\n(×: ratio in the same run, in brackets to herald, in the × uWS columns to uWebSockets.js; above 1 means more memory or CPU.)\n")
 	return b.String()
 }
 
@@ -319,12 +371,12 @@ func Markdown(run *Run, plots []string) string {
 		fmt.Fprintf(&b, "- %s\n", s)
 	}
 	b.WriteString("\n## Summary\n\n")
-	plain, compressed := false, false
+	plain, compressed, tls := false, false, false
 	for _, sc := range scenarios(run.Rows) {
-		z := strings.HasSuffix(sc, "z")
-		plain, compressed = plain || !z, compressed || z
+		z, t := strings.HasSuffix(sc, "z"), IsTLS(sc)
+		plain, compressed, tls = plain || (!z && !t), compressed || z, tls || t
 	}
-	if plain || !compressed {
+	if plain || (!compressed && !tls) {
 		b.WriteString(Headline(run))
 	}
 	if compressed {
@@ -332,6 +384,12 @@ func Markdown(run *Run, plots []string) string {
 			b.WriteString("\nWith permessage-deflate:\n\n")
 		}
 		b.WriteString(DeflateHeadline(run))
+	}
+	if tls {
+		if plain || compressed {
+			b.WriteString("\nOver TLS (wss://):\n\n")
+		}
+		b.WriteString(TLSHeadline(run))
 	}
 	for _, p := range plots {
 		fmt.Fprintf(&b, "\n![%s](plots/%s)\n", strings.TrimSuffix(p, ".svg"), p)
@@ -347,6 +405,15 @@ func Markdown(run *Run, plots []string) string {
 				}
 				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.1f | %s |\n", r.Impl, r.Connected, num(r.RSSBytesPerConn), ratio(&r, "rss_bytes_per_conn"),
 					mib(r.ServerRSSBytes), num(r.ConnectPerS), r.ServerCPUPct, r.Note)
+			}
+		case "hold-tls":
+			b.WriteString("| server | conns up | RSS / conn | × herald | × uWS | server RSS | TLS handshakes/s | resumed | idle server CPU % | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+			for _, r := range run.Rows {
+				if r.Scenario != sc {
+					continue
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.1f | %s |\n", r.Impl, r.Connected, num(r.RSSBytesPerConn), ratio(&r, "rss_bytes_per_conn"),
+					ratioUWS(&r, "rss_bytes_per_conn"), mib(r.ServerRSSBytes), num(r.TLSHandshakesPerS), pct(r.TLSResumedRatio), r.ServerCPUPct, r.Note)
 			}
 		case "churn":
 			b.WriteString("| server | cycles/s | × herald | server CPU µs/cycle | deliveries/s | delivered | p99 µs | server CPU % | loadgen CPU % | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 )
 
 // Row is one server in one scenario: a line of results.json. Metrics that do
@@ -35,6 +36,11 @@ type Row struct {
 	// CompressedRatio is the share of the messages received that came
 	// compressed (permessage-deflate scenarios only).
 	CompressedRatio *float64 `json:"compressed_ratio,omitempty"`
+	// TLSHandshakesPerS is the TLS handshakes the clients completed per
+	// second of the connect phase, TLSResumedRatio the share of them that
+	// resumed a session (TLS scenarios only).
+	TLSHandshakesPerS *float64 `json:"tls_handshakes_per_s,omitempty"`
+	TLSResumedRatio   *float64 `json:"tls_resumed_ratio,omitempty"`
 
 	ServerCPUPct      float64  `json:"server_cpu_pct"` // of one core, during the window
 	ClientCPUPct      float64  `json:"client_cpu_pct"` // loadgen, all processes, of one core
@@ -49,8 +55,11 @@ type Row struct {
 	ProtocolErrors int64 `json:"protocol_errors"`
 	ConnectFails   int64 `json:"connect_failures"`
 
-	Note      string             `json:"note,omitempty"` // why the row has no numbers, or what went wrong
-	VsHerald  map[string]float64 `json:"vs_herald,omitempty"`
+	Note     string             `json:"note,omitempty"` // why the row has no numbers, or what went wrong
+	VsHerald map[string]float64 `json:"vs_herald,omitempty"`
+	// VsUWS is the same ratios to uWebSockets.js (TLS scenarios only:
+	// the reference for serving TLS itself, OpenSSL in the addon).
+	VsUWS     map[string]float64 `json:"vs_uws,omitempty"`
 	LatencyH  string             `json:"latency_hist,omitempty"` // HDR V2 compressed, ns
 	ConnectH  string             `json:"connect_hist,omitempty"`
 	Available bool               `json:"available"`
@@ -75,17 +84,26 @@ func Val(p *float64) float64 {
 // Compare fills VsHerald on every row: the row's metric divided by
 // herald's in the same scenario (below 1 is less CPU, memory or latency,
 // above 1 more throughput, whichever the metric).
+// TLS scenarios (IsTLS) also get VsUWS, the ratios to uWebSockets.js.
 func Compare(rows []Row) {
+	compareTo(rows, "herald", func(r *Row) *map[string]float64 { return &r.VsHerald }, func(string) bool { return true })
+	compareTo(rows, "uws", func(r *Row) *map[string]float64 { return &r.VsUWS }, IsTLS)
+}
+
+// IsTLS reports whether scenario sc runs over wss://.
+func IsTLS(sc string) bool { return strings.HasSuffix(sc, "-tls") }
+
+func compareTo(rows []Row, impl string, into func(*Row) *map[string]float64, which func(string) bool) {
 	base := map[string]*Row{}
 	for i := range rows {
-		if rows[i].Impl == "herald" && rows[i].Available {
+		if rows[i].Impl == impl && rows[i].Available {
 			base[rows[i].Scenario] = &rows[i]
 		}
 	}
 	for i := range rows {
 		r := &rows[i]
 		h := base[r.Scenario]
-		if h == nil || !r.Available || r.Impl == "herald" {
+		if h == nil || !r.Available || r.Impl == impl || !which(r.Scenario) {
 			continue
 		}
 		m := map[string]float64{}
@@ -102,8 +120,9 @@ func Compare(rows []Row) {
 		put("rss_bytes_per_conn", r.RSSBytesPerConn, h.RSSBytesPerConn)
 		put("connect_per_s", r.ConnectPerS, h.ConnectPerS)
 		put("churn_per_s", r.ChurnPerS, h.ChurnPerS)
+		put("tls_handshakes_per_s", r.TLSHandshakesPerS, h.TLSHandshakesPerS)
 		if len(m) > 0 {
-			r.VsHerald = m
+			*into(r) = m
 		}
 	}
 }

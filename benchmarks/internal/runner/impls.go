@@ -117,6 +117,13 @@ func Build(ctx context.Context, lay Layout, names []string, logf func(string, ..
 			} else if err := goBuild(ctx, lay.Root, ticker, "./examples/ticker"); err != nil {
 				im.missing["ticker"] = "not available: examples/ticker does not build: " + err.Error()
 			}
+			// The bench contract's -tls-cert/-tls-key, where an example has
+			// them already (its usage names them).
+			for mode, bin := range map[string]string{"echo": echo, "ticker": ticker} {
+				if im.missing[mode] == "" && !hasFlag(ctx, bin, "-tls-cert") {
+					im.missing[mode+"-tls"] = "not available: examples/" + mode + " has no -tls-cert/-tls-key yet"
+				}
+			}
 			im.argv = func(mode string, flags []string) []string {
 				bin := echo
 				if mode == "ticker" {
@@ -131,6 +138,7 @@ func Build(ctx context.Context, lay Layout, names []string, logf func(string, ..
 				im.missing["echo"] = "not available: examples/echo does not build: " + err.Error()
 			}
 			im.missing["ticker"] = "not available: the ticker example is not mounted"
+			im.missing["echo-tls"] = "not available: herald's TLS is on its own listener, not mounted on net/http"
 			im.argv = func(_ string, flags []string) []string {
 				return append([]string{echo, "-mount"}, flags...)
 			}
@@ -166,6 +174,12 @@ func Build(ctx context.Context, lay Layout, names []string, logf func(string, ..
 		impls = append(impls, im)
 	}
 	return loadgen, impls, nil
+}
+
+// hasFlag reports whether the usage bin prints for -h names flag.
+func hasFlag(ctx context.Context, bin, flag string) bool {
+	out, _ := exec.CommandContext(ctx, bin, "-h").CombinedOutput()
+	return strings.Contains(string(out), flag+" ")
 }
 
 // prepareNode installs the Node peers' packages when they are not there.

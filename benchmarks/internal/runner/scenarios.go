@@ -10,7 +10,10 @@ type Scenario struct {
 	Name string // row name: hold, echo, ticker-1, ticker-20, churn; -z: compressed
 	// Deflate runs the scenario with permessage-deflate: the server is
 	// started with -compression and the loadgen with -deflate.
-	Deflate  bool
+	Deflate bool
+	// TLS runs the scenario over wss://: the server is started with
+	// -tls-cert and -tls-key (Runner.TLS), the loadgen with -tls.
+	TLS      bool
 	Kind     string // loadgen scenario
 	Mode     string // server mode: echo or ticker
 	Conns    int
@@ -40,6 +43,9 @@ func (s Scenario) Describe() string {
 		d += fmt.Sprintf("; permessage-deflate, %s payload", s.Payload)
 	case s.Deflate:
 		d += "; permessage-deflate negotiated"
+	}
+	if s.TLS {
+		d += "; wss:// (TLS 1.3, a self-signed certificate made for the run; the clients share one session cache, so most connects resume a session)"
 	}
 	return d
 }
@@ -117,6 +123,23 @@ func Compressed(quick bool) []Scenario {
 			s.Name += "-z"
 		}
 		s.Deflate = true
+		out = append(out, s)
+	}
+	return out
+}
+
+// TLSScenarios returns the wss:// variants of the quick or the full set:
+// hold-tls, echo-tls, ticker-1-tls and ticker-20-tls, the plain
+// scenarios' counts over TLS. They are not part of the default run
+// (-scenarios tls runs them all, make bench-tls too).
+func TLSScenarios(quick bool) []Scenario {
+	var out []Scenario
+	for _, s := range Scenarios(quick) {
+		if s.Kind == "churn" {
+			continue
+		}
+		s.Name += "-tls"
+		s.TLS = true
 		out = append(out, s)
 	}
 	return out

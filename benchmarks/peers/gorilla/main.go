@@ -68,7 +68,12 @@ func main() {
 	}
 	srv := &http.Server{Handler: handler}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return srv.Serve(ln) }
+		if opts.TLS() {
+			// crypto/tls through net/http, as gorilla's users serve wss://.
+			serve = func() error { return srv.ServeTLS(ln, opts.TLSCert, opts.TLSKey) }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cli.Fatal(err)
 		}
 	}()

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lesismal/llib/std/crypto/tls"
 	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
@@ -80,7 +81,7 @@ func main() {
 		go s.publish(ctx, opts.Interval, opts.Feed())
 	}
 
-	engine := nbhttp.NewEngine(nbhttp.Config{
+	conf := nbhttp.Config{
 		Network:                 "tcp",
 		Addrs:                   []string{opts.Addr},
 		Handler:                 mux,
@@ -88,11 +89,26 @@ func main() {
 		MaxWriteBufferSize:      writeBuffer,
 		// A whole 64 MiB frame, its header and one more read must fit.
 		ReadLimit: cli.MaxMessage + 1<<20,
-	})
+	}
+	if opts.TLS() {
+		// nbio's own TLS, as its examples serve it: its fork of crypto/tls
+		// (lesismal/llib), records decrypted on its event loops.
+		cert, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey)
+		if err != nil {
+			cli.Fatal(err)
+		}
+		conf.Addrs, conf.AddrsTLS = nil, []string{opts.Addr}
+		conf.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	engine := nbhttp.NewEngine(conf)
 	if err := engine.Start(); err != nil {
 		cli.Fatal(err)
 	}
-	cli.Ready("nbio", opts.Mode, engine.Addrs[0]) // Start fills in the real port
+	addr := engine.Addrs // Start fills in the real port
+	if opts.TLS() {
+		addr = engine.AddrsTLS
+	}
+	cli.Ready("nbio", opts.Mode, addr[0])
 
 	<-ctx.Done()
 	s.closeAll()

@@ -55,15 +55,16 @@ export function joinHostPort(host, port) {
 }
 
 // parseArgs reads `<mode> -addr HOST:PORT [-interval D -symbols K -size B
-// -payload P] [-compression]`. Flags may be written -name value, -name=value
+// -payload P] [-compression] [-tls-cert FILE -tls-key FILE]`. Flags may be written -name value, -name=value
 // or with two dashes; -compression, a boolean as in Go, alone or =true/false.
 export function parseArgs(impl, argv) {
   const [mode, ...rest] = argv;
   if (mode !== 'echo' && mode !== 'ticker') fail(impl, mode ? `unknown mode ${mode}` : 'missing mode');
-  const known = mode === 'echo' ? ['addr', 'compression'] : ['addr', 'interval', 'symbols', 'size', 'payload', 'compression'];
-  const raw = { addr: '127.0.0.1:9001', interval: '100ms', symbols: '1', size: '128', payload: 'pad', compression: 'false' };
+  const known = mode === 'echo' ? ['addr', 'compression', 'tls-cert', 'tls-key']
+    : ['addr', 'interval', 'symbols', 'size', 'payload', 'compression', 'tls-cert', 'tls-key'];
+  const raw = { addr: '127.0.0.1:9001', interval: '100ms', symbols: '1', size: '128', payload: 'pad', compression: 'false', 'tls-cert': '', 'tls-key': '' };
   for (let i = 0; i < rest.length; i++) {
-    const m = /^--?([a-z]+)(?:=(.*))?$/.exec(rest[i]);
+    const m = /^--?([a-z][a-z-]*)(?:=(.*))?$/.exec(rest[i]);
     if (!m || !known.includes(m[1])) fail(impl, `unknown argument ${rest[i]}`);
     let value = m[2];
     if (value === undefined && m[1] === 'compression') value = 'true';
@@ -76,7 +77,10 @@ export function parseArgs(impl, argv) {
   const hp = splitHostPort(raw.addr);
   if (!hp || hp.port > 65535) fail(impl, `bad -addr ${raw.addr}`);
   if (raw.compression !== 'true' && raw.compression !== 'false') fail(impl, `bad -compression=${raw.compression}`);
+  if (!raw['tls-cert'] !== !raw['tls-key']) fail(impl, '-tls-cert and -tls-key go together');
   const opts = { impl, mode, host: hp.host, port: hp.port, compression: raw.compression === 'true' };
+  // tls: the PEM certificate (chain) and key files of wss://, or null (plaintext).
+  opts.tls = raw['tls-cert'] ? { cert: raw['tls-cert'], key: raw['tls-key'] } : null;
   if (mode === 'ticker') {
     if (raw.payload !== 'pad' && raw.payload !== 'book') fail(impl, `-payload ${raw.payload}: want pad or book`);
     opts.payload = raw.payload;

@@ -9,7 +9,7 @@
 // to send and publish, as uWS's users do: publish then compresses a message
 // once for all its subscribers.
 //
-//   node uws.mjs echo -addr 127.0.0.1:0 [-compression]
+//   node uws.mjs echo -addr 127.0.0.1:0 [-compression] [-tls-cert FILE -tls-key FILE]
 //   node uws.mjs ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128 [-payload book] [-compression]
 
 import { createRequire } from 'node:module';
@@ -31,7 +31,10 @@ if (!String(uWS.App).includes('[native code]')) {
   process.exit(1);
 }
 
-const app = uWS.App();
+// wss:// as uWebSockets.js serves it: its SSLApp (OpenSSL, in the addon).
+const app = opts.tls
+  ? uWS.SSLApp({ cert_file_name: opts.tls.cert, key_file_name: opts.tls.key })
+  : uWS.App();
 const sockets = new Set();
 let timer;
 

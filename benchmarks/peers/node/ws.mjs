@@ -9,9 +9,11 @@
 // 512 bytes, herald's default; ws compresses every send on its own, per
 // client, in zlib's thread pool.
 //
-//   node ws.mjs echo -addr 127.0.0.1:0 [-compression]
+//   node ws.mjs echo -addr 127.0.0.1:0 [-compression] [-tls-cert FILE -tls-key FILE]
 //   node ws.mjs ticker -addr 127.0.0.1:0 -interval 100ms -symbols 20 -size 128 [-payload book] [-compression]
 
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
   Feed, MAX_MESSAGE, SHUTDOWN_GRACE_MS, onShutdown, parseArgs, ready, subscriptions,
@@ -19,9 +21,13 @@ import {
 
 const opts = parseArgs('ws', process.argv.slice(2));
 
+// wss:// as ws's README serves it: on a Node https server (OpenSSL, in
+// Node); without TLS, ws makes and listens on its own http server.
+const server = opts.tls
+  ? https.createServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) })
+  : null;
 const wss = new WebSocketServer({
-  host: opts.host || undefined,
-  port: opts.port,
+  ...(server ? { server } : { host: opts.host || undefined, port: opts.port }),
   path: opts.mode === 'ticker' ? '/ws' : undefined, // echo: any path
   perMessageDeflate: opts.compression ? {
     zlibDeflateOptions: { chunkSize: 1024, memLevel: 7, level: 3 },
@@ -64,6 +70,7 @@ wss.on('error', (err) => {
   process.stderr.write(`ws: ${err.message}\n`);
   process.exit(1);
 });
+server?.listen(opts.port, opts.host || undefined);
 
 // Stop: stop accepting, send 1001 to every client and exit once they are
 // gone (or after the grace period).
@@ -71,6 +78,7 @@ onShutdown(() => {
   clearInterval(timer);
   const exit = () => process.exit(0);
   wss.close();
+  server?.close(); // wss.close() leaves a server it was given open
   if (wss.clients.size === 0) exit();
   for (const ws of wss.clients) {
     ws.on('close', () => {

@@ -1,8 +1,8 @@
 // Package cli is the command line shared by the Go peers: the mode, its
 // flags, the line printed once listening and the shutdown signals.
 //
-//	<peer> echo   -addr HOST:PORT [-compression]
-//	<peer> ticker -addr HOST:PORT -interval D -symbols K -size B [-payload book] [-compression]
+//	<peer> echo   -addr HOST:PORT [-compression] [-tls-cert FILE -tls-key FILE]
+//	<peer> ticker -addr HOST:PORT -interval D -symbols K -size B [-payload book] [-compression] [-tls-cert FILE -tls-key FILE]
 package cli
 
 import (
@@ -43,7 +43,14 @@ type Options struct {
 	// Compression negotiates permessage-deflate with clients that offer
 	// it, configured as the library's users would for the mode.
 	Compression bool
+	// TLSCert and TLSKey, both set or neither, are the PEM certificate
+	// (chain) and key files of wss://: the peer then serves TLS as its
+	// library's users do; without them it is plaintext.
+	TLSCert, TLSKey string
 }
+
+// TLS reports whether the peer serves wss://.
+func (o Options) TLS() bool { return o.TLSCert != "" }
 
 // Parse reads a peer's command line (without the program name). On a usage
 // error it prints the usage to stderr and exits with status 2.
@@ -60,7 +67,7 @@ func Parse(impl string, args []string) Options {
 
 func parse(impl string, args []string, stderr io.Writer) (Options, error) {
 	usage := func() {
-		fmt.Fprintf(stderr, "usage:\n  %[1]s echo -addr HOST:PORT [-compression]\n  %[1]s ticker -addr HOST:PORT -interval D -symbols K -size B [-payload book] [-compression]\n", impl)
+		fmt.Fprintf(stderr, "usage:\n  %[1]s echo -addr HOST:PORT [-compression] [-tls-cert FILE -tls-key FILE]\n  %[1]s ticker -addr HOST:PORT -interval D -symbols K -size B [-payload book] [-compression] [-tls-cert FILE -tls-key FILE]\n", impl)
 	}
 	if len(args) == 0 || (args[0] != Echo && args[0] != Ticker) {
 		usage()
@@ -74,6 +81,8 @@ func parse(impl string, args []string, stderr io.Writer) (Options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&opts.Addr, "addr", "127.0.0.1:9001", "address to listen on (HOST:PORT; port 0 picks a free one)")
 	fs.BoolVar(&opts.Compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
+	fs.StringVar(&opts.TLSCert, "tls-cert", "", "PEM certificate (chain) file: serve wss:// (with -tls-key)")
+	fs.StringVar(&opts.TLSKey, "tls-key", "", "PEM private key file of -tls-cert")
 	if opts.Mode == Ticker {
 		fs.DurationVar(&opts.Interval, "interval", 100*time.Millisecond, "time between ticks")
 		fs.IntVar(&opts.Symbols, "symbols", 1, "number of symbols, S0..S<K-1>; each tick publishes one message per symbol")
@@ -87,6 +96,10 @@ func parse(impl string, args []string, stderr io.Writer) (Options, error) {
 		fmt.Fprintf(stderr, "unexpected arguments: %q\n", fs.Args())
 		usage()
 		return Options{}, errors.New("unexpected arguments")
+	}
+	if (opts.TLSCert == "") != (opts.TLSKey == "") {
+		fmt.Fprintln(stderr, "-tls-cert and -tls-key go together")
+		return Options{}, errors.New("bad TLS flags")
 	}
 	if opts.Mode == Ticker && (opts.Interval <= 0 || opts.Symbols <= 0 || opts.Size < 0) {
 		fmt.Fprintln(stderr, "-interval and -symbols must be positive, -size not negative")
