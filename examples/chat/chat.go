@@ -184,7 +184,7 @@ type chat struct {
 	historyResets     atomic.Int64 // room histories forgotten for -history-memory
 	historyHeld       atomic.Int64 // bytes the rooms' histories hold (pubCost of their events)
 	recoveriesRefused atomic.Int64
-	recoveriesAsked   atomic.Int64 // subscribes with a position in the member's room
+	recoveriesAsked   atomic.Int64 // subscribes with a position in the member's room, once granted or refused
 
 	mu    sync.Mutex // guards rooms
 	rooms map[string]*room
@@ -488,7 +488,9 @@ func (ch *chat) grantNicks(nicks [][]byte) [][]byte {
 // since now; the reply, read on the member's loop an instant later, may
 // carry the few events published in between as well.
 func (ch *chat) grantRecovery(topic string, since *broadcast.Position) bool {
-	ch.recoveriesAsked.Add(1)
+	// Counted once decided, so that a test that waits for the count finds
+	// the quota already charged.
+	defer ch.recoveriesAsked.Add(1)
 	size := 0 // the reply's "pubs" array, without its brackets
 	_, ok, err := ch.hub.Recover(topic, since, ch.opts.history, func(_ uint64, _ engine.MessageType, p []byte) {
 		size += len(p) + min(size, 1)

@@ -1196,7 +1196,7 @@ func TestRecoveryAfterFlood(t *testing.T) {
 		o.held = func() int64 { return 0 }
 	})
 	addr := ch.srv.Addr().String()
-	preload(t, ch, "refill", strings.Repeat("<", maxTextBytes), 200)
+	r := preload(t, ch, "refill", strings.Repeat("<", maxTextBytes), 200)
 	for i := 0; i < 20; i++ {
 		conn, err := dialSmallWindow(addr, "refill", "j"+strconv.Itoa(i))
 		if err != nil {
@@ -1204,16 +1204,28 @@ func TestRecoveryAfterFlood(t *testing.T) {
 		}
 		t.Cleanup(func() { conn.Close() })
 	}
+	// Every joiner's subscribe taken before the clock moves: one still on
+	// its way would spend the refill meant for the reader below.
+	waitFor(t, func() bool { return ch.recoveriesAsked.Load() == 20 })
 	c, rep, _, _ := joinRaw(t, addr, "refill", "late")
 	if rep.Recovered == nil || *rep.Recovered {
-		t.Fatalf("quota spent by the flood, yet recovered %v", rep.Recovered)
+		t.Fatalf("quota spent by the flood, yet recovered %s", fmtRecovered(rep.Recovered))
 	}
 	c.leave()
+	// Its leave in the history before the reader's hello: published
+	// between the hello and the subscribe, it would push the hello's
+	// position out of the history, and the reply would be recovered:
+	// false for that reason instead of the quota's.
+	waitFor(t, func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.members["late"] == nil
+	})
 	clock.Advance(time.Second)
 	c, rep, _, _ = joinRaw(t, addr, "refill", "reader")
 	defer c.leave()
 	if rep.Recovered == nil || !*rep.Recovered || len(rep.Events) != ch.opts.history {
-		t.Fatalf("a second later: recovered %v with %d events; want the whole history of %d", rep.Recovered, len(rep.Events), ch.opts.history)
+		t.Fatalf("a second later: recovered %s with %d events; want the whole history of %d", fmtRecovered(rep.Recovered), len(rep.Events), ch.opts.history)
 	}
 }
 
@@ -1294,4 +1306,12 @@ func TestHistoryMemoryBounded(t *testing.T) {
 	if m := messages(h.Events); len(m) != 1 || m[0].Text != "a short line" {
 		t.Fatalf("the quiet room's history: %+v", h.Events)
 	}
+}
+
+// fmtRecovered shows a reply's recovered flag, which may be absent.
+func fmtRecovered(r *bool) string {
+	if r == nil {
+		return "(absent)"
+	}
+	return strconv.FormatBool(*r)
 }
