@@ -251,8 +251,11 @@ type member struct {
 	nickJSON []byte // nick as a JSON string, for hello messages
 	conn     *engine.Conn
 	room     *room // set once joined
-	tokens   float64
-	last     time.Time
+	// helloSince is the position the hello offered (where the room's kept
+	// history started then), until the member's first subscribe.
+	helloSince *broadcast.Position
+	tokens     float64
+	last       time.Time
 }
 
 func newChat(opts options, logger *slog.Logger) (*chat, error) {
@@ -457,6 +460,7 @@ func (ch *chat) OnOpen(c *engine.Conn) {
 	if posErr == nil {
 		since = &broadcast.Position{Epoch: cur.Epoch, Offset: cur.Offset - min(cur.Offset, uint64(ch.opts.history))}
 	}
+	m.helloSince = since
 	_ = ch.rs.Welcome(c)
 	_ = c.Send(engine.TextMessage, encodeHello(r.name, r.topic, count, ch.grantNicks(nicks), since))
 }
@@ -477,6 +481,28 @@ func (ch *chat) grantNicks(nicks [][]byte) [][]byte {
 	})
 	ch.historySent.Add(int64(used))
 	return sent
+}
+
+// joinSince is where a member's subscribe recovers from. A fresh join
+// subscribes from the position its hello offered, the start of the room's
+// kept history then; once the history is full, any event published in the
+// round trip between the hello and the subscribe pushes that position out
+// of it, and the join would get recovered: false in a busy room. It never
+// saw those oldest events, so it recovers from where the kept history
+// starts now instead. Any other position (a reconnect's) is kept as it is.
+// Loop only, like OnOpen and OnMessage.
+func (ch *chat) joinSince(m *member, since broadcast.Position) broadcast.Position {
+	if m.helloSince == nil || since != *m.helloSince {
+		return since
+	}
+	cur, err := ch.hub.Position(m.room.topic)
+	if err != nil || cur.Epoch != since.Epoch {
+		return since
+	}
+	if start := cur.Offset - min(cur.Offset, uint64(ch.opts.history)); start > since.Offset {
+		since.Offset = start
+	}
+	return since
 }
 
 // grantRecovery decides whether a subscribe from since may recover what the
@@ -550,13 +576,20 @@ func (ch *chat) OnMessage(c *engine.Conn, typ engine.MessageType, data []byte) {
 	// ones, which get an error reply) go to the resume server; a subscribe
 	// that asks to recover is charged to the history quota first.
 	if req, err := resume.DecodeRequest(data); !errors.Is(err, resume.ErrNotProtocol) {
-		if err == nil && req.Type == resume.TypeSubscribe && req.Since != nil &&
-			req.Topic == m.room.topic && !ch.grantRecovery(req.Topic, req.Since) {
-			// Subscribed from a position no history has: the reply says
-			// recovered: false, and the member goes on live from there.
-			req.Since = &broadcast.Position{Epoch: withheldEpoch}
-			data = resume.AppendRequest(nil, req)
+		if err == nil && req.Type == resume.TypeSubscribe && req.Since != nil && req.Topic == m.room.topic {
+			if since := ch.joinSince(m, *req.Since); since != *req.Since {
+				req.Since = &since
+				data = resume.AppendRequest(nil, req)
+			}
+			if !ch.grantRecovery(req.Topic, req.Since) {
+				// Subscribed from a position no history has: the reply
+				// says recovered: false, and the member goes on live
+				// from there.
+				req.Since = &broadcast.Position{Epoch: withheldEpoch}
+				data = resume.AppendRequest(nil, req)
+			}
 		}
+		m.helloSince = nil
 		ch.rs.Handle(c, typ, data)
 		return
 	}

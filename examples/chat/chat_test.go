@@ -1315,3 +1315,35 @@ func fmtRecovered(r *bool) string {
 	}
 	return strconv.FormatBool(*r)
 }
+
+// A fresh join in a busy room: once the history is full, an event
+// published between the hello and the subscribe pushes the hello's
+// position out of the history. The join still recovers the room's recent
+// events, from where the kept history starts now, that event included.
+func TestJoinRecoversWhenTheHistoryMovedAfterTheHello(t *testing.T) {
+	const history = 4
+	addr := startChat(t, func(o *options) { o.history = history })
+	alice, _ := join(t, addr, "busy", "alice")
+	for _, s := range []string{"one", "two", "three", "four", "five"} {
+		alice.say(s)
+		alice.expectMsg("alice", s)
+	}
+	bob := connect(t, addr, "busy", "bob")
+	h := bob.expect("hello")
+	alice.expect("join") // bob's: in the history before his hello
+	alice.say("between the hello and the subscribe")
+	alice.expectMsg("alice", "between the hello and the subscribe")
+
+	bob.sendRaw(marshal(map[string]any{"type": "subscribe", "topic": h.Topic, "since": h.Since}))
+	rep := bob.expect("subscribed")
+	if rep.Recovered == nil || !*rep.Recovered {
+		t.Fatalf("recovered %s, want true", fmtRecovered(rep.Recovered))
+	}
+	var got []string
+	for _, e := range rep.Events {
+		got = append(got, e.Type+":"+e.Text)
+	}
+	if want := "msg:four msg:five join: msg:between the hello and the subscribe"; strings.Join(got, " ") != want {
+		t.Fatalf("recovered %q, want %q", got, want)
+	}
+}
