@@ -539,8 +539,11 @@ func (e *events) tlsRecords(c *Conn, t *tlsConn, src []byte) gnet.Action {
 	for action == gnet.None && c.state != stateClosed {
 		n, err := t.conn.Read(l.tlsIn)
 		// What crypto/tls wrote while reading (an alert, a KeyUpdate's
-		// answer) goes out before anything the plaintext causes.
-		_ = c.flushTLS(c.backlog())
+		// answer) goes out before anything the plaintext causes; a read
+		// that wrote nothing, the usual one, asks gnet for nothing.
+		if len(l.tlsOut) > 0 {
+			_ = c.flushTLS(c.backlog())
+		}
 		if n > 0 {
 			action = e.plaintext(c, t, l.tlsIn[:n])
 		}

@@ -2,6 +2,7 @@
 // generator (crypto/tls's generate_cert.go: Go is needed to build the echo
 // anyway), for the wss:// tests.
 import { spawnSync } from 'node:child_process';
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,4 +24,14 @@ export function makeCert() {
   if (r.status !== 0) throw new Error('generate_cert.go failed');
   const certFile = join(dir, 'cert.pem');
   return { certFile, keyFile: join(dir, 'key.pem'), cert: readFileSync(certFile) };
+}
+
+/**
+ * The Chromium flag that trusts cert (PEM) by its public key alone, as the
+ * browser tests over TLS need, and nothing else.
+ * @param {Buffer} cert
+ */
+export function trustFlag(cert) {
+  const spki = new X509Certificate(cert).publicKey.export({ type: 'spki', format: 'der' });
+  return `--ignore-certificate-errors-spki-list=${createHash('sha256').update(spki).digest('base64')}`;
 }

@@ -5,7 +5,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startEcho, deflateAnswer } from '../lib/echo-server.mjs';
 import { chromiumArgs } from '../lib/example-server.mjs';
-import { makeCert } from '../lib/tls-cert.mjs';
+import { makeCert, trustFlag } from '../lib/tls-cert.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const page = readFileSync(join(here, '..', 'page', 'echo.html'));
@@ -33,8 +32,6 @@ before(async () => {
   const tls = makeCert();
   echo = await startEcho(['-v', '-tls-cert', tls.certFile, '-tls-key', tls.keyFile]);
   wssURL = `wss://127.0.0.1:${echo.addr.split(':').pop()}/`;
-  const spki = new X509Certificate(tls.cert).publicKey.export({ type: 'spki', format: 'der' });
-  const pin = createHash('sha256').update(spki).digest('base64');
   web = createServer((req, res) => {
     if (req.url.startsWith('/echo.html')) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
@@ -50,7 +47,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath,
     headless: true,
-    args: [...chromiumArgs, `--ignore-certificate-errors-spki-list=${pin}`],
+    args: [...chromiumArgs, trustFlag(tls.cert)],
     timeout: 60000,
   });
 });

@@ -5,13 +5,12 @@
 // (--ignore-certificate-errors-spki-list), nothing else.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startExample, chromiumArgs } from '../lib/example-server.mjs';
-import { makeCert } from '../lib/tls-cert.mjs';
+import { makeCert, trustFlag } from '../lib/tls-cert.mjs';
 
 const executablePath = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
@@ -25,13 +24,11 @@ before(async () => {
   }
   const tls = makeCert();
   ticker = await startExample('ticker', ['-interval', '100ms', '-symbols', '3', '-tls-cert', tls.certFile, '-tls-key', tls.keyFile]);
-  const spki = new X509Certificate(tls.cert).publicKey.export({ type: 'spki', format: 'der' });
-  const pin = createHash('sha256').update(spki).digest('base64');
   profile = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath,
     headless: true,
-    args: [...chromiumArgs, `--ignore-certificate-errors-spki-list=${pin}`],
+    args: [...chromiumArgs, trustFlag(tls.cert)],
     timeout: 60000,
   });
 });
