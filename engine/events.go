@@ -43,11 +43,15 @@ func (e *events) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	l := s.loopOf(gc.EventLoop())
 	now := l.tick()
+	remote := gc.RemoteAddr()
+	if m != nil {
+		remote = s.mnt.adoptAddrs(gc)
+	}
 	c := &Conn{
 		gc:       gc,
 		loop:     l,
 		fd:       int32(gc.Fd()),
-		remote:   gc.RemoteAddr(),
+		remote:   remote,
 		id:       s.nextID.Add(1),
 		lastRead: now,
 		lastMsg:  now,

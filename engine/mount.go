@@ -51,8 +51,9 @@ type mountState struct {
 	rejected atomic.Uint64 // answered with an HTTP error by Upgrade
 	// connLimit counts the refusals for Config.MaxConns among rejected.
 	connLimit atomic.Uint64
-	dir       string // mounted only: the private directory of the internal listener
-	localIP   atomic.Pointer[net.IP]
+	dir       string                      // mounted only: the private directory of the internal listener
+	localIP   atomic.Pointer[net.IP]      // compactAddrs's shared local IP
+	local     atomic.Pointer[net.TCPAddr] // adoptAddrs's shared local address
 
 	// enrolling bounds the hand-overs under way (see Upgrade).
 	enrolling chan struct{}
@@ -186,7 +187,9 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request) error {
 		p, _ := brw.Reader.Peek(n)
 		m.pending = append([]byte(nil), p...)
 	}
-	s.mnt.compactAddrs(conn)
+	if !addrFieldsOK.Load() {
+		s.mnt.compactAddrs(conn) // adoptAddrs cannot replace them
+	}
 	if s.cfg.SocketSendBuffer > 0 {
 		if tc, ok := conn.(*net.TCPConn); ok {
 			_ = tc.SetWriteBuffer(s.cfg.SocketSendBuffer)
@@ -237,11 +240,14 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request) error {
 
 // compactAddrs trims the addresses of a hijacked connection, which gnet
 // keeps for as long as the connection lives (they are its LocalAddr and
-// RemoteAddr). Go's net package slices each address's IP out of the socket
-// address the kernel filled in, so each keeps a 32-byte object alive for 4
-// or 16 bytes: the local IP, the same for every connection to one
-// address, is shared, and the remote one copied to its own few bytes. The
-// connection is the caller's after the hijack; nothing else reads them.
+// RemoteAddr), when adoptAddrs cannot replace them: before the first
+// mounted connection has shown gnet's connection type, or with a gnet
+// whose fields it does not know. Go's net package slices each address's IP
+// out of the socket address the kernel filled in, so each keeps a 32-byte
+// object alive for 4 or 16 bytes: the local IP, the same for every
+// connection to one address, is shared, and the remote one copied to its
+// own few bytes. The connection is the caller's after the hijack; nothing
+// else reads them.
 func (m *mountState) compactAddrs(conn net.Conn) {
 	if la, ok := conn.LocalAddr().(*net.TCPAddr); ok && la.IP != nil {
 		if p := m.localIP.Load(); p != nil && p.Equal(la.IP) && len(*p) == len(la.IP) {

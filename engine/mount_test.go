@@ -10,14 +10,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
 
 	"github.com/heraldws/herald/upgrade"
 )
@@ -615,6 +618,72 @@ func TestLoopsShareABurst(t *testing.T) {
 		// to one loop puts nearly all there.
 		if c := <-got; c < n/4 {
 			t.Fatalf("a loop has %d of %d connections", c, n)
+		}
+	}
+}
+
+// A mounted connection ends up with a natively accepted one's addresses:
+// gnet's local address shared by the server's mounted connections, and a
+// remote one whose IP is the socket address gnet keeps, so that none of
+// the hijacked net.Conn's address objects stays alive. It fails when a gnet
+// version moves the fields adoptAddrs writes.
+func TestMountAdoptsNativeAddrs(t *testing.T) {
+	type addrs struct {
+		conn          *Conn
+		local, remote net.Addr
+		peer          unix.Sockaddr
+	}
+	seen := make(chan addrs, 2)
+	r := echoRecorder()
+	r.onOpen = func(c *Conn) { // on the loop, where gnet writes them
+		var peer unix.Sockaddr
+		if addrFieldsOK.Load() {
+			peer = *(*unix.Sockaddr)(unsafe.Add(reflect.ValueOf(c.gc).UnsafePointer(), addrFields.peer))
+		}
+		seen <- addrs{c, c.gc.LocalAddr(), c.gc.RemoteAddr(), peer}
+	}
+	_, addr := startMounted(t, Config{}, r, nil)
+	clients := map[string]net.Conn{}
+	var got []addrs
+	for i := 0; i < 2; i++ {
+		conn := dialAddr(t, addr, "/ws", nil)
+		clients[conn.LocalAddr().String()] = conn
+		select {
+		case a := <-seen:
+			got = append(got, a)
+		case <-time.After(60 * time.Second): // a hang guard
+			t.Fatal("OnOpen not called")
+		}
+	}
+	if !addrFieldsOK.Load() {
+		t.Fatal("gnet's connection address fields were not found: mounted connections keep net/http's addresses")
+	}
+	for _, a := range got {
+		la, ok := a.local.(*net.TCPAddr)
+		if !ok || la.String() != addr {
+			t.Fatalf("LocalAddr %v, want %s", a.local, addr)
+		}
+		if a.local != got[0].local {
+			t.Fatal("two mounted connections have local addresses of their own, want one shared")
+		}
+		ra, ok := a.remote.(*net.TCPAddr)
+		if !ok || a.conn.RemoteAddr() != a.remote {
+			t.Fatalf("Conn.RemoteAddr %v is not gnet's %v", a.conn.RemoteAddr(), a.remote)
+		}
+		if clients[ra.String()] == nil {
+			t.Fatalf("RemoteAddr %v is no client's address", ra)
+		}
+		sa, ok := a.peer.(*unix.SockaddrInet4)
+		if !ok || &sa.Addr[0] != &ra.IP[0] {
+			t.Fatalf("the remote address's IP is not the socket address's (%T)", a.peer)
+		}
+	}
+	for _, conn := range clients { // they still work
+		if err := ws.WriteFrame(conn, ws.MaskFrameInPlace(ws.NewTextFrame([]byte("hi")))); err != nil {
+			t.Fatal(err)
+		}
+		if f := readFrame(t, conn); string(f.Payload) != "hi" {
+			t.Fatalf("echo %q", f.Payload)
 		}
 	}
 }
