@@ -628,6 +628,21 @@ func TestLoopsShareABurst(t *testing.T) {
 // the hijacked net.Conn's address objects stays alive. It fails when a gnet
 // version moves the fields adoptAddrs writes.
 func TestMountAdoptsNativeAddrs(t *testing.T) {
+	for _, tc := range []struct{ name, network, addr string }{
+		{"IPv4", "tcp4", "127.0.0.1:0"},
+		{"IPv6", "tcp6", "[::1]:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen(tc.network, tc.addr)
+			if err != nil {
+				t.Skipf("no %s loopback: %v", tc.name, err)
+			}
+			testMountAdoptsNativeAddrs(t, ln)
+		})
+	}
+}
+
+func testMountAdoptsNativeAddrs(t *testing.T, ln net.Listener) {
 	type addrs struct {
 		conn          *Conn
 		local, remote net.Addr
@@ -642,7 +657,26 @@ func TestMountAdoptsNativeAddrs(t *testing.T) {
 		}
 		seen <- addrs{c, c.gc.LocalAddr(), c.gc.RemoteAddr(), peer}
 	}
-	_, addr := startMounted(t, Config{}, r, nil)
+	s, err := New(Config{Logger: quietLogger, Loops: 2}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", s)
+	hs := httptest.NewUnstartedServer(mux)
+	hs.Listener.Close()
+	hs.Listener = ln
+	hs.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a hang guard
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		hs.Close()
+	})
+	addr := ln.Addr().String()
 	clients := map[string]net.Conn{}
 	var got []addrs
 	for i := 0; i < 2; i++ {
@@ -673,8 +707,14 @@ func TestMountAdoptsNativeAddrs(t *testing.T) {
 		if clients[ra.String()] == nil {
 			t.Fatalf("RemoteAddr %v is no client's address", ra)
 		}
-		sa, ok := a.peer.(*unix.SockaddrInet4)
-		if !ok || &sa.Addr[0] != &ra.IP[0] {
+		var ip []byte
+		switch sa := a.peer.(type) {
+		case *unix.SockaddrInet4:
+			ip = sa.Addr[:]
+		case *unix.SockaddrInet6:
+			ip = sa.Addr[:]
+		}
+		if len(ip) == 0 || len(ip) != len(ra.IP) || &ip[0] != &ra.IP[0] {
 			t.Fatalf("the remote address's IP is not the socket address's (%T)", a.peer)
 		}
 	}
