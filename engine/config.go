@@ -141,9 +141,13 @@ type Config struct {
 	// 1 KiB per open connection) has fallen by at least this many bytes
 	// from its peak, and to half of it or less, the server collects garbage
 	// twice and returns the free pages (debug.FreeOSMemory), on a goroutine
-	// of its own and at most once every 10 s. Without it the Go runtime
-	// keeps a burst's peak for minutes on an idle server. Steady traffic
-	// never triggers it. Default 8 MiB; a negative value disables it.
+	// of its own and at most once every 10 s. The same happens once a ramp
+	// of connections that stay has ended, when their arrivals (counted at
+	// about 1 KiB of handshake and growth garbage each) add up to this many
+	// bytes since the last return. Without it the Go runtime keeps a
+	// burst's peak for minutes on an idle server, and a ramp's garbage for
+	// good. Steady traffic never triggers it. Default 8 MiB; a negative
+	// value disables it.
 	ReturnMemoryAfter int64
 
 	// SocketSendBuffer sets SO_SNDBUF, the kernel's send buffer, of every

@@ -91,7 +91,8 @@ func (s *Server) maybeReturnMemory() {
 	now := s.clock()
 	footprint, peak := s.footprint()
 	drop := s.memReturn.observe(footprint, peak, now)
-	if due := s.mnt.garbageDue(&s.memReturn, now, drop); !drop && !due {
+	due := s.mnt.garbageDue(&s.memReturn, now, drop)
+	if ramp := s.burst.due(&s.memReturn, s.nextID.Load(), now, drop || due); !drop && !due && !ramp {
 		return
 	}
 	s.returning.Store(true)

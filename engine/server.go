@@ -49,6 +49,7 @@ type Server struct {
 	// while a return runs; activePeak is the highest active since the
 	// return last looked (reclaim.go).
 	memReturn     memoryReturn
+	burst         arrivalBurst // timer goroutine; nextID counts the arrivals (reclaim_burst.go)
 	returning     atomic.Bool
 	memoryReturns atomic.Uint64
 	activePeak    atomic.Int64

@@ -30,6 +30,7 @@ import (
 	"github.com/heraldws/herald/examples/internal/certfile"
 	"github.com/heraldws/herald/examples/ticker/book"
 	"github.com/heraldws/herald/resume"
+	"github.com/heraldws/herald/upgrade"
 )
 
 //go:embed web
@@ -241,6 +242,11 @@ func (t *Ticker) Shutdown(ctx context.Context) error {
 // ?symbols=S0,S3.
 func (t *Ticker) OnOpen(c *engine.Conn) {
 	req := c.Request()
+	// Nothing kept from the request points into it (the symbols are
+	// copied), so its memory serves the next handshake: a request a
+	// handler asked for is otherwise left to the collector, about 0.9 KB
+	// of garbage per connection that a ramp of thousands piles up.
+	defer upgrade.ReleaseRequest(req)
 	if req.Path != "/ws" {
 		_ = c.Close(engine.StatusPolicyViolation, "the ticker is at /ws")
 		return
@@ -250,13 +256,17 @@ func (t *Ticker) OnOpen(c *engine.Conn) {
 		return
 	}
 	var topics []string
-	if list := req.Query().Get("symbols"); list != "" {
+	list := ""
+	if req.RawQuery != "" { // parsing an empty query still makes a map
+		list = req.Query().Get("symbols")
+	}
+	if list != "" {
 		for _, sym := range strings.Split(list, ",") {
 			if !t.validSymbol(sym) {
 				_ = c.Close(engine.StatusPolicyViolation, "unknown symbol "+strconv.Quote(sym))
 				return
 			}
-			topics = append(topics, sym)
+			topics = append(topics, strings.Clone(sym))
 		}
 	} else {
 		topics = make([]string, t.opts.Symbols)
