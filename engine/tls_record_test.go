@@ -391,3 +391,18 @@ func TestTLSRecordOpenSSL(t *testing.T) {
 	}
 }
 
+// The end of a burst of TLS handshakes gives crypto/tls's garbage back to
+// the OS on its own (Stats.MemoryReturns), with nothing closed.
+func TestTLSBurstReturnsMemory(t *testing.T) {
+	r := echoing()
+	s := startTLS(t, Config{ReturnMemoryAfter: 1 << 20}, r)
+	n := int(1<<20/tlsGarbage) + 1
+	for range n {
+		dialTLS(t, s, "/", nil)
+		waitOpen(t, r)
+	}
+	waitFor(t, "a memory return", func() bool { return s.Stats().MemoryReturns > 0 })
+	if st := s.Stats(); st.Open != int64(n) {
+		t.Fatalf("%d open, want %d", st.Open, n)
+	}
+}
