@@ -77,6 +77,7 @@ type tlsRec struct {
 	sha384  bool  // the suite's hash: SHA-384 (AES-256-GCM) or SHA-256
 	keyLen  uint8 // 16 or 32
 	useless uint8 // records in a row that carried no application data
+	alerted bool  // an alert (close_notify or fatal) was sent: no more
 }
 
 // tlsDir is one direction's traffic secret and what it derives.
@@ -221,18 +222,36 @@ func (c *Conn) recWrite(r *tlsRec, queued int, typ byte, b []byte) error {
 // recAlertClose sends a fatal alert (or close_notify) and marks c closed:
 // the connection cannot go on. Loop only.
 func (e *events) recAlertClose(c *Conn, r *tlsRec, desc byte) gnet.Action {
-	level := byte(2) // fatal
-	if desc == alertClose {
-		level = 1
-	} else {
+	if desc != alertClose {
 		c.loop.stats.tlsErrors.Add(1)
 	}
-	if c.state != stateClosed && r.wr.seq != math.MaxUint64 {
-		alert := [2]byte{level, desc}
-		_ = c.recWrite(r, c.backlog(), recAlert, alert[:])
-	}
+	c.recSendAlert(r, desc)
 	c.state = stateClosed
 	return gnet.Close
+}
+
+// recSendAlert sends an alert, once per connection: a fatal one, or
+// close_notify, which tells the client that the end of the stream is
+// meant, not a truncation.
+func (c *Conn) recSendAlert(r *tlsRec, desc byte) {
+	if r.alerted || r.wr.seq == math.MaxUint64 {
+		return
+	}
+	r.alerted = true
+	level := byte(2) // fatal
+	if desc == alertClose {
+		level = 1 // warning, as RFC 8446 section 6 has it
+	}
+	alert := [2]byte{level, desc}
+	_ = c.recWrite(r, c.backlog(), recAlert, alert[:])
+}
+
+// tlsCloseNotify sends close_notify as herald closes c, if herald's record
+// layer carries it (crypto/tls's would need its own lock-step). Loop only.
+func (l *loop) tlsCloseNotify(c *Conn) {
+	if t := l.tlsConns[c]; t != nil && t.rec != nil && t.phase == tlsOpen {
+		c.recSendAlert(t.rec, alertClose)
+	}
 }
 
 // recRecords opens every complete record of src (after the partial one
@@ -350,7 +369,11 @@ func (e *events) recOpen(c *Conn, t *tlsConn, rec []byte) gnet.Action {
 	}
 	if typ == recAppData && len(p) > 0 {
 		r.useless = 0
-		return e.plaintext(c, t, p)
+		action := e.plaintext(c, t, p)
+		if action == gnet.Close || c.state == stateClosed {
+			c.recSendAlert(r, alertClose) // the close handshake is over, or the WebSocket failed
+		}
+		return action
 	}
 	if r.useless++; r.useless > maxUseless {
 		return e.recAlertClose(c, r, alertUnexp)
@@ -363,8 +386,8 @@ func (e *events) recOpen(c *Conn, t *tlsConn, rec []byte) gnet.Action {
 			return e.recAlertClose(c, r, alertDecode)
 		}
 		if p[1] == alertClose {
-			c.state = stateClosed // the client is done: so is the connection
-			return gnet.Close
+			// The client is done: so is the connection, with ours.
+			return e.recAlertClose(c, r, alertClose)
 		}
 		l.stats.tlsErrors.Add(1) // every other alert ends a TLS 1.3 connection
 		c.state = stateClosed

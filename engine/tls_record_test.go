@@ -406,3 +406,59 @@ func TestTLSBurstReturnsMemory(t *testing.T) {
 		t.Fatalf("%d open, want %d", st.Open, n)
 	}
 }
+
+// readRecorder keeps what a connection reads.
+type readRecorder struct {
+	net.Conn
+	mu  sync.Mutex
+	got []byte
+}
+
+func (r *readRecorder) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	r.mu.Lock()
+	r.got = append(r.got, b[:n]...)
+	r.mu.Unlock()
+	return n, err
+}
+
+// After the close handshake herald's record layer ends the TLS stream
+// with close_notify: the client reads a clean end, and the last record
+// on the wire is the 19-byte ciphertext of a 2-byte alert.
+func TestTLSRecordCloseNotify(t *testing.T) {
+	r := echoing()
+	s := startTLS(t, Config{Loops: 1}, r)
+	raw, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard
+	rec := &readRecorder{Conn: raw}
+	tc := tls.Client(rec, loopbackPKI.ClientConfig())
+	conn, err := wsOver(tc, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOpen(t, r)
+	echoes(t, conn, "bye soon")
+	if err := wsutil.WriteClientMessage(conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")); err != nil {
+		t.Fatal(err)
+	}
+	if code := expectClose(t, conn); code != ws.StatusNormalClosure {
+		t.Fatalf("close code %d", code)
+	}
+	if _, err := tc.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after the close: %v, want io.EOF", err)
+	}
+	rec.mu.Lock()
+	got := rec.got
+	rec.mu.Unlock()
+	const alertRecord = tlsRecordHeader + 2 + 1 + tlsTagLen
+	if len(got) < alertRecord || !bytes.Equal(got[len(got)-alertRecord:][:tlsRecordHeader], []byte{23, 3, 3, 0, alertRecord - tlsRecordHeader}) {
+		t.Fatalf("the stream does not end with an alert record: % x", got[max(0, len(got)-alertRecord):])
+	}
+	if st := s.Stats(); st.TLSErrors != 0 {
+		t.Fatalf("%d TLS errors", st.TLSErrors)
+	}
+}
