@@ -42,8 +42,8 @@ import (
 
 // tlsIdleCipher is how long a direction goes unused before its AEAD is
 // dropped: a connection that gets a message every second or more often
-// keeps its ciphers; one that is quiet longer pays a rebuild (about a
-// microsecond and 1.3 KB of short-lived memory) when it next speaks.
+// keeps its ciphers; one that is quiet longer pays a rebuild (a few
+// microseconds and 1.3 KB of short-lived memory) when it next speaks.
 const tlsIdleCipher = 2 * time.Second
 
 // Record layer limits and codes (RFC 8446, sections 5.1, 5.2 and 6).
@@ -259,6 +259,18 @@ func (l *loop) tlsCloseNotify(c *Conn) {
 // complete yet wait in a pooled buffer. Loop only.
 func (e *events) recRecords(c *Conn, t *tlsConn, src []byte) gnet.Action {
 	r := t.rec
+	opening := c.state == stateHandshake
+	defer func() {
+		if opening && c.state == stateOpen && r.partial == nil {
+			// The upgrade is over. Most connections are quiet from
+			// now on (a subscriber waits for its first message), so
+			// their ciphers go now rather than after tlsIdleCipher:
+			// after a burst of connects they are garbage the memory
+			// return gives back, not live memory; a connection that
+			// speaks builds them again once.
+			r.rd.aead, r.wr.aead = nil, nil
+		}
+	}()
 	action := gnet.None
 	for action == gnet.None && c.state != stateClosed {
 		if p := r.partial; p != nil {

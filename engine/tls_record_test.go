@@ -212,14 +212,18 @@ func TestTLSRecordBadMAC(t *testing.T) {
 	}
 }
 
-// A direction idle for tlsIdleCipher drops its AEAD at the sweep; the
-// next record in either direction builds it again, with the same keys.
+// A connection drops its AEADs as its upgrade ends, and a direction idle
+// for tlsIdleCipher drops its AEAD at the sweep; the next record in either
+// direction builds it again, with the same keys.
 func TestTLSRecordHibernate(t *testing.T) {
 	r := echoing()
 	s := startTLS(t, Config{Loops: 1, PingInterval: -1}, r)
 	clock := fakeClock(s)
 	conn, _ := dialTLS(t, s, "/", nil)
 	c := waitOpen(t, r)
+	if v := viewRec(t, c); !v.own || v.readAEAD || v.wrAEAD {
+		t.Fatalf("after the upgrade: %+v, want no AEAD", v)
+	}
 	echoes(t, conn, "awake")
 	if v := viewRec(t, c); !v.own || !v.readAEAD || !v.wrAEAD {
 		t.Fatalf("after traffic: %+v, want both AEADs", v)
