@@ -32,13 +32,15 @@ import (
 //     the loops' CPUs, tlsTokens), which a handshake gives back while it
 //     waits for the client: a slow client holds no token, and a flood of
 //     handshakes queues instead of taking the CPU from open connections.
-//   - Once the handshake is over, everything runs on the loop: the bytes of
-//     a read are offered to tls.Conn.Read, which decrypts every complete
-//     record; when they run out the pipe says "would block", an error
-//     crypto/tls treats as temporary (it keeps a partial record and its
-//     state), and the plaintext goes where a plain connection's bytes go
-//     (the upgrade, then the frame decoder). Writes encrypt into the loop's
-//     buffer and leave through the same socket writes as plain ones.
+//   - Once the handshake is over, everything runs on the loop. After TLS
+//     1.3 with AES-GCM herald's own record layer replaces the tls.Conn
+//     (tls_record.go). Otherwise the bytes of a read are offered to
+//     tls.Conn.Read, which decrypts every complete record; when they run
+//     out the pipe says "would block", an error crypto/tls treats as
+//     temporary (it keeps a partial record and its state). Either way the
+//     plaintext goes where a plain connection's bytes go (the upgrade,
+//     then the frame decoder), and writes encrypt into the loop's buffer
+//     and leave through the same socket writes as plain ones.
 //
 // See docs/ARCHITECTURE.md, "TLS", for the trade-offs.
 
