@@ -673,6 +673,9 @@ func (c *Conn) drop(cause closeCause) {
 	if c.cause == causeNone {
 		c.cause = cause
 	}
+	if c.has(bitTLS) {
+		c.loop.tlsCloseNotify(c)
+	}
 	c.state = stateClosed
 	c.closed.Store(true)
 	_ = c.gc.Close()

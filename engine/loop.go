@@ -54,11 +54,13 @@ type loop struct {
 	// tlsConns holds the TLS state of the loop's TLS connections
 	// (Config.TLS); the loop reads it without a lock, and changes it, and
 	// other goroutines read it (Conn.TLS), under tlsMu. tlsIn receives
-	// decrypted records; tlsOut collects the records of one write.
+	// decrypted records; tlsOut collects the records of one write;
+	// tlsNonce is the per-record nonce of herald's record layer.
 	tlsConns map[*Conn]*tlsConn
 	tlsMu    sync.Mutex
 	tlsIn    []byte
 	tlsOut   []byte
+	tlsNonce [tlsNonceLen]byte
 	// pongs collects the pongs of one read, and lastPong is where the
 	// latest starts (see Conn.sendPongs).
 	pongs    []byte
@@ -501,6 +503,9 @@ func (l *loop) sweep(now time.Duration, from int) (resume int) {
 				closes++
 			}
 		}
+	}
+	if len(l.tlsConns) > 0 {
+		l.tlsHibernate(now)
 	}
 	for _, fn := range l.sweepers {
 		fn(now)

@@ -58,9 +58,15 @@ type mountState struct {
 	// enrolling bounds the hand-overs under way (see Upgrade).
 	enrolling chan struct{}
 
+	// tlsShaken counts the TLS handshakes of the server's own listener
+	// that have ended (tls.go): each leaves crypto/tls's garbage behind,
+	// as a mount leaves net/http's.
+	tlsShaken atomic.Uint64
+
 	// Owned by the timer goroutine (garbageDue).
-	seen uint64 // mounted when last looked at
-	debt int64  // net/http's garbage left by the mounts since the last memory return
+	seen    uint64 // mounted when last looked at
+	seenTLS uint64 // tlsShaken when last looked at
+	debt    int64  // garbage left by mounts and TLS handshakes since the last memory return
 }
 
 // mountGarbage is about what net/http leaves behind for each connection it
@@ -70,27 +76,35 @@ type mountState struct {
 // scavenger give it back to the OS only slowly.
 const mountGarbage = 16 << 10
 
+// tlsGarbage is about what a TLS 1.3 handshake leaves behind on the server
+// side: crypto/tls's handshake state, key shares (an X25519MLKEM768 share
+// is over 1 KB, and the KEM's state much more), certificate and
+// transcript buffers. Measured at 120-136 KB per client and server pair
+// in one process, full or resumed; half of that, rounded down.
+const tlsGarbage = 48 << 10
+
 // garbageDue decides, on the timer goroutine after each sweep, whether a
 // burst of mounted connections has ended and left ReturnMemoryAfter or
 // more of net/http's garbage behind: the heap then sits at about twice its
 // live size (the collector's goal) until a later collection, and the
-// process keeps those pages. A native handshake leaves no such garbage. A
-// burst still going on (mounts since the last sweep) waits for its end:
+// process keeps those pages. A native upgrade leaves no such garbage; a
+// TLS handshake does (tlsGarbage), and counts the same way. A burst still
+// going on (mounts or handshakes since the last sweep) waits for its end:
 // steady traffic never triggers a return. It shares r's cooldown;
 // returning says that r decided a return now anyway, which pays the debt.
 func (m *mountState) garbageDue(r *memoryReturn, now time.Duration, returning bool) bool {
-	n := m.mounted.Load()
-	fresh := n - m.seen
-	m.seen = n
+	n, k := m.mounted.Load(), m.tlsShaken.Load()
+	fresh, freshTLS := n-m.seen, k-m.seenTLS
+	m.seen, m.seenTLS = n, k
 	if r.threshold <= 0 {
 		return false
 	}
-	m.debt += int64(fresh) * mountGarbage
+	m.debt += int64(fresh)*mountGarbage + int64(freshTLS)*tlsGarbage
 	if returning {
 		m.debt = 0
 		return false
 	}
-	if fresh > 0 || m.debt < r.threshold {
+	if fresh > 0 || freshTLS > 0 || m.debt < r.threshold {
 		return false
 	}
 	if r.returned && now-r.last < returnCooldown {

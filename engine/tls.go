@@ -32,13 +32,15 @@ import (
 //     the loops' CPUs, tlsTokens), which a handshake gives back while it
 //     waits for the client: a slow client holds no token, and a flood of
 //     handshakes queues instead of taking the CPU from open connections.
-//   - Once the handshake is over, everything runs on the loop: the bytes of
-//     a read are offered to tls.Conn.Read, which decrypts every complete
-//     record; when they run out the pipe says "would block", an error
-//     crypto/tls treats as temporary (it keeps a partial record and its
-//     state), and the plaintext goes where a plain connection's bytes go
-//     (the upgrade, then the frame decoder). Writes encrypt into the loop's
-//     buffer and leave through the same socket writes as plain ones.
+//   - Once the handshake is over, everything runs on the loop. After TLS
+//     1.3 with AES-GCM herald's own record layer replaces the tls.Conn
+//     (tls_record.go). Otherwise the bytes of a read are offered to
+//     tls.Conn.Read, which decrypts every complete record; when they run
+//     out the pipe says "would block", an error crypto/tls treats as
+//     temporary (it keeps a partial record and its state). Either way the
+//     plaintext goes where a plain connection's bytes go (the upgrade,
+//     then the frame decoder), and writes encrypt into the loop's buffer
+//     and leave through the same socket writes as plain ones.
 //
 // See docs/ARCHITECTURE.md, "TLS", for the trade-offs.
 
@@ -66,8 +68,14 @@ const (
 // tls.Conn. Its loop keeps it in loop.tlsConns, so that a Conn without TLS
 // pays nothing for it.
 type tlsConn struct {
+	// conn is crypto/tls's connection: for the handshake, and after it
+	// unless herald's record layer took over (rec; see tls_record.go),
+	// which drops it.
 	conn *tls.Conn
-	c    *Conn
+	rec  *tlsRec
+	// cs is the handshake's state once conn is dropped.
+	cs *tls.ConnectionState
+	c  *Conn
 	// shake is the handshake's side of the pipe while it runs off the
 	// loop; nil before and after.
 	shake *tlsShake
@@ -357,6 +365,7 @@ func (l *loop) closeTLS(c *Conn) {
 	}
 	pool.Put(t.head)
 	t.head, t.src, t.state = nil, nil, nil
+	t.dropRec()
 }
 
 // tlsTraffic is OnTraffic for a TLS connection: a PROXY header (before
@@ -471,6 +480,7 @@ func (s *Server) tlsHandshake(c *Conn, t *tlsConn, sh *tlsShake) {
 	}
 	sh.release()
 	s.tlsInflight.Add(-1)
+	s.mnt.tlsShaken.Add(1) // its garbage counts toward a memory return
 	_ = c.loop.post(task{kind: taskFunc, fn: func() { s.tlsReady(c, t, err) }})
 }
 
@@ -513,13 +523,17 @@ func (s *Server) tlsReady(c *Conn, t *tlsConn, err error) {
 	}
 	l.stats.tlsHandshakes.Add(1)
 	t.phase = tlsOpen
+	raw, _ := t.takeOver()
 	t.done.Store(true)
 	var rest []byte
 	if early != nil {
 		rest = early.B
 	}
 	e := events{s: s}
-	action := e.tlsRecords(c, t, rest)
+	action := e.tlsRecords(c, t, raw)
+	if action == gnet.None && c.state != stateClosed {
+		action = e.tlsRecords(c, t, rest)
+	}
 	pool.Put(early)
 	if action == gnet.Close || c.state == stateClosed {
 		c.state = stateClosed
@@ -530,6 +544,9 @@ func (s *Server) tlsReady(c *Conn, t *tlsConn, err error) {
 // tlsRecords decrypts every complete record of src (and of what crypto/tls
 // kept from before) and hands the plaintext on. Loop only.
 func (e *events) tlsRecords(c *Conn, t *tlsConn, src []byte) gnet.Action {
+	if t.rec != nil {
+		return e.recRecords(c, t, src)
+	}
 	l := c.loop
 	if l.tlsIn == nil {
 		l.tlsIn = make([]byte, 1<<14+1024)
@@ -595,8 +612,7 @@ func (e *events) plaintext(c *Conn, t *tlsConn, p []byte) gnet.Action {
 		buf = t.head.B
 	}
 	if t.state == nil {
-		cs := t.conn.ConnectionState()
-		t.state = &cs
+		t.state = t.connState()
 	}
 	consumed, action := e.handshake(c, buf)
 	if consumed < 0 {
@@ -625,6 +641,9 @@ func (c *Conn) tlsWrite(queued int, b []byte) error {
 	t := l.tlsConns[c]
 	if t == nil || t.phase != tlsOpen {
 		return ErrClosed
+	}
+	if t.rec != nil {
+		return c.recWrite(t.rec, queued, recAppData, b)
 	}
 	l.tlsOut = l.tlsOut[:0]
 	if _, err := t.conn.Write(b); err != nil {
@@ -661,6 +680,15 @@ func (c *Conn) TLS() *tls.ConnectionState {
 	l.tlsMu.Unlock()
 	if t == nil || !t.done.Load() {
 		return nil
+	}
+	return t.connState()
+}
+
+// connState returns a copy of t's TLS state, once the handshake is over.
+func (t *tlsConn) connState() *tls.ConnectionState {
+	if t.cs != nil {
+		cs := *t.cs
+		return &cs
 	}
 	cs := t.conn.ConnectionState()
 	return &cs

@@ -29,8 +29,11 @@ func splitWrites(w interface{ Write([]byte) (int, error) }, data, splits []byte)
 // before any TLS (mode 0: the record-header check and the handshake
 // goroutine get them), or as the plaintext of records after a handshake
 // (mode 1: the upgrade and the frame decoder get them through the record
-// layer), or as raw bytes after a handshake (mode 2: crypto/tls on the
-// loop gets them). The server never panics, and once the client has gone
+// layer), or as raw bytes after a handshake (mode 2: the record layer on
+// the loop gets them: herald's own after TLS 1.3 with AES-GCM, see
+// tls_record.go), or as the plaintext of records that reach the server in
+// arbitrary splits (mode 3: the record parser reassembles them). The
+// server never panics, and once the client has gone
 // it keeps nothing for it: no connection, no TLS state, no handshake in
 // flight.
 func FuzzTLSFeed(f *testing.F) {
@@ -41,6 +44,10 @@ func FuzzTLSFeed(f *testing.F) {
 	f.Add(uint8(1), []byte("GET /x HTTP/1.1\r\nHost: y\r\n\r\n"), []byte{10})
 	f.Add(uint8(2), []byte("\x17\x03\x03\x00\x20"+string(make([]byte, 32))), []byte{0, 1, 2})
 	f.Add(uint8(2), []byte("\x15\x03\x03\x00\x02\x01\x00"), []byte{})
+	f.Add(uint8(2), []byte("\x17\x03\x03\x40\x11"), []byte{})
+	f.Add(uint8(2), []byte("\x14\x03\x03\x00\x01\x01"), []byte{})
+	f.Add(uint8(3), []byte(upgradeRequest("/", "")+"\x81\x85abcd\x09\x07\x0f\x08\x0e"), []byte{0, 0, 0, 3, 4, 200})
+	f.Add(uint8(3), []byte(upgradeRequest("/", "")+"\x82\xfe\x01\x00abcd"+string(make([]byte, 256))), []byte{5, 0, 1})
 
 	r := echoing()
 	s := startTLS(f, Config{Loops: 1, HandshakeTimeout: time.Minute}, r)
@@ -57,18 +64,28 @@ func FuzzTLSFeed(f *testing.F) {
 			t.Fatal(err)
 		}
 		_ = raw.SetDeadline(time.Now().Add(60 * time.Second)) // a hang guard
-		switch mode % 3 {
+		switch mode % 4 {
 		case 0:
 			splitWrites(raw, data, splits)
-		case 1, 2:
-			tc := tls.Client(raw, client)
+		case 1, 2, 3:
+			h := &holdConn{Conn: raw}
+			tc := tls.Client(h, client)
 			if err := tc.Handshake(); err != nil {
 				t.Fatalf("handshake: %v", err)
 			}
-			if mode%3 == 1 {
+			switch mode % 4 {
+			case 1:
 				splitWrites(tc, data, splits)
-			} else {
+			case 2:
 				splitWrites(raw, data, splits)
+			case 3:
+				h.hold = true
+				for len(data) > 0 { // records of up to 300 bytes
+					n := min(len(data), 300)
+					_, _ = tc.Write(data[:n])
+					data = data[n:]
+				}
+				splitWrites(raw, h.take(), splits)
 			}
 		}
 		raw.Close()
