@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -311,7 +312,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, fmt.Errorf("connect phase timed out: %d of %d up, %d failed", up, held+hostile, failed)
+			why := ""
+			if top := (&Result{ErrorKinds: e.errorKinds()}).TopErrorKinds(4); len(top) > 0 {
+				why = "; errors: " + strings.Join(top, ", ")
+			}
+			return nil, fmt.Errorf("connect phase timed out: %d of %d up, %d failed%s", up, held+hostile, failed, why)
 		}
 		if cfg.Event != nil && time.Since(lastEvent) > time.Second {
 			lastEvent = time.Now()

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -511,5 +512,24 @@ func TestErrorsCountedByKind(t *testing.T) {
 	}
 	if top := merged.TopErrorKinds(1); len(top) != 1 || !strings.HasPrefix(top[0], fmt.Sprintf("%d× bad upgrade response", 2*conns)) {
 		t.Fatalf("merged top kinds %v, want %d bad upgrade responses", top, 2*conns)
+	}
+}
+
+// A connect phase that times out says why its connections did not come
+// up: the error carries the most frequent error kinds.
+func TestConnectTimeoutNamesErrorKinds(t *testing.T) {
+	var attempts atomic.Int32
+	addr := fakeServer(t, func(c net.Conn, _ *bufio.Reader, _ *http.Request, done <-chan struct{}) {
+		if attempts.Add(1) <= 2 {
+			c.Close() // the first attempts end before the upgrade response
+			return
+		}
+		<-done // the retries get no answer: the connect phase times out
+	})
+	_, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: 2,
+		ConnectTimeout: time.Second, Duration: 10 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "connect phase timed out") ||
+		!strings.Contains(err.Error(), "closed waiting for the upgrade response: EOF") {
+		t.Fatalf("err = %v, want a connect timeout that names the closes", err)
 	}
 }
