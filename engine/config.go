@@ -164,8 +164,9 @@ type Config struct {
 
 	// PingInterval is how long a connection may stay silent before the
 	// server pings it; PongTimeout is how long it then has to send anything
-	// (a pong, usually) before it is considered dead and closed. A negative
-	// PingInterval disables keepalive.
+	// (a pong, usually) before it is considered dead and closed; bytes that
+	// arrived and wait for a busy loop to read them count as sent. A
+	// negative PingInterval disables keepalive.
 	PingInterval time.Duration
 	PongTimeout  time.Duration
 

@@ -489,6 +489,15 @@ func (l *loop) sweep(now time.Duration, from int) (resume int) {
 				l.stats.idleClosed.Add(1)
 				c.startClose(StatusGoingAway, "idle timeout", false)
 				closes++
+			case keepalive && now-c.lastRead >= dead && unreadIn(c.fd):
+				// The peer did send something, its pong most likely: it
+				// waits in the socket for a loop that is behind (busy
+				// with a fan-out, or short of CPU). lastRead says when the
+				// loop read last, not when the peer last spoke; dropping
+				// it would blame the peer for the server's lag. Its bytes
+				// are read at the loop's next turn.
+				c.lastRead = now
+				c.set(bitPinged, false)
 			case keepalive && now-c.lastRead >= dead:
 				l.stats.pongTimeouts.Add(1)
 				c.drop(causePongTimeout)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,23 @@ const errContinuation = "continuation without a message, or a new message inside
 // maxSymbols bounds the ticker symbols tracked per connection.
 const maxSymbols = 4096
 
+// stateName says where a connection that failed was, for the error kinds.
+func stateName(st uint8) string {
+	switch st {
+	case stConnecting:
+		return "in the TCP connect"
+	case stTLS:
+		return "in the TLS handshake"
+	case stHandshake:
+		return "waiting for the upgrade response"
+	case stOpen:
+		return "open"
+	case stClosing:
+		return "closing"
+	}
+	return "idle"
+}
+
 // conn is the whole per-connection state of the load generator.
 type conn struct {
 	fd       int32
@@ -84,18 +102,52 @@ type engine struct {
 	winLo  atomic.Int64
 	winHi  atomic.Int64
 	errMu  sync.Mutex
-	errors []string
+	errors []string         // the first maxErrors, in full
+	kinds  map[string]int64 // every error, counted by kind
 	// declined counts connections whose server answered a deflate offer
 	// without the extension.
 	declined atomic.Int64
 }
 
-func (e *engine) noteError(format string, args ...any) {
+// maxErrors is how many errors a process keeps in full; maxErrorKinds
+// bounds the kinds it counts (a kind past it counts as "other"), so that
+// an error text with a number in it cannot grow the map without bound.
+const (
+	maxErrors     = 10
+	maxErrorKinds = 64
+)
+
+// noteError counts an error under kind, a short text without connection
+// numbers that says what failed and how, and keeps the first few in full:
+// when thousands of connections fail, the report must say why each did,
+// not only why the first ten did.
+func (e *engine) noteError(kind, format string, args ...any) {
 	e.errMu.Lock()
-	if len(e.errors) < 10 {
+	if e.kinds == nil {
+		e.kinds = map[string]int64{}
+	}
+	if _, ok := e.kinds[kind]; !ok && len(e.kinds) >= maxErrorKinds {
+		kind = "other"
+	}
+	e.kinds[kind]++
+	if len(e.errors) < maxErrors {
 		e.errors = append(e.errors, fmt.Sprintf(format, args...))
 	}
 	e.errMu.Unlock()
+}
+
+// errorKinds is a copy of the counts by kind.
+func (e *engine) errorKinds() map[string]int64 {
+	e.errMu.Lock()
+	defer e.errMu.Unlock()
+	if len(e.kinds) == 0 {
+		return nil
+	}
+	out := make(map[string]int64, len(e.kinds))
+	for k, v := range e.kinds {
+		out[k] = v
+	}
+	return out
 }
 
 type loop struct {
@@ -260,7 +312,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, fmt.Errorf("connect phase timed out: %d of %d up, %d failed", up, held+hostile, failed)
+			why := ""
+			if top := (&Result{ErrorKinds: e.errorKinds()}).TopErrorKinds(4); len(top) > 0 {
+				why = "; errors: " + strings.Join(top, ", ")
+			}
+			return nil, fmt.Errorf("connect phase timed out: %d of %d up, %d failed%s", up, held+hostile, failed, why)
 		}
 		if cfg.Event != nil && time.Since(lastEvent) > time.Second {
 			lastEvent = time.Now()
@@ -397,6 +453,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Hist[name] = enc
 	}
 	res.Errors = e.errors
+	res.ErrorKinds = e.errorKinds()
 	return res, nil
 }
 
@@ -470,7 +527,7 @@ func (e *engine) watchDrops(ctx context.Context) (stop func()) {
 			e.errMu.Lock()
 			first := append([]string(nil), e.errors...)
 			e.errMu.Unlock()
-			e.cfg.Event(map[string]any{"event": "dropped", "shard": e.cfg.Shard, "dropped": lost, "errors": first})
+			e.cfg.Event(map[string]any{"event": "dropped", "shard": e.cfg.Shard, "dropped": lost, "errors": first, "error_kinds": e.errorKinds()})
 		}
 	}()
 	return func() {
@@ -624,7 +681,7 @@ func (l *loop) run() {
 		}
 		n, err := unix.EpollWait(l.epfd, l.events, timeout)
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			l.e.noteError("epoll_wait: %v", err)
+			l.e.noteError("epoll_wait: "+err.Error(), "epoll_wait: %v", err)
 			break
 		}
 		now := time.Now().UnixNano()
@@ -703,7 +760,7 @@ func (l *loop) connect(c *conn, idx int32, now int64) {
 	cfg := &l.e.cfg
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		l.e.noteError("socket: %v", err)
+		l.e.noteError("socket: "+err.Error(), "socket: %v", err)
 		l.fail(c, idx, false)
 		return
 	}
@@ -723,7 +780,7 @@ func (l *loop) connect(c *conn, idx int32, now int64) {
 		l.src++
 		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}); err != nil {
 			unix.Close(fd)
-			l.e.noteError("bind %s: %v", src, err)
+			l.e.noteError("bind: "+err.Error(), "bind %s: %v", src, err)
 			l.fail(c, idx, true)
 			return
 		}
@@ -738,12 +795,12 @@ func (l *loop) connect(c *conn, idx int32, now int64) {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: idx}
 	c.outWatch = true
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		l.e.noteError("epoll_ctl: %v", err)
+		l.e.noteError("epoll_ctl: "+err.Error(), "epoll_ctl: %v", err)
 		l.fail(c, idx, false)
 		return
 	}
 	if err := unix.Connect(fd, &l.sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
-		l.e.noteError("connect: %v", err)
+		l.e.noteError("connect: "+err.Error(), "connect: %v", err)
 		l.fail(c, idx, true)
 	}
 }
@@ -802,7 +859,11 @@ func (l *loop) drop(c *conn, idx int32, why string) {
 	if c.state == stOpen && l.e.phase.Load() != phStop {
 		l.dropped++
 		l.lost.Add(1)
-		l.e.noteError("connection %d dropped: %s", c.id, why)
+		when := "dropped: "
+		if l.e.phase.Load() == phConnect {
+			when = "dropped before the window: "
+		}
+		l.e.noteError(when+why, "connection %d dropped: %s", c.id, why)
 	}
 	l.closeFD(c)
 	c.state = stDone
@@ -816,7 +877,7 @@ func (l *loop) handle(c *conn, idx int32, events uint32, now int64, traffic bool
 		}
 		soErr, err := unix.GetsockoptInt(int(c.fd), unix.SOL_SOCKET, unix.SO_ERROR)
 		if err != nil || soErr != 0 {
-			l.e.noteError("connect: %v", unix.Errno(soErr))
+			l.e.noteError("connect: "+unix.Errno(soErr).Error(), "connect: %v", unix.Errno(soErr))
 			l.fail(c, idx, true)
 			return
 		}
@@ -921,7 +982,7 @@ func (l *loop) eof(c *conn, idx int32, now int64, why string) {
 		return
 	}
 	if c.state == stHandshake || c.state == stTLS {
-		l.e.noteError("handshake: %s", why)
+		l.e.noteError("closed "+stateName(c.state)+": "+why, "connection %d closed %s: %s", c.id, stateName(c.state), why)
 		l.fail(c, idx, true)
 		return
 	}
@@ -951,7 +1012,7 @@ func (l *loop) input(c *conn, idx int32, data []byte, now int64, traffic bool) {
 		if err != nil {
 			l.protoErrs++
 			end := min(len(data), 80)
-			l.e.noteError("handshake from %s: %v: %q", l.e.host, err, data[:end])
+			l.e.noteError("bad upgrade response: "+err.Error(), "handshake from %s: %v: %q", l.e.host, err, data[:end])
 			l.fail(c, idx, false)
 			return
 		}
@@ -1107,12 +1168,12 @@ func (l *loop) protocolError(c *conn, idx int32, why string) {
 		l.mu.Lock()
 		l.kindStats(c).ProtocolErrors++
 		l.mu.Unlock()
-		l.e.noteError("protocol error on %s connection %d: %s", Kinds[c.kind-1], c.id, why)
+		l.e.noteError("protocol error ("+Kinds[c.kind-1]+"): "+why, "protocol error on %s connection %d: %s", Kinds[c.kind-1], c.id, why)
 		l.hostileGone(c, idx, time.Now().UnixNano(), "", false)
 		return
 	}
 	l.protoErrs++
-	l.e.noteError("protocol error on connection %d: %s", c.id, why)
+	l.e.noteError("protocol error: "+why, "protocol error on connection %d: %s", c.id, why)
 	if c.churn {
 		l.fail(c, idx, true)
 		return
@@ -1317,12 +1378,12 @@ func (l *loop) scan(now int64) {
 		switch c.state {
 		case stConnecting, stTLS, stHandshake:
 			if now-c.t0 > handshakeTimeout {
-				l.e.noteError("connection %d: handshake timed out", c.id)
+				l.e.noteError("timed out "+stateName(c.state), "connection %d: timed out %s", c.id, stateName(c.state))
 				l.fail(c, int32(i), true)
 			}
 		case stClosing:
 			if now-c.t0 > closeTimeout {
-				l.e.noteError("churn: server did not close TCP after the close handshake")
+				l.e.noteError("churn: server did not close TCP after the close handshake", "churn: server did not close TCP after the close handshake")
 				l.fail(c, int32(i), true)
 			}
 		}

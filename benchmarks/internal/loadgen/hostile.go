@@ -288,7 +288,7 @@ func (l *loop) hostileHandshake(c *conn, idx int32, now int64) {
 	head, err := wsframe.ParseResponse(l.rb[:n], l.key(c))
 	if err != nil {
 		end := min(n, 80)
-		l.e.noteError("handshake from %s: %v: %q", l.e.host, err, l.rb[:end])
+		l.e.noteError("bad upgrade response ("+Kinds[c.kind-1]+"): "+err.Error(), "handshake from %s: %v: %q", l.e.host, err, l.rb[:end])
 		l.mu.Lock()
 		l.kindStats(c).ProtocolErrors++
 		l.mu.Unlock()

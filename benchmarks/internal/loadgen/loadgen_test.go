@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -474,5 +476,60 @@ func TestDropsWhileWaitingForTheWindow(t *testing.T) {
 	}
 	if res.Connected != 4 {
 		t.Fatalf("connected %d, want 4", res.Connected)
+	}
+	if n := res.ErrorKinds["dropped before the window: server sent close 1001"]; n != 2 {
+		t.Fatalf("error kinds %v, want 2 drops before the window for close 1001", res.ErrorKinds)
+	}
+}
+
+// Every error is counted by kind, not only the first few kept in full:
+// a run that loses thousands of connections says why each went.
+func TestErrorsCountedByKind(t *testing.T) {
+	const conns = 3 * maxErrors
+	addr := fakeServer(t, func(c net.Conn, _ *bufio.Reader, _ *http.Request, _ <-chan struct{}) {
+		c.Write([]byte("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"))
+	})
+	res, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: conns, Duration: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ConnectFailures != conns || len(res.Errors) != maxErrors {
+		t.Fatalf("%d failures, %d errors kept, want %d and %d", res.ConnectFailures, len(res.Errors), conns, maxErrors)
+	}
+	var total int64
+	for k, n := range res.ErrorKinds {
+		if !strings.HasPrefix(k, "bad upgrade response: ") {
+			t.Fatalf("error kind %q, want a bad upgrade response", k)
+		}
+		total += n
+	}
+	if total != conns {
+		t.Fatalf("error kinds %v count %d errors, want %d", res.ErrorKinds, total, conns)
+	}
+	merged, err := Merge(res, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top := merged.TopErrorKinds(1); len(top) != 1 || !strings.HasPrefix(top[0], fmt.Sprintf("%d× bad upgrade response", 2*conns)) {
+		t.Fatalf("merged top kinds %v, want %d bad upgrade responses", top, 2*conns)
+	}
+}
+
+// A connect phase that times out says why its connections did not come
+// up: the error carries the most frequent error kinds.
+func TestConnectTimeoutNamesErrorKinds(t *testing.T) {
+	var attempts atomic.Int32
+	addr := fakeServer(t, func(c net.Conn, _ *bufio.Reader, _ *http.Request, done <-chan struct{}) {
+		if attempts.Add(1) <= 2 {
+			c.Close() // the first attempts end before the upgrade response
+			return
+		}
+		<-done // the retries get no answer: the connect phase times out
+	})
+	_, err := Run(context.Background(), Config{Scenario: Ticker, Addr: addr, Path: "/ws", Conns: 2,
+		ConnectTimeout: time.Second, Duration: 10 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "connect phase timed out") ||
+		!strings.Contains(err.Error(), "closed waiting for the upgrade response: EOF") {
+		t.Fatalf("err = %v, want a connect timeout that names the closes", err)
 	}
 }

@@ -67,8 +67,37 @@ type Result struct {
 	// KindStats), over the whole run.
 	Kinds map[string]*KindStats `json:"kinds,omitempty"`
 
-	Hist   map[string]histo.Encoded `json:"hist"`
-	Errors []string                 `json:"errors,omitempty"`
+	Hist map[string]histo.Encoded `json:"hist"`
+	// Errors are the first errors in full (a few per process);
+	// ErrorKinds counts every error of the run by kind (what failed and
+	// how, without connection numbers), so that a run that loses
+	// thousands of connections says why each of them went.
+	Errors     []string         `json:"errors,omitempty"`
+	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
+}
+
+// TopErrorKinds returns up to n error kinds, the most frequent first, as
+// "count× kind".
+func (r *Result) TopErrorKinds(n int) []string {
+	type kc struct {
+		k string
+		c int64
+	}
+	var all []kc
+	for k, c := range r.ErrorKinds {
+		all = append(all, kc{k, c})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].c != all[j].c {
+			return all[i].c > all[j].c
+		}
+		return all[i].k < all[j].k
+	})
+	var out []string
+	for i := 0; i < len(all) && i < n; i++ {
+		out = append(out, fmt.Sprintf("%d× %s", all[i].c, all[i].k))
+	}
+	return out
 }
 
 // Seconds is the window length in seconds.
@@ -155,6 +184,12 @@ func Merge(rs ...*Result) (*Result, error) {
 				out.Kinds[k] = &KindStats{}
 			}
 			out.Kinds[k].Add(v)
+		}
+		for k, v := range r.ErrorKinds {
+			if out.ErrorKinds == nil {
+				out.ErrorKinds = map[string]int64{}
+			}
+			out.ErrorKinds[k] += v
 		}
 		for _, e := range r.Errors {
 			if len(out.Errors) < 20 {

@@ -226,7 +226,7 @@ func (l *loop) tlsFinished(now int64, traffic bool) {
 			continue // failed or timed out meanwhile
 		}
 		if r.err != nil {
-			l.e.noteError("tls handshake: %v", r.err)
+			l.e.noteError("TLS handshake failed: "+r.err.Error(), "connection %d: TLS handshake failed: %v", c.id, r.err)
 			l.fail(c, r.idx, true)
 			continue
 		}

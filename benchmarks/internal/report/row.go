@@ -55,6 +55,13 @@ type Row struct {
 	ProtocolErrors int64 `json:"protocol_errors"`
 	ConnectFails   int64 `json:"connect_failures"`
 
+	// ErrorKinds counts the load generators' errors by kind (what
+	// failed and how): why connections were lost, every one of them.
+	ErrorKinds map[string]int64 `json:"error_kinds,omitempty"`
+	// ServerStats is what herald's ticker says it closed and refused
+	// over the whole run (its /stats), herald's rows only.
+	ServerStats *ServerStats `json:"server_stats,omitempty"`
+
 	Note     string             `json:"note,omitempty"` // why the row has no numbers, or what went wrong
 	VsHerald map[string]float64 `json:"vs_herald,omitempty"`
 	// VsUWS is the same ratios to uWebSockets.js (TLS scenarios only:
@@ -172,4 +179,60 @@ func ReadJSON(r io.Reader) (*Run, error) {
 		}
 	}
 	return &run, nil
+}
+
+// ServerStats are the counters of herald's engine.Stats that say why a
+// connection was closed or refused, as its ticker's /stats reports them
+// ("server"), from the server's start to the end of the window.
+type ServerStats struct {
+	Accepted          uint64 `json:"Accepted"`
+	Upgraded          uint64 `json:"Upgraded"`
+	HandshakeTimeouts uint64 `json:"HandshakeTimeouts"`
+	PongTimeouts      uint64 `json:"PongTimeouts"`
+	WriteTimeouts     uint64 `json:"WriteTimeouts"`
+	IdleClosed        uint64 `json:"IdleClosed"`
+	ProtocolErrors    uint64 `json:"ProtocolErrors"`
+	SlowClosed        uint64 `json:"SlowClosed"`
+	BudgetShed        uint64 `json:"BudgetShed"`
+	TLSHandshakes     uint64 `json:"TLSHandshakes"`
+	TLSErrors         uint64 `json:"TLSErrors"`
+	TLSRefused        uint64 `json:"TLSRefused"`
+	Closes            struct {
+		ByCode      [16]uint64 `json:"ByCode"` // code 1000+i
+		Application uint64     `json:"Application"`
+	} `json:"Closes"`
+}
+
+// Lost lists the counters that say why connections ended or were
+// refused, the non-zero ones only ("" if none).
+func (s *ServerStats) Lost() string {
+	if s == nil {
+		return ""
+	}
+	var parts []string
+	for _, c := range []struct {
+		n    uint64
+		what string
+	}{
+		{s.HandshakeTimeouts, "handshake timeouts"}, {s.TLSErrors, "TLS errors"}, {s.TLSRefused, "TLS refused (MaxTLSHandshakes)"},
+		{s.PongTimeouts, "pong timeouts"}, {s.WriteTimeouts, "write timeouts"}, {s.IdleClosed, "idle closes"},
+		{s.ProtocolErrors, "protocol errors"}, {s.SlowClosed, "slow consumers closed"}, {s.BudgetShed, "shed for MaxOutboundTotal"},
+	} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
+		}
+	}
+	var codes []string
+	for i, n := range s.Closes.ByCode {
+		if n > 0 {
+			codes = append(codes, fmt.Sprintf("%d: %d", 1000+i, n))
+		}
+	}
+	if s.Closes.Application > 0 {
+		codes = append(codes, fmt.Sprintf("other: %d", s.Closes.Application))
+	}
+	if len(codes) > 0 {
+		parts = append(parts, "closes by code "+strings.Join(codes, ", "))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -316,6 +316,12 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 	if sc.Kind != "hold" {
 		row.ServerRSSBytes = s1.RSSBytes
 	}
+	var stats *report.ServerStats
+	if im.Name == "herald" && sc.Mode == "ticker" {
+		if stats, err = r.serverStats(ctx, srv.addr, sc); err != nil {
+			r.Progress.Log("%s %s: the server's /stats: %v", im.Name, sc.Name, err)
+		}
+	}
 	var results []*loadgen.Result
 	for _, l := range lgs {
 		select {
@@ -336,7 +342,14 @@ func (r *Runner) measure(ctx context.Context, im *Impl, sc Scenario, row *report
 	if err != nil {
 		return err
 	}
-	return fill(row, sc, res, s1.CPUNS-s0.CPUNS, sc.Duration)
+	if err := fill(row, sc, res, s1.CPUNS-s0.CPUNS, sc.Duration); err != nil {
+		return err
+	}
+	row.ServerStats = stats
+	if lost := stats.Lost(); lost != "" && (res.Dropped > 0 || res.ConnectFailures > 0 || res.Connected < sc.Conns) {
+		row.Note = strings.TrimPrefix(row.Note+"; the server counted "+lost, "; ")
+	}
+	return nil
 }
 
 // fill computes a row from the merged loadgen result and the server's CPU
@@ -396,12 +409,16 @@ func fill(row *report.Row, sc Scenario, res *loadgen.Result, serverCPU int64, wi
 			row.Note = strings.TrimPrefix(row.Note+fmt.Sprintf("; %d churn cycles failed", res.ChurnFailures), "; ")
 		}
 	}
+	row.ErrorKinds = res.ErrorKinds
 	if res.Dropped > 0 || res.ProtocolErrors > 0 {
 		msg := fmt.Sprintf("%d dropped, %d protocol errors", res.Dropped, res.ProtocolErrors)
 		if len(res.Errors) > 0 {
 			msg += " (" + res.Errors[0] + ")"
 		}
 		row.Note = strings.TrimPrefix(row.Note+"; "+msg, "; ")
+	}
+	if top := res.TopErrorKinds(4); len(top) > 0 && (res.Dropped > 0 || res.ConnectFailures > 0 || res.ProtocolErrors > 0) {
+		row.Note += "; the load generator's errors: " + strings.Join(top, ", ")
 	}
 	return nil
 }
