@@ -77,11 +77,15 @@ func runCmd(args []string) error {
 	src := fs.String("src", "127.0.0.2-127.0.0.9", "loadgen source addresses")
 	pinCPUs := fs.Bool("pin", true, "pin servers and load generators to separate CPUs (taskset)")
 	readme := fs.Bool("readme", true, "update the results table in benchmarks/README.md (only when writing results/latest, results/deflate or results/tls)")
+	from := fs.String("from", "", "update the README's table from this results.json (results/latest, results/deflate or results/tls) instead of running")
 	_ = fs.Parse(args)
 
 	lay, err := runner.FindLayout()
 	if err != nil {
 		return err
+	}
+	if *from != "" {
+		return readmeFrom(lay, *from)
 	}
 	scs, err := pickScenarios(*quick, *scFlag)
 	if err != nil {
@@ -182,13 +186,47 @@ func runCmd(args []string) error {
 		return err
 	}
 	prog.Log("wrote %s (results.json, report.md, plots/)", *out)
-	if *readme && (*out == filepath.Join(lay.Bench, "results", "latest") || *out == filepath.Join(lay.Bench, "results", "deflate") ||
-		*out == filepath.Join(lay.Bench, "results", "tls")) {
-		if err := updateReadme(filepath.Join(lay.Bench, "README.md"), run, filepath.Base(*out)); err != nil {
+	if dir, ok := readmeDir(lay, *out); *readme && ok {
+		if err := updateReadme(filepath.Join(lay.Bench, "README.md"), run, dir); err != nil {
 			prog.Log("README not updated: %v", err)
 		}
 	}
 	return nil
+}
+
+// readmeDir returns which of the README's tables the results written to
+// out feed ("latest", "deflate" or "tls"), however out is spelt
+// (relative to the working directory or absolute), and false for any
+// other directory.
+func readmeDir(lay runner.Layout, out string) (string, bool) {
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return "", false
+	}
+	for _, dir := range []string{"latest", "deflate", "tls"} {
+		if abs == filepath.Join(lay.Bench, "results", dir) {
+			return dir, true
+		}
+	}
+	return "", false
+}
+
+// readmeFrom updates the README's table from a saved results.json.
+func readmeFrom(lay runner.Layout, path string) error {
+	dir, ok := readmeDir(lay, filepath.Dir(path))
+	if !ok {
+		return fmt.Errorf("%s is not in results/latest, results/deflate or results/tls", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	run, err := report.ReadJSON(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return updateReadme(filepath.Join(lay.Bench, "README.md"), run, dir)
 }
 
 // pickScenarios returns the scenarios named in list (comma-separated; ""
