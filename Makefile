@@ -39,9 +39,10 @@ fmt:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Every package of the root module, tests/conformance included, then the
-# nats, prom and notify example modules'. The conformance cases above 4 MiB
-# run without the race detector, which would make them 40% of the suite's
-# CPU for no concurrency the smaller cases lack (tests/conformance/large_test.go).
+# nats, prom and notify example modules'. The conformance suite's bulk
+# cases (large and compressed messages, bombs) run without the race
+# detector, which would make them most of the suite's CPU for no
+# concurrency the smaller cases lack (tests/conformance/large_test.go).
 unit:
 	$(GO) test -race -count=1 $(PKGS)
 	$(GO) test -count=1 ./tests/conformance -args -large-only
