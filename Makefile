@@ -2,8 +2,11 @@
 GO        ?= go
 # A count, not a duration: Go 1.26's fuzz coordinator can report a spurious
 # "context deadline exceeded" when a wall-clock -fuzztime ends mid-run
-# (golang/go#75804); a count has no deadline to race. ~10 s each on 2 cores.
-FUZZTIME  ?= 200000x
+# (golang/go#75804); a count has no deadline to race. ~5 s each on 2 cores
+# (FuzzInflate, whose inputs may inflate to its 64 KiB limit, some more):
+# enough to meet again, in seconds, what a change breaks in a parser. The
+# seed corpora run in every unit run too. FUZZTIME=1000000x for a longer look.
+FUZZTIME  ?= 100000x
 # FuzzTLSFeed drives a real server through sockets and handshakes, some
 # hundreds of inputs a second: fewer of them.
 TLSFUZZTIME ?= 5000x
