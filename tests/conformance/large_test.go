@@ -5,25 +5,28 @@ import (
 	"testing"
 )
 
-// The cases above 4 MiB (the 16 and 64 MiB messages of categories 9 and D)
-// are about sizes, not concurrency: the smaller cases run the same code
-// paths between the same goroutines. Under the race detector, which
-// instruments every byte copied, they cost some 40% of the suite's CPU, so
-// a race build skips them and make's unit target runs them once more
-// without it, alone:
+// The bulk cases are about sizes, not concurrency: the messages above
+// 1 MiB and most of the 4 MiB ones of category 9, the 1 MiB ones written
+// in small chunks, the compressed messages of 32 KiB and more of
+// categories 12 and 13 and the bombs of D.4 that inflate to the limit.
+// Smaller cases run the same code paths between the same goroutines.
+// Under the race detector, which instruments every byte copied, compressed
+// or inflated, the bulk cases cost most of the suite's CPU, so a race
+// build skips them and make's unit target runs them once more without it,
+// alone:
 //
 //	go test ./tests/conformance -args -large-only
-var largeOnly = flag.Bool("large-only", false, "run only the cases above 4 MiB")
+var largeOnly = flag.Bool("large-only", false, "run only the bulk cases (sizes, not concurrency)")
 
 // skipBySize skips tc when this run does not cover its size.
 func skipBySize(t *testing.T, tc wsCase) {
 	t.Helper()
 	switch {
-	case tc.slow && testing.Short():
-		t.Skip("above 4 MiB: skipped in -short mode")
-	case tc.slow && raceEnabled && !*largeOnly:
-		t.Skip("above 4 MiB: run without the race detector (go test ./tests/conformance -args -large-only)")
-	case !tc.slow && *largeOnly:
-		t.Skip("-large-only: 4 MiB or less")
+	case tc.bulk && testing.Short():
+		t.Skip("bulk: skipped in -short mode")
+	case tc.bulk && raceEnabled && !*largeOnly:
+		t.Skip("bulk: run without the race detector (go test ./tests/conformance -args -large-only)")
+	case !tc.bulk && *largeOnly:
+		t.Skip("-large-only: not a bulk case")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,13 +24,9 @@ func TestEndToEndAgainstHeraldEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lay.Bin = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	lg, impls, err := Build(ctx, lay, []string{"herald"}, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lg, impls := builtOnce(t, lay, "herald")
 	r := &Runner{Loadgen: lg, LogDir: t.TempDir(), Src: "127.0.0.2-127.0.0.3"}
 	hold := Scenario{Name: "hold", Kind: "hold", Mode: "echo", Conns: 400, Procs: 2, Duration: 300 * time.Millisecond, Settle: 300 * time.Millisecond}
 	echo := Scenario{Name: "echo", Kind: "echo", Mode: "echo", Conns: 8, Procs: 2, Duration: time.Second, Warmup: 200 * time.Millisecond, Size: 64, Inflight: 2}
@@ -66,6 +63,56 @@ func TestEndToEndAgainstHeraldEcho(t *testing.T) {
 			t.Errorf("missing %s", f)
 		}
 	}
+}
+
+// built are the loadgen and the servers the end-to-end tests run, built
+// once for all of them into a directory TestMain removes.
+var built struct {
+	once    sync.Once
+	dir     string
+	loadgen string
+	impls   map[string]*Impl
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// builtOnce returns the loadgen and the servers named (of herald and gws),
+// built on first use.
+func builtOnce(t *testing.T, lay Layout, names ...string) (string, []*Impl) {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "runner-bins-"); built.err != nil {
+			return
+		}
+		lay.Bin = built.dir
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		var impls []*Impl
+		built.loadgen, impls, built.err = Build(ctx, lay, []string{"herald", "gws"}, t.Logf)
+		built.impls = map[string]*Impl{}
+		for _, im := range impls {
+			built.impls[im.Name] = im
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	var impls []*Impl
+	for _, name := range names {
+		im := built.impls[name]
+		if im == nil {
+			t.Fatalf("%s is not among the servers built for the tests", name)
+		}
+		impls = append(impls, im)
+	}
+	return built.loadgen, impls
 }
 
 func TestScenarioSets(t *testing.T) {

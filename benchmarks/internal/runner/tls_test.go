@@ -25,13 +25,9 @@ func TestTLSEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lay.Bin = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	lg, impls, err := Build(ctx, lay, []string{"herald", "gws"}, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lg, impls := builtOnce(t, lay, "herald", "gws")
 	files, err := MakeTLSFiles(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

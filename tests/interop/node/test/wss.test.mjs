@@ -84,7 +84,9 @@ for (const deflate of [false, true]) {
       assert.equal(ws.answer, deflateAnswer);
       await server.sawDeflate();
     }
-    const sizes = deflate ? echoSizes.filter((n) => n <= 1 << 20) : echoSizes;
+    // Up to 1 MiB (64 records and more): the 16 MiB echo over TLS is the
+    // Go clients' (wss_test.go), and ws.test.mjs's over plain ws://.
+    const sizes = echoSizes.filter((n) => n <= 1 << 20);
     for (const binary of [false, true]) {
       for (const n of sizes) {
         const want = binary ? binaryPayload(n, 23) : textPayload(n, 23);
