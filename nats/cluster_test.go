@@ -80,7 +80,12 @@ func startNode(t testing.TB, url string, opts Options) *node {
 		t.Fatal(err)
 	}
 	n := &node{bus: bus}
-	if n.srv, err = engine.New(engine.Config{Addr: "127.0.0.1:0", Loops: 2, Logger: quiet}, n); err != nil {
+	// No keepalive: the test clients read only when a test expects a
+	// message, so they answer no ping, and on a busy machine a test can
+	// outlast PingInterval + PongTimeout (45 s) and lose its clients to a
+	// pong timeout (TestSlowConsumerCounted did: "read: EOF" after 45 s).
+	cfg := engine.Config{Addr: "127.0.0.1:0", Loops: 2, Logger: quiet, PingInterval: -1}
+	if n.srv, err = engine.New(cfg, n); err != nil {
 		t.Fatal(err)
 	}
 	if n.hub, err = broadcast.New(n.srv, broadcast.Options{Bus: bus}); err != nil {
