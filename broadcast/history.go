@@ -597,7 +597,7 @@ func (h *Hub) SubscribeThen(c *engine.Conn, topic string, limit int, then func(o
 	return h.onLoop(lc, func() {
 		sh := h.shardFor(lc.Loop())
 		if limit > 0 {
-			if m := sh.members[lc]; m != nil && len(m.subs) >= limit && !m.in(topic) {
+			if m := sh.members[lc.ID()]; m != nil && len(m.subs) >= limit && !m.in(topic) {
 				then(false)
 				return
 			}

@@ -38,6 +38,9 @@ func (c *linkConn) IsOpen() bool { return c.state == stateOpen }
 // limited the server's window gets broadcasts uncompressed.
 func (c *linkConn) Deflate() bool { return c.deflate == deflateFull }
 
+// ID is the connection's id.
+func (c *linkConn) ID() uint64 { return c.id }
+
 // Buffered returns the bytes queued for the peer that it has not read.
 func (c *linkConn) Buffered() int {
 	if c.state == stateClosed {

@@ -40,6 +40,10 @@ type Loop interface {
 // Conn is the loop side of one WebSocket connection. Every method but Loop
 // must be called on the connection's loop.
 type Conn interface {
+	// ID is the connection's id, unique on its server: extensions key
+	// their per-connection state by it (a map keyed by an interface value
+	// costs 8 bytes more per entry).
+	ID() uint64
 	// Loop returns the loop that serves the connection for its whole life.
 	Loop() Loop
 	// IsOpen reports whether the connection is upgraded and not closing.
