@@ -6,42 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/heraldws/herald/benchmarks/internal/report"
 )
 
 // closeCounts are the reasons a herald server closes an upgraded
 // connection on its own, from the ticker's /stats ("server").
-type closeCounts struct {
-	PongTimeouts   uint64 `json:"PongTimeouts"`
-	WriteTimeouts  uint64 `json:"WriteTimeouts"`
-	IdleClosed     uint64 `json:"IdleClosed"`
-	ProtocolErrors uint64 `json:"ProtocolErrors"`
-	SlowClosed     uint64 `json:"SlowClosed"`
-	BudgetShed     uint64 `json:"BudgetShed"`
-}
-
-// minus is c less what o counted before.
-func (c closeCounts) minus(o closeCounts) closeCounts {
-	return closeCounts{
-		PongTimeouts: c.PongTimeouts - o.PongTimeouts, WriteTimeouts: c.WriteTimeouts - o.WriteTimeouts,
-		IdleClosed: c.IdleClosed - o.IdleClosed, ProtocolErrors: c.ProtocolErrors - o.ProtocolErrors,
-		SlowClosed: c.SlowClosed - o.SlowClosed, BudgetShed: c.BudgetShed - o.BudgetShed,
-	}
-}
-
-// String lists the counts.
-func (c closeCounts) String() string {
-	return fmt.Sprintf("%d by keepalive (pong timeout), %d by WriteTimeout, %d by IdleTimeout, %d for protocol errors, %d for MaxOutboundBytes, %d for MaxOutboundTotal",
-		c.PongTimeouts, c.WriteTimeouts, c.IdleClosed, c.ProtocolErrors, c.SlowClosed, c.BudgetShed)
-}
-
-func (c *closeCounts) add(o closeCounts) {
-	c.PongTimeouts += o.PongTimeouts
-	c.WriteTimeouts += o.WriteTimeouts
-	c.IdleClosed += o.IdleClosed
-	c.ProtocolErrors += o.ProtocolErrors
-	c.SlowClosed += o.SlowClosed
-	c.BudgetShed += o.BudgetShed
-}
+type closeCounts = report.CloseCounts
 
 // serverCloses sums every server's closes. The servers share one port, so
 // each request over a new connection reaches one of them, picked by the
@@ -73,7 +44,7 @@ func (r *run) serverCloses(ctx context.Context) (sum closeCounts, heard int, err
 			continue
 		}
 		seen[st.PID] = true
-		sum.add(st.Server)
+		sum.Add(st.Server)
 	}
 	return sum, len(seen), nil
 }

@@ -1008,7 +1008,7 @@ func (r *run) tick(ctx context.Context) error {
 	// What the servers closed by now, less what they had closed before
 	// the ticks.
 	if closes, heard, err := r.serverCloses(ctx); err == nil && heard == r.fl.Hold.ServersHeard {
-		tp.ServerCloses = closes.minus(r.fl.Hold.ServerCloses)
+		tp.ServerCloses = closes.Minus(r.fl.Hold.ServerCloses)
 		tp.ServersHeard = heard
 	}
 	if tp.Ticks > 0 {

@@ -188,19 +188,50 @@ type ServerStats struct {
 	Accepted          uint64 `json:"Accepted"`
 	Upgraded          uint64 `json:"Upgraded"`
 	HandshakeTimeouts uint64 `json:"HandshakeTimeouts"`
-	PongTimeouts      uint64 `json:"PongTimeouts"`
-	WriteTimeouts     uint64 `json:"WriteTimeouts"`
-	IdleClosed        uint64 `json:"IdleClosed"`
-	ProtocolErrors    uint64 `json:"ProtocolErrors"`
-	SlowClosed        uint64 `json:"SlowClosed"`
-	BudgetShed        uint64 `json:"BudgetShed"`
-	TLSHandshakes     uint64 `json:"TLSHandshakes"`
-	TLSErrors         uint64 `json:"TLSErrors"`
-	TLSRefused        uint64 `json:"TLSRefused"`
-	Closes            struct {
+	CloseCounts
+	TLSHandshakes uint64 `json:"TLSHandshakes"`
+	TLSErrors     uint64 `json:"TLSErrors"`
+	TLSRefused    uint64 `json:"TLSRefused"`
+	Closes        struct {
 		ByCode      [16]uint64 `json:"ByCode"` // code 1000+i
 		Application uint64     `json:"Application"`
 	} `json:"Closes"`
+}
+
+// CloseCounts are the reasons a herald server closes an upgraded
+// connection on its own, as engine.Stats names them (in /stats, "server").
+type CloseCounts struct {
+	PongTimeouts   uint64 `json:"PongTimeouts"`
+	WriteTimeouts  uint64 `json:"WriteTimeouts"`
+	IdleClosed     uint64 `json:"IdleClosed"`
+	ProtocolErrors uint64 `json:"ProtocolErrors"`
+	SlowClosed     uint64 `json:"SlowClosed"`
+	BudgetShed     uint64 `json:"BudgetShed"`
+}
+
+// Minus is c less what o counted before.
+func (c CloseCounts) Minus(o CloseCounts) CloseCounts {
+	return CloseCounts{
+		PongTimeouts: c.PongTimeouts - o.PongTimeouts, WriteTimeouts: c.WriteTimeouts - o.WriteTimeouts,
+		IdleClosed: c.IdleClosed - o.IdleClosed, ProtocolErrors: c.ProtocolErrors - o.ProtocolErrors,
+		SlowClosed: c.SlowClosed - o.SlowClosed, BudgetShed: c.BudgetShed - o.BudgetShed,
+	}
+}
+
+// Add adds o's counts to c's.
+func (c *CloseCounts) Add(o CloseCounts) {
+	c.PongTimeouts += o.PongTimeouts
+	c.WriteTimeouts += o.WriteTimeouts
+	c.IdleClosed += o.IdleClosed
+	c.ProtocolErrors += o.ProtocolErrors
+	c.SlowClosed += o.SlowClosed
+	c.BudgetShed += o.BudgetShed
+}
+
+// String lists the counts.
+func (c CloseCounts) String() string {
+	return fmt.Sprintf("%d by keepalive (pong timeout), %d by WriteTimeout, %d by IdleTimeout, %d for protocol errors, %d for MaxOutboundBytes, %d for MaxOutboundTotal",
+		c.PongTimeouts, c.WriteTimeouts, c.IdleClosed, c.ProtocolErrors, c.SlowClosed, c.BudgetShed)
 }
 
 // Lost lists the counters that say why connections ended or were
